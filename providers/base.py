@@ -1,0 +1,75 @@
+"""The one small interface every provider implements, and the values that cross it.
+
+An adapter receives an :class:`EditJob` whose images are already validated, oriented and stripped of
+metadata, and returns a :class:`ProviderResult`; it never sees HTTP requests or storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+
+import numpy as np
+
+from policies.capabilities import Capabilities
+
+T = TypeVar("T")
+RunBlocking = Callable[[Callable[[], T]], Awaitable[T]]
+"""Runs CPU-bound image work off the event loop; injected so providers share the gateway's pool."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImageBlob:
+    """Encoded bytes ready to send, with the pixels intake already decoded (RGB or RGBA, uint8)."""
+
+    data: bytes
+    mime: str
+    width: int
+    height: int
+    pixels: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class EditJob:
+    prompt: str
+    model: str
+    source: ImageBlob
+    mode: Literal["inpaint", "variation", "outpaint"] = "inpaint"
+    mask: ImageBlob | None = None
+    """Alpha convention: alpha 0 = edit. ``pixels`` holds the boolean edit region (True = edit)."""
+    references: tuple[ImageBlob, ...] = ()
+    out_w: int = 1024
+    out_h: int = 1024
+    quality: Literal["draft", "final"] = "final"
+    output_format: Literal["png", "jpeg", "webp"] = "png"
+    background: Literal["opaque", "auto", "transparent"] = "auto"
+    n: int = 1
+    previous_response_id: str | None = None
+    timeout_s: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class ResultImage:
+    data: bytes
+    mime: str
+    pixels: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(slots=True)
+class ProviderResult:
+    images: list[ResultImage]
+    usage: dict[str, int] = field(default_factory=dict)
+    request_id: str | None = None
+    chain_state: str | None = None
+    revised_prompt: str | None = None
+    emulated: bool = False
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Provider(Protocol):
+    name: str
+    capabilities: Capabilities
+
+    async def edit(self, job: EditJob) -> ProviderResult: ...

@@ -1,0 +1,54 @@
+"""The error families every adapter maps its SDK's exceptions into, in one ``_map_error`` each.
+
+    ProviderError
+    ├── RateLimited(retry_after)   429: back off, then retry or fall back
+    ├── Unavailable                5xx, timeout, connection: retry or fall back
+    ├── Rejected                   safety/moderation: stop, tell the caller (no fallback by default)
+    ├── InvalidForProvider         this provider can't take this request: next capable candidate
+    └── AuthError                  bad or missing credentials: provider marked unhealthy
+
+The executor decides what to do from the family alone; the provider's own message and request id are
+kept so the caller sees what the provider said.
+"""
+
+from __future__ import annotations
+
+
+class ProviderError(Exception):
+    retryable: bool = False
+    code: str = "provider_error"
+
+    def __init__(
+        self, message: str, *, provider: str = "", request_id: str | None = None, status: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.request_id = request_id
+        self.status = status
+
+
+class RateLimited(ProviderError):
+    retryable = True
+    code = "provider_rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class Unavailable(ProviderError):
+    retryable = True
+    code = "provider_unavailable"
+
+
+class Rejected(ProviderError):
+    code = "provider_rejected"
+
+
+class InvalidForProvider(ProviderError):
+    code = "invalid_for_provider"
+
+
+class AuthError(ProviderError):
+    code = "provider_auth_failed"

@@ -1,0 +1,1 @@
+"""editgate: one HTTP API in front of many AI image-edit providers."""

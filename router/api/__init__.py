@@ -1,0 +1,1 @@
+"""HTTP controllers: thin; parse, call the service, return a schema."""

@@ -1,0 +1,34 @@
+"""Health, readiness and the chip list."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from litestar import Request, Response, get
+
+from router.chips import CHIP_SENTENCES
+from router.service import Gateway
+
+
+@get("/healthz", summary="Liveness", tags=["meta"])
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/readyz", summary="Readiness", tags=["meta"])
+async def readyz(request: Request) -> Response[dict[str, Any]]:
+    gw: Gateway = request.app.state.gateway
+    data_dir = gw.settings.data_dir
+    checks = {
+        "data_dir_writable": os.access(data_dir, os.W_OK),
+        "policy_loaded": bool(gw.policy.rules is not None and gw.policy.default_route),
+        "providers": sorted(gw.providers),
+    }
+    ok = checks["data_dir_writable"] and checks["policy_loaded"] and bool(gw.providers)
+    return Response({"status": "ok" if ok else "not_ready", **checks}, status_code=200 if ok else 503)
+
+
+@get("/v1/chips", summary="Protection chips and their invariant sentences", tags=["edits"])
+async def chips() -> dict[str, str]:
+    return CHIP_SENTENCES

@@ -1,0 +1,77 @@
+"""The app, assembled in one place: settings -> gateway parts -> Litestar with routes and handlers."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import structlog
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+
+from policies import Policy
+from policies.model import parse_policy
+from providers.base import Provider
+from providers.local import LocalProvider
+from router.api.edits import create_edit, get_edit
+from router.api.files import get_file
+from router.api.meta import chips, healthz, readyz
+from router.blobs import DiskBlobStore
+from router.errors import EXCEPTION_HANDLERS
+from router.logging import request_id_middleware
+from router.records import EditRecords
+from router.service import Gateway
+from router.settings import Settings
+from router.workers import ImageWorkers
+
+log = structlog.get_logger("editgate.app")
+
+
+def load_policy_file(settings: Settings) -> Policy:
+    if settings.policy_file:
+        return parse_policy(settings.policy_file.read_text())
+    return parse_policy(resources.files("policies").joinpath("default.yaml").read_text())
+
+
+def build_gateway(settings: Settings) -> Gateway:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    workers = ImageWorkers(settings.image_workers)
+    providers: dict[str, Provider] = {"local": LocalProvider(workers.run)}
+    return Gateway(
+        settings=settings,
+        policy=load_policy_file(settings),
+        providers=providers,
+        blobs=DiskBlobStore(settings.data_dir / "blobs"),
+        records=EditRecords(settings.data_dir / "edits"),
+        workers=workers,
+        forced_provider=settings.image_edit_provider,
+    )
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings()
+    gateway = build_gateway(settings)
+    log.info(
+        "gateway_ready",
+        data_dir=str(settings.data_dir.resolve()),
+        providers=sorted(gateway.providers),
+        policy_version=gateway.policy.version,
+        forced_provider=settings.image_edit_provider,
+    )
+    return Litestar(
+        route_handlers=[create_edit, get_edit, get_file, healthz, readyz, chips],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        middleware=[request_id_middleware],
+        request_max_body_size=settings.limits.max_request_bytes,
+        openapi_config=OpenAPIConfig(
+            title="editgate",
+            version="0.1.0",
+            description="One HTTP API in front of many AI image-edit providers.",
+            path="/docs",
+            render_plugins=[SwaggerRenderPlugin(path="/")],
+        ),
+        state=State({"gateway": gateway}),
+        logging_config=None,
+        debug=False,
+    )

@@ -1,0 +1,54 @@
+"""Content-addressed blob storage: rows and responses hold sha256 hashes, never bytes.
+
+The local-disk store is the embedded default; a shared object store implements the same three
+methods for scale-out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+class BlobStore(Protocol):
+    def put(self, data: bytes) -> str: ...
+    def path(self, sha256: str) -> Path | None: ...
+    def delete(self, sha256: str) -> None: ...
+
+
+class DiskBlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _where(self, sha: str) -> Path:
+        return self.root / sha[:2] / sha[2:4] / sha
+
+    def put(self, data: bytes) -> str:
+        """Write once (atomically); an identical blob is stored only once."""
+        sha = hashlib.sha256(data).hexdigest()
+        target = self._where(sha)
+        if target.exists():
+            return sha
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        Path(tmp).replace(target)
+        return sha
+
+    def path(self, sha256: str) -> Path | None:
+        if not _SHA.match(sha256):
+            return None
+        target = self._where(sha256)
+        return target if target.is_file() else None
+
+    def delete(self, sha256: str) -> None:
+        if _SHA.match(sha256):
+            self._where(sha256).unlink(missing_ok=True)

@@ -1,0 +1,145 @@
+"""``editgate``: run the service, or send an edit to a running one."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+from router.settings import Settings
+
+
+@click.group()
+def main() -> None:
+    """editgate: one HTTP API in front of many AI image-edit providers."""
+
+
+@main.command()
+@click.option("--host", envvar="EDITGATE_HOST", default=None, help="Bind address [127.0.0.1].")
+@click.option("--port", envvar="EDITGATE_PORT", type=int, default=None, help="Port [8080].")
+@click.option("--data-dir", envvar="EDITGATE_DATA_DIR", type=click.Path(path_type=Path), default=None)
+def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
+    """Serve the API with embedded defaults (local disk, local provider); no configuration needed."""
+    import uvicorn
+
+    from router.app import create_app
+    from router.logging import configure_logging
+
+    overrides: dict[str, Any] = {
+        k: v for k, v in {"host": host, "port": port, "data_dir": data_dir}.items() if v is not None
+    }
+    settings = Settings(**overrides)
+    configure_logging(settings.log_level)
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+class _Spinner:
+    """Elapsed time on stderr while a long provider call runs, so a minute-long edit is visibly alive."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+
+    def _spin(self) -> None:
+        start = time.monotonic()
+        for frame in itertools.cycle("|/-\\"):
+            if self._stop.wait(0.2):
+                break
+            if sys.stderr.isatty():
+                sys.stderr.write(f"\r{frame} {self.label} {time.monotonic() - start:5.1f}s")
+                sys.stderr.flush()
+        if sys.stderr.isatty():
+            sys.stderr.write("\r" + " " * (len(self.label) + 12) + "\r")
+
+    def __enter__(self) -> _Spinner:
+        click.echo(f"{self.label}...", err=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@main.command()
+@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--prompt", required=True, help="What to change.")
+@click.option("--mask", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Mask image.")
+@click.option("--reference", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--protect", default="", help="Comma-separated chips, e.g. face,label.")
+@click.option("--mode", type=click.Choice(["inpaint", "variation", "outpaint"]), default="inpaint")
+@click.option("--aspect", default=None, help="Outpaint target aspect, e.g. 9:16.")
+@click.option("--size", default=None, help="WxH, auto or keep.")
+@click.option("--format", "output_format", type=click.Choice(["png", "jpeg", "webp"]), default=None)
+@click.option("--provider", default=None, help="Ask for one provider.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the result.")
+@click.option("--server", envvar="EDITGATE_URL", default="http://127.0.0.1:8080", show_default=True)
+@click.option("--api-key", envvar="EDITGATE_API_KEY", default=None)
+@click.option("--timeout", type=float, default=900.0, show_default=True, help="Seconds to wait.")
+def edit(
+    image: Path,
+    prompt: str,
+    mask: Path | None,
+    reference: tuple[Path, ...],
+    protect: str,
+    mode: str,
+    aspect: str | None,
+    size: str | None,
+    output_format: str | None,
+    provider: str | None,
+    out: Path | None,
+    server: str,
+    api_key: str | None,
+    timeout: float,
+) -> None:
+    """Send IMAGE (with --mask) to a running editgate and save the result."""
+    fields = {
+        "prompt": prompt,
+        "mode": mode,
+        "protect": protect,
+        "aspect": aspect,
+        "size": size,
+        "output_format": output_format,
+        "provider": provider,
+    }
+    data = {k: v for k, v in fields.items() if v}
+    files: list[tuple[str, tuple[str, bytes]]] = [("image", (image.name, image.read_bytes()))]
+    if mask:
+        files.append(("mask", (mask.name, mask.read_bytes())))
+    files += [("reference", (r.name, r.read_bytes())) for r in reference]
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    with httpx.Client(base_url=server, timeout=httpx.Timeout(timeout, connect=10.0)) as client:
+        try:
+            with _Spinner(f"editing {image.name}"):
+                resp = client.post("/v1/edits", data=data, files=files, headers=headers)
+        except httpx.HTTPError as exc:
+            raise click.ClickException(f"could not reach {server}: {exc}") from exc
+        body = resp.json()
+        if resp.status_code != 200:
+            err = body.get("error", {})
+            raise click.ClickException(f"{resp.status_code} {err.get('code')}: {err.get('message')}")
+        result = body["images"][0]
+        target = out or image.with_name(f"{image.stem}.edited.{result['format']}")
+        target.write_bytes(client.get(result["url"], headers=headers).content)
+    summary = {
+        "out": str(target),
+        "provider": body["provider"],
+        "rule": body["route"]["rule"],
+        "size": f"{result['width']}x{result['height']}",
+        "latency_ms": body["latency_ms"]["total"],
+        "emulated": body["emulated"],
+    }
+    click.echo(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""One error shape for every failure: ``{"error": {"code", "message", "param"}}``.
+
+Intake, routing and execution raise :class:`ApiError`; the handlers here turn it, Litestar's own
+exceptions and anything unexpected into that shape, so a caller never has to parse two formats.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+log = structlog.get_logger("editgate.errors")
+
+
+class ApiError(Exception):
+    """A failure the caller can act on; ``code`` is stable, ``message`` says what to fix."""
+
+    def __init__(self, status: int, code: str, message: str, param: str | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.param = param
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "param": self.param, **self.extra}}
+
+
+def error_response(exc: ApiError) -> Response[dict[str, Any]]:
+    return Response(exc.body(), status_code=exc.status)
+
+
+def _api_error_handler(_: Request, exc: ApiError) -> Response[dict[str, Any]]:
+    return error_response(exc)
+
+
+_LITESTAR_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def _http_exception_handler(_: Request, exc: HTTPException) -> Response[dict[str, Any]]:
+    status = exc.status_code
+    code = _LITESTAR_CODES.get(status, "http_error")
+    message = exc.detail
+    if status == 413:
+        message = "The request body is larger than this service accepts (see limits in the README)."
+    elif isinstance(exc, NotFoundException):
+        message = "No such resource."
+    elif isinstance(exc, ValidationException) and exc.extra:
+        message = f"{exc.detail}: {exc.extra}"
+    return error_response(ApiError(status, code, str(message)))
+
+
+def _unexpected_handler(request: Request, exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("unhandled_error", path=request.url.path, error_type=type(exc).__name__)
+    return error_response(
+        ApiError(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "An unexpected error occurred.")
+    )
+
+
+EXCEPTION_HANDLERS = {
+    ApiError: _api_error_handler,
+    HTTPException: _http_exception_handler,
+    Exception: _unexpected_handler,
+}

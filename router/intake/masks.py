@@ -1,0 +1,85 @@
+"""Masks in either convention become one: a boolean edit region plus an alpha-convention PNG.
+
+Conventions: ``alpha`` (alpha 0 = edit, what OpenAI takes natively) and ``black_white`` (white =
+edit, what most editors export). ``auto`` picks alpha when the mask has any transparency.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from providers.base import ImageBlob
+from providers.imaging import encode
+from router.errors import ApiError
+
+Convention = Literal["auto", "alpha", "black_white"]
+
+
+@dataclass(slots=True)
+class Mask:
+    blob: ImageBlob
+    """Alpha-convention PNG (LA: alpha 0 = edit); ``blob.pixels`` is the boolean edit region."""
+    convention: Literal["alpha", "black_white"]
+    coverage: float
+
+
+def alpha_mask_png(edit: np.ndarray) -> bytes:
+    """Encode a boolean edit region as the alpha-convention mask providers expect."""
+    la = np.zeros((*edit.shape, 2), dtype=np.uint8)
+    la[..., 1] = np.where(edit, 0, 255)
+    return encode(la, "png")
+
+
+def edit_region(
+    pixels: np.ndarray, convention: Convention
+) -> tuple[np.ndarray, Literal["alpha", "black_white"]]:
+    """Boolean HxW edit region from decoded RGB/RGBA mask pixels."""
+    has_alpha = pixels.ndim == 3 and pixels.shape[2] == 4
+    if convention == "auto":
+        convention = "alpha" if has_alpha and int(pixels[..., 3].min()) < 255 else "black_white"
+    if convention == "alpha":
+        if not has_alpha:
+            raise ApiError(
+                422,
+                "mask_has_no_alpha",
+                "mask_convention is 'alpha' but the mask has no alpha channel; send an RGBA PNG with "
+                "alpha 0 where the edit goes, or use mask_convention=black_white.",
+                "mask",
+            )
+        return pixels[..., 3] < 128, "alpha"
+    rgb = pixels[..., :3].astype(np.uint32)
+    luminance = (rgb[..., 0] * 299 + rgb[..., 1] * 587 + rgb[..., 2] * 114) // 1000
+    return luminance >= 128, "black_white"
+
+
+def convert_mask(
+    pixels: np.ndarray, convention: Convention, source_size: tuple[int, int]
+) -> tuple[Mask | None, str | None]:
+    """Validate against the source and convert; a full mask is dropped with a warning saying so."""
+    h, w = pixels.shape[:2]
+    sw, sh = source_size
+    if (w, h) != (sw, sh):
+        raise ApiError(
+            422,
+            "mask_size_mismatch",
+            f"The mask is {w}x{h} but the image is {sw}x{sh} (after EXIF orientation); they must match.",
+            "mask",
+        )
+    edit, used = edit_region(pixels, convention)
+    coverage = float(edit.mean())
+    if coverage == 0.0:
+        how = "alpha 0 (transparent)" if used == "alpha" else "white"
+        raise ApiError(
+            422,
+            "mask_empty",
+            f"The mask marks nothing to edit (read as {used} convention: edit pixels are {how}). "
+            "Mark the region to change, or send no mask to edit the whole image.",
+            "mask",
+        )
+    if coverage == 1.0:
+        return None, "The mask covers the whole image, so it was treated as an edit without a mask."
+    blob = ImageBlob(data=alpha_mask_png(edit), mime="image/png", width=w, height=h, pixels=edit)
+    return Mask(blob=blob, convention=used, coverage=coverage), None

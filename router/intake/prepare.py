@@ -1,0 +1,167 @@
+"""From parsed request + raw bytes to a validated edit: images, mask, canvas, prompt and features.
+
+Cheap checks (prompt, n, chips, sizes) come first so a bad request is refused before any decoding.
+Runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from policies.features import Features
+from providers.base import ImageBlob
+from providers.imaging import encode
+from router.chips import apply_chips, validate_chips
+from router.errors import ApiError
+from router.intake.features import is_removal, scripts_of, wants_text
+from router.intake.images import LoadedImage, load_image
+from router.intake.masks import Mask, alpha_mask_png, convert_mask
+from router.intake.outpaint import build_canvas, size_for_aspect
+from router.intake.request import RawInputs
+from router.models import EditRequest
+from router.settings import Limits
+
+
+@dataclass(slots=True)
+class PreparedEdit:
+    request: EditRequest
+    chips: list[str]
+    prompt: str
+    source: LoadedImage
+    """The stored source: oriented, stripped, as uploaded where possible."""
+    work: ImageBlob
+    """What the provider edits: the source, or the outpaint canvas."""
+    mask: Mask | None
+    mask_convention: str | None
+    references: list[LoadedImage]
+    out_size: tuple[int, int] | None
+    features: Features
+    warnings: list[str] = field(default_factory=list)
+
+
+def _check_cheap(req: EditRequest, raw: RawInputs, limits: Limits) -> list[str]:
+    if len(req.prompt) > limits.max_prompt_chars:
+        raise ApiError(
+            422,
+            "prompt_too_long",
+            f"The prompt has {len(req.prompt)} characters; the limit is {limits.max_prompt_chars}.",
+            "prompt",
+        )
+    if req.n > limits.max_n:
+        raise ApiError(422, "invalid_parameter", f"n: must be between 1 and {limits.max_n}.", "n")
+    if len(raw.references) > limits.max_references:
+        raise ApiError(
+            422,
+            "too_many_references",
+            f"{len(raw.references)} reference images sent; the limit is {limits.max_references}.",
+            "reference",
+        )
+    size = req.explicit_size()
+    if size and max(size) > limits.max_output_edge:
+        raise ApiError(
+            422,
+            "invalid_parameter",
+            f"size: the longest edge may be at most {limits.max_output_edge}.",
+            "size",
+        )
+    if req.background == "transparent" and req.output_format == "jpeg":
+        raise ApiError(
+            422, "invalid_parameter", "JPEG cannot carry transparency; use png or webp.", "background"
+        )
+    if req.mode == "outpaint":
+        if raw.mask is not None:
+            raise ApiError(422, "invalid_parameter", "Outpainting builds its own mask; send none.", "mask")
+        if (req.aspect is None) == (size is None):
+            raise ApiError(
+                422,
+                "invalid_parameter",
+                "Outpainting needs exactly one of 'aspect' or 'size' (WxH).",
+                "aspect",
+            )
+    if req.mode == "variation" and raw.mask is not None:
+        raise ApiError(422, "invalid_parameter", "A variation takes no mask.", "mask")
+    return validate_chips(req.protect)
+
+
+def _outpaint(req: EditRequest, source: LoadedImage, limits: Limits) -> tuple[ImageBlob, Mask]:
+    pixels = source.blob.pixels
+    assert pixels is not None
+    h, w = pixels.shape[:2]
+    if req.aspect:
+        aw, ah = (int(x) for x in req.aspect.split(":"))
+        target = size_for_aspect(w, h, aw, ah)
+    else:
+        target = req.explicit_size() or (w, h)
+    if max(target) > limits.max_output_edge:
+        raise ApiError(
+            422,
+            "invalid_parameter",
+            f"The outpaint canvas would be {target[0]}x{target[1]}; the longest edge may be at most "
+            f"{limits.max_output_edge}.",
+            "aspect" if req.aspect else "size",
+        )
+    canvas, edit, _ = build_canvas(pixels, target, req.anchor)
+    tw, th = target
+    work = ImageBlob(data=encode(canvas, "png"), mime="image/png", width=tw, height=th, pixels=canvas)
+    mask_blob = ImageBlob(data=alpha_mask_png(edit), mime="image/png", width=tw, height=th, pixels=edit)
+    return work, Mask(blob=mask_blob, convention="alpha", coverage=float(edit.mean()))
+
+
+def prepare(req: EditRequest, raw: RawInputs, limits: Limits, tenant: str | None = None) -> PreparedEdit:
+    chips = _check_cheap(req, raw, limits)
+    source = load_image(raw.image, "image", limits)
+    refs = [load_image(r, f"reference[{i}]", limits) for i, r in enumerate(raw.references)]
+    warnings = list(source.notes)
+    work = source.blob
+    mask: Mask | None = None
+    convention: str | None = None
+    if req.mode == "outpaint":
+        work, mask = _outpaint(req, source, limits)
+        convention = "outpaint"
+    elif raw.mask is not None:
+        loaded = load_image(raw.mask, "mask", limits, max_bytes=limits.max_mask_bytes)
+        assert loaded.blob.pixels is not None
+        mask, warning = convert_mask(loaded.blob.pixels, req.mask_convention, (work.width, work.height))
+        if warning:
+            warnings.append(warning)
+        convention = mask.convention if mask else None
+    size = req.explicit_size()
+    out_size = (
+        (work.width, work.height) if req.size == "keep" or (req.mode == "outpaint" and not size) else size
+    )
+    fw, fh = out_size or (work.width, work.height)
+    scripts = scripts_of(req.prompt)
+    features = Features(
+        has_mask=mask is not None,
+        mask_coverage=mask.coverage if mask else 0.0,
+        mode=req.mode,
+        removal=is_removal(req.prompt),
+        tier=req.tier,
+        quality=req.quality,
+        out_w=fw,
+        out_h=fh,
+        long_edge=max(fw, fh),
+        aspect=round(fw / fh, 4),
+        n=req.n,
+        n_refs=len(refs),
+        text_in_output=req.text_in_output
+        if req.text_in_output is not None
+        else wants_text(req.prompt, scripts),
+        scripts=scripts,
+        transparent=req.background == "transparent",
+        tenant=tenant,
+        requested_provider=req.provider,
+    )
+    return PreparedEdit(
+        request=req,
+        chips=chips,
+        prompt=apply_chips(req.prompt, chips),
+        source=source,
+        work=work,
+        mask=mask,
+        mask_convention=convention,
+        references=refs,
+        out_size=out_size,
+        features=features,
+        warnings=warnings,
+    )

@@ -1,0 +1,146 @@
+"""Parse the HTTP body (multipart or JSON) into an :class:`EditRequest` plus raw image bytes.
+
+Only parsing happens here; the bytes are validated by ``intake.prepare`` in a worker thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from litestar import Request
+from litestar.datastructures import UploadFile
+from pydantic import ValidationError
+
+from router.errors import ApiError
+from router.models import EditRequest
+
+_FILE_FIELDS = {"image", "image[]", "mask", "reference", "reference[]", "references", "references[]"}
+_LIST_FIELDS = {"protect"}
+_JSON_FIELDS = {"metadata"}
+
+
+@dataclass(slots=True)
+class RawInputs:
+    image: bytes
+    mask: bytes | None = None
+    references: list[bytes] = field(default_factory=list)
+
+
+def validation_error(exc: ValidationError) -> ApiError:
+    """The first pydantic error as one actionable message naming the field."""
+    err = exc.errors()[0]
+    param = ".".join(str(p) for p in err["loc"]) or None
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return ApiError(422, "unknown_parameter", f"Unknown field {param!r}.", param)
+    if err["type"] == "missing":
+        return ApiError(422, "missing_parameter", f"{param} is required.", param)
+    return ApiError(422, "invalid_parameter", f"{param}: {msg}", param)
+
+
+def parse_fields(fields: dict[str, Any]) -> EditRequest:
+    try:
+        return EditRequest.model_validate(fields)
+    except ValidationError as exc:
+        raise validation_error(exc) from exc
+
+
+def _list_value(values: list[str]) -> list[str]:
+    """A list field may be repeated, one JSON array, or comma-separated (for curl users)."""
+    out: list[str] = []
+    for v in values:
+        v = v.strip()
+        if v.startswith("["):
+            try:
+                parsed = json.loads(v)
+            except json.JSONDecodeError as exc:
+                raise ApiError(422, "invalid_parameter", f"Not a JSON array: {v[:40]!r}", "protect") from exc
+            out += [str(x) for x in parsed]
+        else:
+            out += [p for p in v.split(",") if p.strip()]
+    return out
+
+
+async def _file_bytes(value: Any, param: str) -> bytes:
+    if isinstance(value, UploadFile):
+        return await value.read()
+    raise ApiError(
+        422, "not_a_file", f"{param} must be sent as a file part (curl: -F {param}=@photo.png).", param
+    )
+
+
+async def parse_multipart(request: Request) -> tuple[EditRequest, RawInputs]:
+    form = await request.form()
+    fields: dict[str, Any] = {}
+    images: list[bytes] = []
+    mask: bytes | None = None
+    refs: list[bytes] = []
+    for key in form:
+        values = form.getall(key)
+        if key in ("image", "image[]"):
+            images += [await _file_bytes(v, "image") for v in values]
+        elif key == "mask":
+            if len(values) > 1:
+                raise ApiError(422, "too_many_masks", "Send at most one mask.", "mask")
+            mask = await _file_bytes(values[0], "mask")
+        elif key in _FILE_FIELDS:
+            refs += [await _file_bytes(v, "reference") for v in values]
+        elif key in _LIST_FIELDS:
+            fields[key] = _list_value(values)
+        elif key in _JSON_FIELDS:
+            try:
+                fields[key] = json.loads(values[-1])
+            except json.JSONDecodeError as exc:
+                raise ApiError(422, "invalid_parameter", f"{key} must be a JSON object.", key) from exc
+        else:
+            fields[key] = values[-1]
+    if not images:
+        raise ApiError(422, "missing_image", "Send the source photo as the file part 'image'.", "image")
+    # Extra images beyond the first are references, as in OpenAI's image[] convention.
+    return parse_fields(fields), RawInputs(image=images[0], mask=mask, references=images[1:] + refs)
+
+
+def _b64(value: Any, param: str) -> bytes:
+    if not isinstance(value, str):
+        raise ApiError(422, "invalid_base64", f"{param} must be a base64 string or data URL.", param)
+    if value.startswith("data:"):
+        value = value.partition(",")[2]
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError(422, "invalid_base64", f"{param} is not valid base64.", param) from exc
+
+
+async def parse_json(request: Request) -> tuple[EditRequest, RawInputs]:
+    try:
+        body = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc}.") from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "The body must be a JSON object.")
+    if "image" not in body:
+        raise ApiError(422, "missing_image", "Send the source photo as base64 in 'image'.", "image")
+    image = _b64(body.pop("image"), "image")
+    mask = _b64(body.pop("mask"), "mask") if body.get("mask") is not None else body.pop("mask", None)
+    refs_raw = body.pop("references", []) or []
+    if not isinstance(refs_raw, list):
+        raise ApiError(422, "invalid_parameter", "references must be a list of base64 images.", "references")
+    refs = [_b64(r, f"references.{i}") for i, r in enumerate(refs_raw)]
+    return parse_fields(body), RawInputs(image=image, mask=mask, references=refs)
+
+
+async def parse_edit_request(request: Request) -> tuple[EditRequest, RawInputs]:
+    ctype = request.content_type[0]
+    if ctype == "multipart/form-data":
+        return await parse_multipart(request)
+    if ctype == "application/json":
+        return await parse_json(request)
+    raise ApiError(
+        415,
+        "unsupported_content_type",
+        f"Send multipart/form-data or application/json, not {ctype or 'no content type'}.",
+    )

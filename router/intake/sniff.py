@@ -1,0 +1,42 @@
+"""Identify an upload by its magic bytes, never by its file name or declared content type."""
+
+from __future__ import annotations
+
+ACCEPTED = ("png", "jpeg", "webp")
+
+_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"\x89PNG\r\n\x1a\n", "png"),
+    (0, b"\xff\xd8\xff", "jpeg"),
+    (0, b"GIF87a", "gif"),
+    (0, b"GIF89a", "gif"),
+    (0, b"BM", "bmp"),
+    (0, b"II*\x00", "tiff"),
+    (0, b"MM\x00*", "tiff"),
+    (0, b"%PDF", "pdf"),
+    (0, b"PK\x03\x04", "zip"),
+    (0, b"\x00\x00\x01\x00", "ico"),
+    (0, b"8BPS", "psd"),
+    (4, b"ftypheic", "heic"),
+    (4, b"ftypheix", "heic"),
+    (4, b"ftypmif1", "heif"),
+    (4, b"ftypavif", "avif"),
+    (0, b"\xff\x0a", "jpeg-xl"),
+    (0, b"\x00\x00\x00\x0cJXL ", "jpeg-xl"),
+)
+
+
+def sniff(data: bytes) -> str:
+    """Return ``png``/``jpeg``/``webp``, another format's name, ``text``, or ``unknown``."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    for offset, magic, name in _SIGNATURES:
+        if data[offset : offset + len(magic)] == magic:
+            return name
+    head = data[:512].lstrip()
+    if head[:5].lower() in (b"<?xml", b"<svg ") or head[:4].lower() == b"<svg":
+        return "svg/xml"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "unknown"
+    return "text"

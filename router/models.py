@@ -1,0 +1,146 @@
+"""The native API's request and response shapes (see DESIGN.md "Contracts")."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from router.intake.outpaint import Anchor
+
+_SIZE = re.compile(r"^(auto|keep|[1-9]\d{0,4}x[1-9]\d{0,4})$")
+_ASPECT = re.compile(r"^[1-9]\d{0,2}:[1-9]\d{0,2}$")
+
+
+class EditRequest(BaseModel):
+    """Everything but the images. Unknown fields are refused so a typo never goes unnoticed."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    prompt: str = Field(min_length=1, description="What to change. Never logged unless enabled.")
+    mode: Literal["inpaint", "variation", "outpaint"] = "inpaint"
+    protect: list[str] = Field(default_factory=list, description="Protection chips; see GET /v1/chips.")
+    tier: Literal["standard", "pro"] = "standard"
+    quality: Literal["draft", "final"] = "final"
+    size: str = Field(
+        "keep", description="'WxH', 'auto' (as the provider returns it) or 'keep' (the source's)."
+    )
+    aspect: str | None = Field(None, description="Outpaint target aspect such as '9:16'.")
+    anchor: Anchor = Field("center", description="Where the source sits on an outpaint canvas.")
+    output_format: Literal["png", "jpeg", "webp"] = "png"
+    output_compression: int | None = Field(None, ge=0, le=100, description="JPEG/WebP quality, 0-100.")
+    background: Literal["opaque", "auto", "transparent"] = "auto"
+    n: int = Field(1, ge=1, description="Images to produce (at most the configured limit).")
+    text_in_output: bool | None = Field(None, description="On-image text wanted; inferred when omitted.")
+    mask_convention: Literal["auto", "alpha", "black_white"] = "auto"
+    provider: str | None = Field(None, description="Ask for one provider, if the policy allows it.")
+    include_base64: bool = Field(False, description="Also return each image as base64 in the response.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Returned unchanged.")
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        if not _SIZE.match(v):
+            raise ValueError("size must be 'WxH' (e.g. 1024x1536), 'auto' or 'keep'")
+        return v
+
+    @field_validator("aspect")
+    @classmethod
+    def _aspect(cls, v: str | None) -> str | None:
+        if v is not None and not _ASPECT.match(v):
+            raise ValueError("aspect must be 'W:H' with whole numbers, e.g. 9:16")
+        return v
+
+    def explicit_size(self) -> tuple[int, int] | None:
+        if self.size in ("auto", "keep"):
+            return None
+        w, h = self.size.split("x")
+        return int(w), int(h)
+
+
+class FileRef(BaseModel):
+    id: str
+    url: str
+    width: int
+    height: int
+    format: str
+    sha256: str
+    bytes: int
+
+
+class OutputImage(FileRef):
+    b64_json: str | None = None
+
+
+class Attempt(BaseModel):
+    provider: str
+    model: str
+    outcome: str
+    error: str | None = None
+    latency_ms: float
+
+
+class RouteInfo(BaseModel):
+    rule: str
+    policy_version: str
+    candidates: list[str]
+    dropped: list[dict[str, Any]] = Field(default_factory=list)
+    trace: list[dict[str, Any]] = Field(default_factory=list)
+    attempts: list[Attempt] = Field(default_factory=list)
+    fallbacks_taken: int = 0
+
+
+class Cost(BaseModel):
+    estimated_usd: float | None = None
+    actual_usd: float | None = None
+    usage: dict[str, int] = Field(default_factory=dict)
+
+
+class Latency(BaseModel):
+    total: float
+    intake: float
+    provider: float
+    normalize: float
+    gateway: float = Field(description="total minus provider: what editgate itself added.")
+
+
+class Drift(BaseModel):
+    mean_abs_diff: float = Field(description="Mean absolute difference, 0-255 scale.")
+    changed_share: float = Field(description="Share of pixels that changed beyond the threshold.")
+
+
+class Preservation(Drift):
+    region: Literal["outside_mask", "whole_image"]
+    mask_locked: bool = False
+    before_lock: Drift | None = None
+
+
+class MaskReport(BaseModel):
+    convention: Literal["alpha", "black_white", "outpaint"]
+    coverage: float
+
+
+class Inputs(BaseModel):
+    source: FileRef
+    mask: FileRef | None = None
+    references: list[FileRef] = Field(default_factory=list)
+
+
+class EditResponse(BaseModel):
+    id: str
+    status: Literal["succeeded", "failed"]
+    created: int
+    images: list[OutputImage]
+    provider: str
+    model: str
+    route: RouteInfo
+    cost: Cost
+    latency_ms: Latency
+    preservation: Preservation | None = None
+    mask: MaskReport | None = None
+    inputs: Inputs
+    revised_prompt: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+    emulated: bool = False
+    metadata: dict[str, Any] = Field(default_factory=dict)

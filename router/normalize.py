@@ -1,0 +1,133 @@
+"""Bring a provider's result back to what the caller asked for, and measure what it changed.
+
+Order matters: the result is aligned to the source, scored, optionally mask-locked (at the source's
+resolution, so the lock is exact), then resized and encoded. Bytes pass through untouched when the
+result already has the requested size and format and nothing was composited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from providers.base import ResultImage
+from providers.imaging import FORMAT_OF_MIME, MIME, Format, decode, encode
+from router.intake.metadata import StripError, strip_metadata
+from router.models import Drift, Preservation
+
+CHANGE_THRESHOLD = 8
+"""A pixel 'changed' when any channel moved by more than this (0-255): above JPEG-level noise."""
+
+
+@dataclass(slots=True)
+class NormalizedImage:
+    data: bytes
+    format: Format
+    width: int
+    height: int
+    sha256: str
+
+
+def _resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    w, h = size
+    if (pixels.shape[1], pixels.shape[0]) == (w, h):
+        return pixels
+    shrinking = w * h < pixels.shape[0] * pixels.shape[1]
+    return cv2.resize(pixels, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
+
+
+def fit(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Scale to cover ``size`` and centre-crop, so a different aspect is never stretched."""
+    w, h = size
+    ph, pw = pixels.shape[:2]
+    if abs(pw / ph - w / h) < 0.01:
+        return _resize(pixels, size)
+    scale = max(w / pw, h / ph)
+    sw, sh = max(w, round(pw * scale)), max(h, round(ph * scale))
+    scaled = _resize(pixels, (sw, sh))
+    x, y = (sw - w) // 2, (sh - h) // 2
+    return scaled[y : y + h, x : x + w]
+
+
+def drift(result: np.ndarray, source: np.ndarray, keep: np.ndarray | None) -> Drift:
+    """How much ``result`` differs from ``source`` over ``keep`` (True = should be unchanged)."""
+    diff = cv2.absdiff(result[..., :3], source[..., :3]).max(axis=2)
+    if keep is not None:
+        diff = diff[keep]
+    if diff.size == 0:
+        return Drift(mean_abs_diff=0.0, changed_share=0.0)
+    return Drift(
+        mean_abs_diff=round(float(diff.mean()), 4),
+        changed_share=round(float((diff > CHANGE_THRESHOLD).mean()), 6),
+    )
+
+
+def mask_lock(result: np.ndarray, source: np.ndarray, edit: np.ndarray, feather_px: int) -> np.ndarray:
+    """Paste the source back outside ``edit``; the feather ramps inward, so outside stays exact."""
+    weight = cv2.distanceTransform(edit.astype(np.uint8), cv2.DIST_L2, 3)
+    weight = np.clip(weight / max(feather_px, 1), 0.0, 1.0)[..., None]
+    channels = min(result.shape[2], source.shape[2])
+    blended = result[..., :channels] * weight + source[..., :channels] * (1.0 - weight)
+    out = result.copy()
+    out[..., :channels] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+def normalize(
+    image: ResultImage,
+    *,
+    source: np.ndarray,
+    edit: np.ndarray | None,
+    lock: bool,
+    out_size: tuple[int, int] | None,
+    fmt: Format,
+    quality: int | None,
+    opaque: bool,
+    feather_px: int,
+) -> tuple[NormalizedImage, Preservation]:
+    provided = image.pixels if image.pixels is not None else decode(image.data)
+    src_size = (source.shape[1], source.shape[0])
+    aligned = fit(provided, src_size)
+    keep = None if edit is None else ~edit
+    before = drift(aligned, source, keep)
+    locked = lock and edit is not None
+    pixels = provided
+    if locked:
+        assert edit is not None
+        aligned = mask_lock(aligned, source, edit, feather_px)
+        pixels = aligned
+    final = fit(pixels, out_size or (pixels.shape[1], pixels.shape[0]))
+    flatten = (opaque or fmt == "jpeg") and final.shape[2] == 4 and int(final[..., 3].min()) < 255
+    if flatten:
+        alpha = final[..., 3:4].astype(np.float32) / 255.0
+        final = np.clip(final[..., :3] * alpha + 255.0 * (1 - alpha) + 0.5, 0, 255).astype(np.uint8)
+    data: bytes | None = None
+    if final is provided and FORMAT_OF_MIME.get(image.mime) == fmt:
+        try:
+            data = strip_metadata(image.data, fmt)  # pass-through: no re-encode
+        except StripError:
+            data = None
+    if data is None:
+        data = encode(np.ascontiguousarray(final), fmt, quality)
+    after = drift(aligned, source, keep) if locked else before
+    preservation = Preservation(
+        mean_abs_diff=after.mean_abs_diff,
+        changed_share=after.changed_share,
+        region="whole_image" if edit is None else "outside_mask",
+        mask_locked=locked,
+        before_lock=before if locked else None,
+    )
+    out = NormalizedImage(
+        data=data,
+        format=fmt,
+        width=final.shape[1],
+        height=final.shape[0],
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    return out, preservation
+
+
+__all__ = ["MIME", "NormalizedImage", "drift", "fit", "mask_lock", "normalize"]

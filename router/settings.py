@@ -1,0 +1,65 @@
+"""Service settings, read once from the environment (prefix ``EDITGATE_``) and passed down.
+
+Every limit a request is checked against lives here so ops can tune intake without a release.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+class Limits(BaseSettings):
+    """Intake limits; all are checked before any pixel is decoded."""
+
+    model_config = SettingsConfigDict(env_prefix="EDITGATE_LIMIT_", extra="forbid")
+
+    max_request_bytes: int = Field(
+        60 * 1024 * 1024, description="Whole request body, enforced while streaming."
+    )
+    max_file_bytes: int = Field(50 * 1024 * 1024, description="One uploaded image.")
+    max_mask_bytes: int = Field(8 * 1024 * 1024, description="The mask image.")
+    max_edge: int = Field(8192, description="Longest edge of any input image, in pixels.")
+    max_megapixels: float = Field(40.0, description="Decoded size of any input image (decompression bombs).")
+    max_output_edge: int = Field(8192, description="Longest edge of a requested output or outpaint canvas.")
+    max_prompt_chars: int = Field(32_000, description="Prompt length in characters.")
+    max_references: int = Field(8, description="Reference images per request.")
+    max_n: int = Field(10, description="Images per request.")
+
+
+class Settings(BaseSettings):
+    """Top-level settings. ``EDITGATE_DATA_DIR`` etc.; see the README's configuration reference."""
+
+    model_config = SettingsConfigDict(env_prefix="EDITGATE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("./editgate-data")
+    public_base_url: str | None = Field(
+        None, description="Base URL used in returned file links; defaults to the request's own host."
+    )
+    image_workers: int = Field(default_factory=_default_workers, description="Threads for image work.")
+    request_timeout_s: float = Field(
+        600.0, description="Overall deadline of one edit, all attempts included."
+    )
+    log_level: str = "info"
+    log_content: bool = Field(
+        False, description="Log prompts (never image bytes). Off by default for privacy."
+    )
+    feather_px: int = Field(3, description="Feather width of mask-lock compositing, in pixels.")
+    policy_file: Path | None = Field(
+        None, description="Routing policy; defaults to the packaged default.yaml."
+    )
+    image_edit_provider: str | None = Field(
+        None,
+        validation_alias="IMAGE_EDIT_PROVIDER",
+        description="'auto' or a provider name: forces that provider over the policy's rules.",
+    )
+    limits: Limits = Field(default_factory=Limits)
