@@ -68,3 +68,10 @@ def server(make_server: Callable[..., str]) -> str:
 def client(server: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server, timeout=60) as c:
         yield c
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _json_logging() -> None:
+    from router.logging import configure_logging
+
+    configure_logging("warning")

@@ -1,0 +1,83 @@
+"""Mask conversion (both conventions), coverage, and the outpaint canvas."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from router.errors import ApiError
+from router.intake.masks import convert_mask, edit_region
+from router.intake.outpaint import build_canvas, size_for_aspect
+from tests.conftest import decode, fixture_bytes
+
+
+def test_alpha_and_black_white_fixtures_mark_the_same_region() -> None:
+    alpha, _ = edit_region(decode(fixture_bytes("coffee_background_mask.png")), "auto")
+    bw_pixels = np.dstack([decode(fixture_bytes("coffee_background_mask_bw.png"))] * 3)
+    bw, used = edit_region(bw_pixels, "auto")
+    assert used == "black_white"
+    assert (alpha == bw).mean() > 0.99
+
+
+def test_opaque_rgba_mask_is_read_as_black_white() -> None:
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 3] = 255
+    rgba[:2, :, :3] = 255
+    region, used = edit_region(rgba, "auto")
+    assert used == "black_white" and region[:2].all() and not region[2:].any()
+
+
+def test_full_mask_is_handled_with_a_warning() -> None:
+    mask, warning = convert_mask(np.full((4, 4, 3), 255, np.uint8), "auto", (4, 4))
+    assert mask is None and warning and "whole image" in warning
+
+
+def test_converted_mask_is_alpha_convention_png() -> None:
+    pixels = np.zeros((4, 6, 3), np.uint8)
+    pixels[1:3, 2:4] = 255
+    mask, _ = convert_mask(pixels, "black_white", (6, 4))
+    assert mask is not None and mask.coverage == pytest.approx(4 / 24)
+    la = decode(mask.blob.data)
+    assert np.array_equal(la[..., 1] == 0, pixels[..., 0] == 255)
+
+
+def test_size_mismatch_names_both_sizes() -> None:
+    with pytest.raises(ApiError) as err:
+        convert_mask(np.zeros((10, 20, 3), np.uint8), "auto", (512, 512))
+    assert "20x10" in err.value.message and "512x512" in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("w", "h", "aspect", "expected"),
+    [
+        (640, 427, (9, 16), (640, 1138)),
+        (640, 427, (16, 9), (759, 427)),
+        (100, 100, (1, 1), (100, 100)),
+        (300, 100, (1, 1), (300, 300)),
+    ],
+)
+def test_size_for_aspect_contains_the_source(
+    w: int, h: int, aspect: tuple[int, int], expected: tuple[int, int]
+) -> None:
+    assert size_for_aspect(w, h, *aspect) == expected
+
+
+@pytest.mark.parametrize(
+    ("anchor", "corner"),
+    [
+        ("center", (10, 5)),
+        ("top-left", (0, 0)),
+        ("bottom-right", (20, 10)),
+        ("top", (10, 0)),
+        ("right", (20, 5)),
+    ],
+)
+def test_canvas_places_source_at_anchor(anchor: str, corner: tuple[int, int]) -> None:
+    src = np.full((10, 20, 3), 200, np.uint8)
+    canvas, edit, at = build_canvas(src, (40, 20), anchor)  # type: ignore[arg-type]
+    assert at == corner
+    x, y = corner
+    assert (canvas[y : y + 10, x : x + 20, :3] == 200).all() and (
+        canvas[y : y + 10, x : x + 20, 3] == 255
+    ).all()
+    assert edit.sum() == 40 * 20 - 10 * 20 and (canvas[edit][:, 3] == 0).all()

@@ -1,0 +1,84 @@
+"""Normalization: size and format, pass-through, preservation score and mask lock."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from providers.base import ResultImage
+from providers.imaging import encode
+from router.normalize import fit, mask_lock, normalize
+from tests.conftest import decode
+
+RNG = np.random.default_rng(7)
+SOURCE = RNG.integers(0, 255, (60, 80, 3), dtype=np.uint8)
+EDIT = np.zeros((60, 80), bool)
+EDIT[20:40, 30:60] = True
+
+
+def _drifted() -> np.ndarray:
+    out = np.clip(SOURCE.astype(int) + 20, 0, 255).astype(np.uint8)
+    out[EDIT] = 0
+    return out
+
+
+def _norm(result: np.ndarray, data: bytes | None = None, **kw: object):
+    image = ResultImage(data=data or encode(result, "png"), mime="image/png")
+    args = {
+        "source": SOURCE,
+        "edit": EDIT,
+        "lock": False,
+        "out_size": None,
+        "fmt": "png",
+        "quality": None,
+        "opaque": False,
+        "feather_px": 3,
+    }
+    return normalize(image, **{**args, **kw})
+
+
+def test_mask_lock_restores_outside_exactly_and_reports_removed_drift() -> None:
+    norm, pres = _norm(_drifted(), lock=True)
+    out = decode(norm.data)
+    assert np.array_equal(out[~EDIT], SOURCE[~EDIT])
+    assert pres.mask_locked and pres.mean_abs_diff == 0.0 and pres.changed_share == 0.0
+    assert pres.before_lock is not None and pres.before_lock.changed_share == 1.0
+    assert out[30, 45].max() == 0, "the core of the edit region keeps the provider's pixels"
+
+
+def test_feather_ramps_inside_the_mask_only() -> None:
+    locked = mask_lock(_drifted(), SOURCE, EDIT, feather_px=4)
+    edge = locked[20, 45].astype(int)
+    assert 0 < np.abs(edge - SOURCE[20, 45]).max() < 255  # a blend at the boundary, not a hard cut
+
+
+def test_unlocked_score_measures_drift_outside_the_mask() -> None:
+    _, pres = _norm(_drifted())
+    assert not pres.mask_locked and pres.region == "outside_mask"
+    assert 15 < pres.mean_abs_diff <= 20 and pres.changed_share > 0.9
+
+
+def test_pass_through_keeps_provider_bytes() -> None:
+    data = encode(SOURCE, "png")
+    norm, pres = _norm(SOURCE, data=data)
+    assert norm.data == data
+    assert pres.mean_abs_diff == 0.0
+
+
+def test_resize_and_format_conversion() -> None:
+    norm, _ = _norm(SOURCE, out_size=(40, 30), fmt="jpeg", quality=80)
+    assert (norm.width, norm.height, norm.format) == (40, 30, "jpeg")
+    assert decode(norm.data).shape == (30, 40, 3)
+
+
+def test_opaque_background_flattens_alpha() -> None:
+    rgba = np.dstack([SOURCE, np.zeros((60, 80), np.uint8)])
+    norm, _ = _norm(rgba, opaque=True)
+    assert decode(norm.data).shape == (60, 80, 3)
+    assert (decode(norm.data) == 255).all()
+
+
+def test_fit_crops_instead_of_stretching() -> None:
+    wide = np.zeros((100, 200, 3), np.uint8)
+    wide[:, 50:150] = 255
+    out = fit(wide, (50, 50))
+    assert out.shape == (50, 50, 3) and (out == 255).all()
