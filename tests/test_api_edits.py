@@ -163,6 +163,9 @@ def test_service_basics(client: httpx.Client) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["providers"] == ["local"]
     schema = client.get("/docs/openapi.json").json()
-    assert "/v1/edits" in schema["paths"]
+    body = schema["paths"]["/v1/edits"]["post"]["requestBody"]["content"]
+    assert body["multipart/form-data"]["schema"]["properties"]["image"]["format"] == "binary"
+    assert "protect" in body["application/json"]["schema"]["properties"]
+    assert "EditResponse" in str(schema["paths"]["/v1/edits"]["post"]["responses"])
     assert client.get("/docs/").status_code == 200
     assert "only_mask" in client.get("/v1/chips").json()

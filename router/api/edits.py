@@ -7,6 +7,7 @@ from typing import Any
 from litestar import Request, get, post
 from litestar.params import FromPath
 
+from router.api.openapi import EditOperation
 from router.errors import ApiError
 from router.intake.request import parse_edit_request
 from router.models import EditResponse
@@ -17,7 +18,7 @@ def base_url(request: Request, gw: Gateway) -> str:
     return (gw.settings.public_base_url or str(request.base_url)).rstrip("/")
 
 
-@post("/v1/edits", status_code=200, summary="Edit an image", tags=["edits"])
+@post("/v1/edits", status_code=200, summary="Edit an image", tags=["edits"], operation_class=EditOperation)
 async def create_edit(request: Request) -> EditResponse:
     """Send `multipart/form-data` (file parts `image`, `mask`, `reference` repeatable, plus the
     EditRequest fields as form fields) or `application/json` (the same fields, images as base64 in
