@@ -1,0 +1,134 @@
+"""Typed access to ``catalog.yaml`` and the size/token arithmetic that follows from it.
+
+Size snapping and token counting live here, beside the facts, so the adapters (what to ask for),
+the emulators (what to accept) and cost estimates (what it will cost) share one source.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+
+@cache
+def catalog() -> dict[str, Any]:
+    return yaml.safe_load(resources.files("providers").joinpath("catalog.yaml").read_text())
+
+
+def text_tokens(text: str, chars_per_token: int = 4) -> int:
+    """Approximate BPE count (no tokenizer ships offline): one token per ``chars_per_token`` UTF-8 bytes."""
+    return max(1, math.ceil(len(text.encode()) / chars_per_token))
+
+
+# --- OpenAI Images ------------------------------------------------------------------------------
+
+
+def openai_size_error(model: str, size: str) -> str | None:
+    """Why ``size`` is invalid for ``model`` (None when valid), as the Images API would refuse it."""
+    facts = catalog()["openai_images"]
+    if size == "auto" or size in facts["fixed_sizes"]:
+        return None
+    flex = facts["flexible_sizes"]
+    if model not in flex["models"]:
+        return f"Invalid size '{size}'. Supported sizes are {', '.join(facts['fixed_sizes'])}, and 'auto'."
+    try:
+        w, h = (int(x) for x in size.split("x"))
+    except ValueError:
+        return f"Invalid size '{size}'. Use WIDTHxHEIGHT."
+    m = flex["multiple_of"]
+    if w % m or h % m:
+        return f"Invalid size '{size}': width and height must be multiples of {m}."
+    if max(w, h) > flex["max_edge"]:
+        return f"Invalid size '{size}': the longest edge must be at most {flex['max_edge']}."
+    if not flex["min_pixels"] <= w * h <= flex["max_pixels"]:
+        lo, hi = flex["min_pixels"], flex["max_pixels"]
+        return f"Invalid size '{size}': total pixels must be between {lo} and {hi}."
+    if max(w / h, h / w) > flex["max_aspect"]:
+        return f"Invalid size '{size}': the aspect ratio must be between 1:3 and 3:1."
+    return None
+
+
+def snap_openai_size(model: str, w: int, h: int) -> tuple[int, int]:
+    """The valid size closest in aspect and area to ``w``x``h`` (normalization resizes the rest)."""
+    facts = catalog()["openai_images"]
+    flex = facts["flexible_sizes"]
+    if model not in flex["models"]:
+        options = [tuple(int(x) for x in s.split("x")) for s in facts["fixed_sizes"]]
+        return min(options, key=lambda s: abs(math.log((s[0] / s[1]) / (w / h))))  # type: ignore[return-value]
+    m, max_aspect = flex["multiple_of"], flex["max_aspect"]
+    aspect = min(max(w / h, 1 / max_aspect), max_aspect)
+    pixels = min(max(w * h, flex["min_pixels"]), flex["max_pixels"])
+    sh = math.sqrt(pixels / aspect)
+    sw = sh * aspect
+    scale = min(1.0, flex["max_edge"] / max(sw, sh))
+    sw, sh = sw * scale, sh * scale
+    cw, ch = max(m, round(sw / m) * m), max(m, round(sh / m) * m)
+    for _ in range(64):  # rounding can step just outside a bound: walk back inside
+        if openai_size_error(model, f"{cw}x{ch}") is None:
+            return cw, ch
+        if cw * ch > flex["max_pixels"] or max(cw, ch) > flex["max_edge"]:
+            cw, ch = (cw - m, ch) if cw >= ch else (cw, ch - m)
+        elif cw * ch < flex["min_pixels"]:
+            cw, ch = (cw + m, ch) if cw <= ch else (cw, ch + m)
+        elif cw / ch > max_aspect:
+            cw -= m
+        else:
+            ch -= m
+    raise ValueError(f"no valid size near {w}x{h}")
+
+
+def openai_image_input_tokens(w: int, h: int) -> int:
+    f = catalog()["openai_images"]["image_input"]
+    scale = min(1.0, f["fit"] / max(w, h))
+    w, h = w * scale, h * scale
+    scale = f["shortest"] / min(w, h)
+    w, h = w * scale, h * scale
+    tiles = math.ceil(w / f["tile"]) * math.ceil(h / f["tile"])
+    return f["base_tokens"] + f["tile_tokens"] * tiles
+
+
+def openai_image_output_tokens(w: int, h: int, quality: str) -> int:
+    per_1024 = catalog()["openai_images"]["output_tokens_1024"][quality]
+    return math.ceil(per_1024 * (w * h) / (1024 * 1024))
+
+
+# --- Gemini ------------------------------------------------------------------------------------
+
+
+def _ratio(label: str) -> float:
+    a, b = label.split(":")
+    return int(a) / int(b)
+
+
+def nearest_gemini_aspect(w: int, h: int) -> str:
+    ratios = catalog()["gemini"]["aspect_ratios"]
+    return min(ratios, key=lambda r: abs(math.log(_ratio(r) / (w / h))))
+
+
+def gemini_image_size(long_edge: int) -> str:
+    """The smallest size tier whose long edge covers the request (4K at most)."""
+    sizes = catalog()["gemini"]["image_sizes"]
+    for label, edge in sorted(sizes.items(), key=lambda kv: kv[1]):
+        if edge >= long_edge:
+            return label
+    return max(sizes, key=sizes.get)
+
+
+def gemini_output_dims(aspect: str, size: str) -> tuple[int, int]:
+    """Pixel size of an output: the tier's long edge squared as area, at the aspect, multiples of 16."""
+    edge = catalog()["gemini"]["image_sizes"][size]
+    r = _ratio(aspect)
+    h = math.sqrt(edge * edge / r)
+    w = h * r
+    return int(round(w / 16) * 16), int(round(h / 16) * 16)
+
+
+def gemini_image_input_tokens(w: int, h: int) -> int:
+    f = catalog()["gemini"]["image_input"]
+    if w <= f["small_edge"] and h <= f["small_edge"]:
+        return f["tile_tokens"]
+    return math.ceil(w / f["tile"]) * math.ceil(h / f["tile"]) * f["tile_tokens"]

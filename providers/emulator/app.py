@@ -1,0 +1,45 @@
+"""The emulator app: OpenAI Images edits, OpenAI Responses and Gemini generateContent, on one port.
+
+A test double of the providers' HTTP APIs, so the real SDKs can be exercised offline over real HTTP.
+The fault layer wraps the whole app, so every response, 404s included, carries the ``x-emulator``
+header saying it is not a real provider.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Litestar, Request, get, put
+from litestar.datastructures import State
+
+from providers.emulator.faults import EmulatorConfig, FaultInjector
+from providers.emulator.gemini_api import generate_content
+from providers.emulator.openai_api import ResponseStore, images_edits, responses_create
+
+
+@put("/_emulator/config")
+async def set_config(request: Request, data: EmulatorConfig) -> dict[str, Any]:
+    """Replace the latency/fault plan (re-seeds the random streams)."""
+    request.app.state.injector.configure(data)
+    request.app.state.config = data
+    return data.model_dump()
+
+
+@get("/_emulator/config")
+async def get_config(request: Request) -> dict[str, Any]:
+    return request.app.state.config.model_dump()
+
+
+def create_emulator_app(config: EmulatorConfig | None = None) -> FaultInjector:
+    config = config or EmulatorConfig()
+    state = State({"config": config, "responses": ResponseStore()})
+    app = Litestar(
+        route_handlers=[images_edits, responses_create, generate_content, set_config, get_config],
+        state=state,
+        request_max_body_size=256 * 1024 * 1024,
+        openapi_config=None,
+        logging_config=None,
+    )
+    injector = FaultInjector(app, config)
+    state["injector"] = injector
+    return injector

@@ -1,0 +1,160 @@
+"""Latency and fault injection for the emulators, deterministic by seed.
+
+Each endpoint has its own seeded random stream; every request draws once from it, so the same
+seed and the same sequence of requests give the same faults. ``PUT /_emulator/config`` swaps the
+plan at run time (tests use it to provoke one fault at a time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from typing import Literal
+
+from litestar.types import ASGIApp, Receive, Scope, Send
+from pydantic import BaseModel, ConfigDict, Field
+
+Endpoint = Literal["images", "responses", "gemini"]
+Fault = Literal["rate_limit", "server_error", "unavailable", "hang", "drop", "malformed", "safety"]
+EMULATOR_HEADER = (b"x-emulator", b"editgate-emulator; test double, not a real provider")
+
+
+class EndpointPlan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    latency_ms: float = 0.0
+    jitter_ms: float = Field(0.0, description="Uniform extra latency in [0, jitter_ms).")
+    faults: dict[Fault, float] = Field(default_factory=dict, description="Fault -> probability per request.")
+    retry_after_s: float = 1.0
+    hang_s: float = 3600.0
+
+
+class EmulatorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = 0
+    endpoints: dict[Endpoint, EndpointPlan] = Field(default_factory=dict)
+    invalid_keys_prefix: str = Field("invalid", description="API keys starting with this are refused (401).")
+
+
+def endpoint_of(path: str) -> Endpoint | None:
+    if path.endswith("/images/edits") or path.endswith("/images/generations"):
+        return "images"
+    if path.endswith("/responses"):
+        return "responses"
+    if ":generateContent" in path:
+        return "gemini"
+    return None
+
+
+def _openai_error(status: int, message: str, type_: str, code: str | None) -> bytes:
+    return json.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}}).encode()
+
+
+def _google_error(status: int, message: str, state: str) -> bytes:
+    return json.dumps({"error": {"code": status, "message": message, "status": state}}).encode()
+
+
+_ERRORS: dict[tuple[str, str], tuple[int, bytes]] = {
+    ("openai", "rate_limit"): (
+        429,
+        _openai_error(429, "Rate limit reached for images per minute.", "requests", "rate_limit_exceeded"),
+    ),
+    ("openai", "server_error"): (
+        500,
+        _openai_error(500, "The server had an error while processing your request.", "server_error", None),
+    ),
+    ("openai", "unavailable"): (
+        503,
+        _openai_error(
+            503, "The engine is currently overloaded, please try again later.", "server_error", None
+        ),
+    ),
+    ("google", "rate_limit"): (
+        429,
+        _google_error(429, "Resource has been exhausted (e.g. check quota).", "RESOURCE_EXHAUSTED"),
+    ),
+    ("google", "server_error"): (500, _google_error(500, "An internal error has occurred.", "INTERNAL")),
+    ("google", "unavailable"): (
+        503,
+        _google_error(503, "The model is overloaded. Please try again later.", "UNAVAILABLE"),
+    ),
+}
+
+
+class FaultInjector:
+    """ASGI layer in front of the emulator routes: latency first, then at most one fault."""
+
+    def __init__(self, app: ASGIApp, config: EmulatorConfig) -> None:
+        self.app = app
+        self.configure(config)
+
+    def configure(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self._streams = {ep: random.Random(f"{config.seed}:{ep}") for ep in ("images", "responses", "gemini")}
+
+    def _draw(self, endpoint: Endpoint, plan: EndpointPlan) -> tuple[float, Fault | None]:
+        rng = self._streams[endpoint]
+        delay = (plan.latency_ms + rng.random() * plan.jitter_ms) / 1000
+        roll, acc = rng.random(), 0.0
+        for fault, rate in plan.faults.items():
+            acc += rate
+            if roll < acc:
+                return delay, fault
+        return delay, None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def marked(message: dict) -> None:  # every response says it came from a test double
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), EMULATOR_HEADER]
+            await send(message)  # type: ignore[arg-type]
+
+        endpoint = endpoint_of(scope.get("path", "")) if scope["type"] == "http" else None
+        plan = self.config.endpoints.get(endpoint) if endpoint else None
+        if endpoint is None or plan is None:
+            await self.app(scope, receive, marked)  # type: ignore[arg-type]
+            return
+        delay, fault = self._draw(endpoint, plan)
+        if delay:
+            await asyncio.sleep(delay)
+        scope.setdefault("state", {})["fault"] = fault
+        family = "google" if endpoint == "gemini" else "openai"
+        if fault in ("rate_limit", "server_error", "unavailable"):
+            status, body = _ERRORS[(family, fault)]
+            headers = [(b"content-type", b"application/json")]
+            if fault == "rate_limit":
+                headers.append((b"retry-after", str(plan.retry_after_s).encode()))
+            await _drain(receive)
+            await marked({"type": "http.response.start", "status": status, "headers": headers})
+            await marked({"type": "http.response.body", "body": body})
+        elif fault == "hang":
+            await asyncio.sleep(plan.hang_s)
+            await self.app(scope, receive, marked)  # type: ignore[arg-type]
+        elif fault == "drop":
+            await _drain(receive)
+            headers = [(b"content-type", b"application/json"), (b"content-length", b"4096")]
+            await marked({"type": "http.response.start", "status": 200, "headers": headers})
+            await marked({"type": "http.response.body", "body": b'{"created": 17', "more_body": True})
+            raise ConnectionAbortedError("emulated dropped connection")
+        elif fault == "malformed":
+            await _drain(receive)
+            await marked(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await marked(
+                {"type": "http.response.body", "body": b'{"created": 1700000000, "data": [{"b64_json": '}
+            )
+        else:  # no fault, or "safety", which the endpoint itself renders in its own shape
+            await self.app(scope, receive, marked)  # type: ignore[arg-type]
+
+
+async def _drain(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body"):
+            return

@@ -1,0 +1,475 @@
+"""Emulated OpenAI endpoints: ``POST /v1/images/edits`` (multipart) and ``POST /v1/responses`` (JSON).
+
+Requests are validated as the real API validates them (sizes for the model, mask size and format,
+parameter ranges, unknown ids) and answered in the exact shapes of ``openai.types``, with ``usage``
+counted by the formulas in ``providers/catalog.yaml``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import OrderedDict
+from typing import Any
+
+import anyio.to_thread
+import numpy as np
+from litestar import Request, Response, post
+from litestar.datastructures import UploadFile
+
+from providers.catalog import (
+    catalog,
+    openai_image_input_tokens,
+    openai_image_output_tokens,
+    openai_size_error,
+    text_tokens,
+)
+from providers.emulator.common import b64_image, data_url_bytes, decode_any, image_format, json_response
+from providers.emulator.render import render_edit
+
+_IMAGE_FIELDS = {
+    "image", "image[]", "mask", "prompt", "model", "n", "size", "quality", "background", "output_format",
+    "output_compression", "input_fidelity", "user", "safety_identifier", "stream", "partial_images",
+    "moderation", "response_format",
+}  # fmt: skip
+
+
+class OpenAIRequestError(Exception):
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
+                 type_: str = "invalid_request_error") -> None:  # fmt: skip
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.type = status, message, param, code, type_
+
+    def response(self) -> Response[bytes]:
+        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        return json_response(body, self.status, {"x-request-id": _req_id()})
+
+
+def _req_id() -> str:
+    return f"req_{uuid.uuid4().hex}"
+
+
+def check_key(request: Request, invalid_prefix: str) -> None:
+    auth = request.headers.get("authorization", "")
+    key = auth.removeprefix("Bearer ").strip()
+    if not auth.startswith("Bearer ") or not key:
+        raise OpenAIRequestError(401, "You didn't provide an API key.", code=None)
+    if key.startswith(invalid_prefix):
+        raise OpenAIRequestError(401, "Incorrect API key provided.", code="invalid_api_key")
+
+
+def _int(value: Any, param: str, lo: int, hi: int) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise OpenAIRequestError(400, f"Invalid type for '{param}': expected an integer.", param) from None
+    if not lo <= n <= hi:
+        raise OpenAIRequestError(
+            400, f"Invalid '{param}': must be between {lo} and {hi}.", param, "integer_out_of_range"
+        )
+    return n
+
+
+def _check_choice(value: str | None, allowed: list[str], param: str) -> None:
+    if value is not None and value not in allowed:
+        raise OpenAIRequestError(
+            400, f"Invalid value: '{value}'. Supported values are: {allowed}.", param, "invalid_value"
+        )
+
+
+def _usage(
+    prompt: str, inputs: list[np.ndarray], out_w: int, out_h: int, quality: str, n: int
+) -> dict[str, Any]:
+    text_in = text_tokens(prompt)
+    image_in = sum(openai_image_input_tokens(a.shape[1], a.shape[0]) for a in inputs)
+    image_out = openai_image_output_tokens(out_w, out_h, quality) * n
+    return {
+        "input_tokens": text_in + image_in,
+        "input_tokens_details": {"text_tokens": text_in, "image_tokens": image_in},
+        "output_tokens": image_out,
+        "output_tokens_details": {"image_tokens": image_out, "text_tokens": 0},
+        "total_tokens": text_in + image_in + image_out,
+    }
+
+
+def _edit_region(mask_png: bytes, size: tuple[int, int]) -> np.ndarray:
+    if image_format(mask_png) != "png":
+        raise OpenAIRequestError(
+            400, "Invalid mask: the mask must be a PNG image.", "mask", "invalid_image_format"
+        )
+    pixels = decode_any(mask_png)
+    if (pixels.shape[1], pixels.shape[0]) != size:
+        raise OpenAIRequestError(
+            400,
+            f"Invalid mask: mask size {pixels.shape[1]}x{pixels.shape[0]} does not match "
+            f"image size {size[0]}x{size[1]}.",
+            "mask",
+            "invalid_image_dimensions",
+        )
+    if pixels.shape[2] != 4:
+        raise OpenAIRequestError(
+            400, "Invalid mask: the mask must have an alpha channel.", "mask", "invalid_image_format"
+        )
+    return pixels[..., 3] < 128
+
+
+async def _files(form: Any, key: str) -> list[bytes]:
+    return [await v.read() for v in form.getall(key) if isinstance(v, UploadFile)] if key in form else []
+
+
+@post("/v1/images/edits")
+async def images_edits(request: Request) -> Response[bytes]:
+    try:
+        check_key(request, request.app.state.config.invalid_keys_prefix)
+        return await _images_edits(request)
+    except OpenAIRequestError as err:
+        return err.response()
+
+
+async def _images_edits(request: Request) -> Response[bytes]:
+    facts = catalog()["openai_images"]
+    form = await request.form()
+    unknown = sorted(set(form) - _IMAGE_FIELDS)
+    if unknown:
+        raise OpenAIRequestError(400, f"Unrecognized request argument supplied: {unknown[0]}", unknown[0])
+    images = await _files(form, "image") + await _files(form, "image[]")
+    if not images:
+        raise OpenAIRequestError(
+            400, "Missing required parameter: 'image'.", "image", "missing_required_parameter"
+        )
+    if len(images) > facts["max_images"]:
+        raise OpenAIRequestError(400, f"Too many images: at most {facts['max_images']}.", "image")
+    prompt = form.get("prompt")
+    if not prompt:
+        raise OpenAIRequestError(
+            400, "Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter"
+        )
+    if len(prompt) > facts["max_prompt_chars"]:
+        raise OpenAIRequestError(
+            400,
+            f"Invalid 'prompt': string too long (max {facts['max_prompt_chars']}).",
+            "prompt",
+            "string_above_max_length",
+        )
+    model = form.get("model") or ""
+    if model not in facts["models"]:
+        raise OpenAIRequestError(
+            400, f"Invalid value for 'model' = {model or None}.", "model", "invalid_value"
+        )
+    if "input_fidelity" in form and model in facts["no_input_fidelity"]:
+        raise OpenAIRequestError(
+            400,
+            f"input_fidelity is not supported for {model}; omit it.",
+            "input_fidelity",
+            "unsupported_parameter",
+        )
+    n = _int(form.get("n", 1), "n", *facts["n"])
+    size = form.get("size") or "auto"
+    if err := openai_size_error(model, size):
+        raise OpenAIRequestError(400, err, "size", "invalid_value")
+    quality = form.get("quality") or "auto"
+    _check_choice(quality, facts["qualities"], "quality")
+    fmt = form.get("output_format") or "png"
+    _check_choice(fmt, facts["formats"], "output_format")
+    background = form.get("background") or "auto"
+    _check_choice(background, ["transparent", "opaque", "auto"], "background")
+    if background == "transparent" and fmt == "jpeg":
+        raise OpenAIRequestError(
+            400, "Transparent background requires output_format png or webp.", "background"
+        )
+    compression = form.get("output_compression")
+    if compression is not None:
+        if fmt == "png":
+            raise OpenAIRequestError(
+                400, "output_compression is only supported for jpeg and webp.", "output_compression"
+            )
+        compression = _int(compression, "output_compression", 0, 100)
+    for i, data in enumerate(images):
+        if image_format(data) is None:
+            raise OpenAIRequestError(
+                400,
+                f"Invalid image file or mode for image {i + 1}; use png, webp or jpg.",
+                "image",
+                "invalid_image_format",
+            )
+        if len(data) >= facts["max_image_bytes"]:
+            raise OpenAIRequestError(
+                400, "Image too large: each image must be under 50 MB.", "image", "image_too_large"
+            )
+    masks = await _files(form, "mask")
+    if masks and len(masks[0]) >= facts["max_mask_bytes"]:
+        raise OpenAIRequestError(400, "Mask too large: must be under 4 MB.", "mask", "image_too_large")
+    if request.scope.get("state", {}).get("fault") == "safety":
+        raise OpenAIRequestError(
+            400,
+            "Your request was rejected as a result of our safety system. (emulated)",
+            code="moderation_blocked",
+            type_="image_generation_user_error",
+        )
+
+    def work() -> dict[str, Any]:
+        try:
+            decoded = [decode_any(d) for d in images]
+        except Exception:
+            raise OpenAIRequestError(
+                400, "Invalid image file: could not be decoded.", "image", "invalid_image"
+            ) from None
+        src = decoded[0]
+        edit = _edit_region(masks[0], (src.shape[1], src.shape[0])) if masks else None
+        w, h = (src.shape[1], src.shape[0]) if size == "auto" else (int(x) for x in size.split("x"))
+        if size == "auto":
+            w, h = (1024, 1024) if w == h else (1536, 1024) if w > h else (1024, 1536)
+        data = [
+            {
+                "b64_json": b64_image(
+                    render_edit(src, edit, f"{prompt}#{i}", (w, h), "small"), fmt, compression
+                )
+            }
+            for i in range(n)
+        ]
+        return {
+            "created": int(time.time()),
+            "data": data,
+            "background": "transparent" if background == "transparent" else "opaque",
+            "output_format": fmt,
+            "quality": "high" if quality == "auto" else quality,
+            "size": f"{w}x{h}",
+            "usage": _usage(prompt, decoded, w, h, "high" if quality == "auto" else quality, n),
+        }
+
+    started = time.perf_counter()
+    body = await anyio.to_thread.run_sync(work)
+    ms = int((time.perf_counter() - started) * 1000)
+    return json_response(body, headers={"x-request-id": _req_id(), "openai-processing-ms": str(ms)})
+
+
+class ResponseStore:
+    """Output images by response id, so ``previous_response_id`` can continue a chain (bounded LRU)."""
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def put(self, response_id: str, pixels: np.ndarray) -> None:
+        self._items[response_id] = pixels
+        self._items.move_to_end(response_id)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def get(self, response_id: str) -> np.ndarray | None:
+        return self._items.get(response_id)
+
+
+def _input_parts(body: dict[str, Any]) -> tuple[str, list[bytes]]:
+    items = body.get("input")
+    if isinstance(items, str):
+        return items, []
+    if not isinstance(items, list):
+        raise OpenAIRequestError(
+            400, "Missing required parameter: 'input'.", "input", "missing_required_parameter"
+        )
+    texts, images = [], []
+    for item in items:
+        content = item.get("content", []) if isinstance(item, dict) else []
+        if isinstance(content, str):
+            texts.append(content)
+            continue
+        for part in content:
+            if part.get("type") == "input_text":
+                texts.append(part.get("text", ""))
+            elif part.get("type") == "input_image":
+                if part.get("file_id"):
+                    raise OpenAIRequestError(
+                        400, f"File '{part['file_id']}' not found.", "input", "file_not_found"
+                    )
+                try:
+                    images.append(data_url_bytes(part.get("image_url") or ""))
+                except ValueError:
+                    raise OpenAIRequestError(
+                        400, "Invalid 'image_url': expected a base64 data URL.", "input"
+                    ) from None
+    return "\n".join(texts), images
+
+
+def _image_tool(body: dict[str, Any]) -> dict[str, Any] | None:
+    for tool in body.get("tools") or []:
+        if isinstance(tool, dict) and tool.get("type") == "image_generation":
+            return tool
+    return None
+
+
+@post("/v1/responses")
+async def responses_create(request: Request) -> Response[bytes]:
+    try:
+        check_key(request, request.app.state.config.invalid_keys_prefix)
+        return await _responses_create(request)
+    except OpenAIRequestError as err:
+        return err.response()
+
+
+async def _responses_create(request: Request) -> Response[bytes]:
+    facts = catalog()["openai_images"]
+    try:
+        body = json.loads(await request.body())
+    except json.JSONDecodeError:
+        raise OpenAIRequestError(400, "We could not parse the JSON body of your request.") from None
+    model = body.get("model")
+    if not model:
+        raise OpenAIRequestError(
+            400, "Missing required parameter: 'model'.", "model", "missing_required_parameter"
+        )
+    store: ResponseStore = request.app.state.responses
+    previous = body.get("previous_response_id")
+    chained = store.get(previous) if previous else None
+    if previous and chained is None:
+        raise OpenAIRequestError(
+            400,
+            f"Previous response with id '{previous}' not found.",
+            "previous_response_id",
+            "previous_response_not_found",
+        )
+    prompt, images = _input_parts(body)
+    tool = _image_tool(body)
+    response_id = f"resp_{uuid.uuid4().hex}"
+    if tool is None:
+        output = [_message("This emulated model only renders with the image_generation tool.")]
+        usage = _mainline_usage(prompt, 0)
+        return json_response(
+            _response(body, response_id, model, output, usage, None), headers={"x-request-id": _req_id()}
+        )
+    image_model = tool.get("model") or "gpt-image-2"
+    if image_model not in catalog()["openai_responses"]["image_models"]:
+        raise OpenAIRequestError(
+            400, f"Invalid value for 'tools[0].model' = {image_model}.", "tools", "invalid_value"
+        )
+    size = tool.get("size") or "auto"
+    if err := openai_size_error(image_model, size):
+        raise OpenAIRequestError(400, err, "tools[0].size", "invalid_value")
+    quality = tool.get("quality") or "auto"
+    _check_choice(quality, facts["qualities"], "tools[0].quality")
+    fmt = tool.get("output_format") or "png"
+    _check_choice(fmt, facts["formats"], "tools[0].output_format")
+    mask_url = (tool.get("input_image_mask") or {}).get("image_url")
+    safety = request.scope.get("state", {}).get("fault") == "safety"
+
+    def work() -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+        try:
+            decoded = [decode_any(d) for d in images]
+        except Exception:
+            raise OpenAIRequestError(
+                400, "Invalid image: could not be decoded.", "input", "invalid_image"
+            ) from None
+        src = decoded[0] if decoded else chained
+        if src is None:  # generate from nothing: a neutral canvas
+            w0, h0 = (1024, 1024) if size == "auto" else (int(x) for x in size.split("x"))
+            src = np.full((h0, w0, 3), 128, np.uint8)
+        edit = None
+        if mask_url:
+            try:
+                mask_px = decode_any(data_url_bytes(mask_url))
+            except Exception:
+                raise OpenAIRequestError(
+                    400, "Invalid input_image_mask.", "tools[0].input_image_mask"
+                ) from None
+            if mask_px.shape[:2] != src.shape[:2] or mask_px.shape[2] != 4:
+                raise OpenAIRequestError(
+                    400,
+                    "Invalid input_image_mask: must be RGBA and match the image size.",
+                    "tools[0].input_image_mask",
+                )
+            edit = mask_px[..., 3] < 128
+        h, w = src.shape[:2]
+        if size != "auto":
+            w, h = (int(x) for x in size.split("x"))
+        q = "high" if quality == "auto" else quality
+        call: dict[str, Any] = {
+            "type": "image_generation_call",
+            "id": f"ig_{uuid.uuid4().hex}",
+            "action": "edit" if (decoded or chained is not None) else "generate",
+            "background": tool.get("background") or "auto",
+            "output_format": fmt,
+            "quality": q,
+            "size": f"{w}x{h}",
+            "revised_prompt": prompt,
+        }
+        if safety:
+            blocked = "Image generation was blocked by the safety system. (emulated)"
+            error = {
+                "code": "moderation_blocked",
+                "message": blocked,
+                "param": None,
+                "type": "image_generation_user_error",
+            }
+            call.update(status="failed", result=None, error=error)
+            tool_usage = _tool_usage(prompt, decoded, 0, 0, q)
+        else:
+            out = render_edit(src, edit, prompt, (w, h), "small")
+            store.put(response_id, out)
+            call.update(status="completed", result=b64_image(out, fmt))
+            tool_usage = _tool_usage(prompt, decoded if decoded else [src], w, h, q)
+        return (
+            [call, _message("Here is the edited image.")],
+            _mainline_usage(prompt, len(decoded)),
+            tool_usage,
+        )
+
+    output, usage, tool_usage = await anyio.to_thread.run_sync(work)
+    payload = _response(body, response_id, model, output, usage, {"image_gen": tool_usage})
+    return json_response(payload, headers={"x-request-id": _req_id()})
+
+
+def _message(text: str) -> dict[str, Any]:
+    return {
+        "type": "message",
+        "id": f"msg_{uuid.uuid4().hex}",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    }
+
+
+def _mainline_usage(prompt: str, n_images: int) -> dict[str, Any]:
+    """The mainline model reads the prompt and images and writes a short reply around the tool call."""
+    inp = text_tokens(prompt) + 85 * n_images
+    out = catalog()["openai_responses"]["mainline_output_tokens"]
+    return {
+        "input_tokens": inp,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": out,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": inp + out,
+    }
+
+
+def _tool_usage(prompt: str, inputs: list[np.ndarray], w: int, h: int, quality: str) -> dict[str, Any]:
+    text_in = text_tokens(prompt)
+    image_in = sum(openai_image_input_tokens(a.shape[1], a.shape[0]) for a in inputs)
+    image_out = openai_image_output_tokens(w, h, quality) if w else 0
+    return {
+        "input_tokens": text_in + image_in,
+        "input_tokens_details": {"text_tokens": text_in, "image_tokens": image_in},
+        "output_tokens": image_out,
+        "output_tokens_details": {"image_tokens": image_out, "text_tokens": 0},
+        "total_tokens": text_in + image_in + image_out,
+    }
+
+
+def _response(body: dict[str, Any], rid: str, model: str, output: list[dict[str, Any]],
+              usage: dict[str, Any], tool_usage: dict[str, Any] | None) -> dict[str, Any]:  # fmt: skip
+    payload: dict[str, Any] = {
+        "id": rid,
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "completed",
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": True,
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [],
+        "previous_response_id": body.get("previous_response_id"),
+        "usage": usage,
+    }
+    if tool_usage:
+        payload["tool_usage"] = tool_usage
+    return payload
