@@ -89,7 +89,7 @@ def decide(
         elif missing := missing_capabilities(caps, features):
             dropped.append(DroppedCandidate(provider=name, reasons=missing))
         else:
-            candidates.append(Candidate(provider=name, model=settings.model))
+            candidates.append(Candidate(provider=name, model=settings.model, timeout_s=settings.timeout_s))
     return RouteDecision(
         rule=rule, candidates=candidates, dropped=dropped, trace=trace, policy_version=policy.digest
     )

@@ -23,6 +23,9 @@ class ProviderSettings(BaseModel):
 
     model: str
     enabled: bool = True
+    timeout_s: float = Field(300.0, description="Read timeout of one call; image calls run for minutes.")
+    connect_timeout_s: float = 10.0
+    options: dict[str, Any] = Field(default_factory=dict, description="Adapter options, e.g. image_model.")
 
 
 class Rule(BaseModel):
@@ -90,6 +93,7 @@ def parse_policy(text: str) -> Policy:
 class Candidate(BaseModel):
     provider: str
     model: str
+    timeout_s: float = 300.0
 
 
 class DroppedCandidate(BaseModel):

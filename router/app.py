@@ -12,8 +12,6 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from policies import Policy
 from policies.model import parse_policy
-from providers.base import Provider
-from providers.local import LocalProvider
 from router.api.edits import create_edit, get_edit
 from router.api.files import get_file
 from router.api.meta import chips, healthz, readyz
@@ -21,6 +19,7 @@ from router.blobs import DiskBlobStore
 from router.errors import EXCEPTION_HANDLERS
 from router.logging import request_id_middleware
 from router.records import EditRecords
+from router.registry import build_providers
 from router.service import Gateway
 from router.settings import Settings
 from router.workers import ImageWorkers
@@ -37,11 +36,11 @@ def load_policy_file(settings: Settings) -> Policy:
 def build_gateway(settings: Settings) -> Gateway:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     workers = ImageWorkers(settings.image_workers)
-    providers: dict[str, Provider] = {"local": LocalProvider(workers.run)}
+    policy = load_policy_file(settings)
     return Gateway(
         settings=settings,
-        policy=load_policy_file(settings),
-        providers=providers,
+        policy=policy,
+        providers=build_providers(settings, policy, workers.run),
         blobs=DiskBlobStore(settings.data_dir / "blobs"),
         records=EditRecords(settings.data_dir / "edits"),
         workers=workers,

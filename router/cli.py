@@ -7,11 +7,13 @@ import json
 import sys
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import click
 import httpx
+import structlog
 
 from router.settings import Settings
 
@@ -26,19 +28,66 @@ def main() -> None:
 @click.option("--port", envvar="EDITGATE_PORT", type=int, default=None, help="Port [8080].")
 @click.option("--data-dir", envvar="EDITGATE_DATA_DIR", type=click.Path(path_type=Path), default=None)
 def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
-    """Serve the API with embedded defaults (local disk, local provider); no configuration needed."""
+    """Serve the API with embedded defaults (local disk, local provider); no configuration needed.
+
+    With no provider key set, the provider emulator starts beside the gateway and the cloud adapters
+    talk to it: everything works offline, and every emulated result says ``emulated: true``.
+    """
     import uvicorn
 
+    from providers.emulator import create_emulator_app
     from router.app import create_app
     from router.logging import configure_logging
+    from router.threaded import serve_in_thread
 
     overrides: dict[str, Any] = {
         k: v for k, v in {"host": host, "port": port, "data_dir": data_dir}.items() if v is not None
     }
     settings = Settings(**overrides)
     configure_logging(settings.log_level)
-    app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    with ExitStack() as stack:
+        if settings.emulator == "on" or (settings.emulator == "auto" and not settings.has_provider_keys()):
+            url = stack.enter_context(serve_in_thread(create_emulator_app(), port=settings.emulator_port))
+            settings = settings.model_copy(
+                update={
+                    "openai_api_key": "emulator",
+                    "openai_base_url": f"{url}/v1",
+                    "gemini_api_key": "emulator",
+                    "gemini_base_url": url,
+                }
+            )
+            click.secho(
+                f"\n*** No provider keys set: openai-images, openai-responses and gemini are served by the "
+                f"built-in EMULATOR at {url} (a test double, not the real providers). Results say "
+                f"'emulated: true'. Set OPENAI_API_KEY / GEMINI_API_KEY for the real ones. ***\n",
+                fg="yellow",
+                bold=True,
+                err=True,
+            )
+            structlog.get_logger("editgate.cli").warning("emulator_serving_cloud_providers", url=url)
+        app = create_app(settings)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8700, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault and latency streams.")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSON or YAML EmulatorConfig: per-endpoint latency and fault rates.")  # fmt: skip
+def emulate(host: str, port: int, seed: int, config_file: Path | None) -> None:
+    """Run the provider emulator alone (OpenAI Images, Responses, Gemini) for tests and demos."""
+    import uvicorn
+    import yaml
+
+    from providers.emulator import EmulatorConfig, create_emulator_app
+    from router.logging import configure_logging
+
+    configure_logging("info")
+    data = yaml.safe_load(config_file.read_text()) if config_file else {}
+    config = EmulatorConfig.model_validate({"seed": seed, **(data or {})})
+    click.echo(f"editgate emulator (a test double) on http://{host}:{port}", err=True)
+    uvicorn.run(create_emulator_app(config), host=host, port=port, log_config=None, access_log=False)
 
 
 class _Spinner:

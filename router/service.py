@@ -149,7 +149,7 @@ async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, *, base_url: s
         outcome = await execute(
             decision,
             gw.providers,
-            lambda c: _job(p, c, gw.settings.request_timeout_s),
+            lambda c: _job(p, c, min(c.timeout_s, gw.settings.request_timeout_s)),
             gw.settings.request_timeout_s,
         )
     except ExecutionFailed as failed:

@@ -37,7 +37,7 @@ class Limits(BaseSettings):
 class Settings(BaseSettings):
     """Top-level settings. ``EDITGATE_DATA_DIR`` etc.; see the README's configuration reference."""
 
-    model_config = SettingsConfigDict(env_prefix="EDITGATE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="EDITGATE_", extra="ignore", populate_by_name=True)
 
     host: str = "127.0.0.1"
     port: int = 8080
@@ -62,4 +62,15 @@ class Settings(BaseSettings):
         validation_alias="IMAGE_EDIT_PROVIDER",
         description="'auto' or a provider name: forces that provider over the policy's rules.",
     )
+    openai_api_key: str | None = Field(None, validation_alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(None, validation_alias="OPENAI_BASE_URL")
+    gemini_api_key: str | None = Field(None, validation_alias="GEMINI_API_KEY")
+    gemini_base_url: str | None = Field(None, validation_alias="GEMINI_BASE_URL")
+    emulator: str = Field(
+        "auto", description="'auto': start the provider emulator when no provider key is set; 'on'; 'off'."
+    )
+    emulator_port: int = Field(0, description="Port of the built-in emulator (0: any free port).")
     limits: Limits = Field(default_factory=Limits)
+
+    def has_provider_keys(self) -> bool:
+        return bool(self.openai_api_key or self.gemini_api_key)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from router.app import create_app
 from router.settings import Limits, Settings
-from tests.live import serve
+from router.threaded import serve_in_thread as serve
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"  # ../shared beside the clone
 
@@ -75,3 +75,40 @@ def _json_logging() -> None:
     from router.logging import configure_logging
 
     configure_logging("warning")
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[str]:
+    from providers.emulator import create_emulator_app
+
+    with serve(create_emulator_app()) as url:
+        yield url
+
+
+@pytest.fixture()
+def faults(emulator: str) -> Iterator[Callable[..., None]]:
+    """Set the emulator's fault plan for one test: ``faults("images", rate_limit=1.0, latency_ms=...)``."""
+
+    def set_plan(endpoint: str, retry_after_s: float = 1.0, hang_s: float = 30.0, **rates: float) -> None:
+        plan = {"faults": rates, "retry_after_s": retry_after_s, "hang_s": hang_s}
+        httpx.put(f"{emulator}/_emulator/config", json={"endpoints": {endpoint: plan}}).raise_for_status()
+
+    yield set_plan
+    httpx.put(f"{emulator}/_emulator/config", json={}).raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def cloud_server(make_server: Callable[..., str], emulator: str) -> str:
+    """An editgate whose cloud providers are the emulator (as `editgate serve` does with no keys)."""
+    return make_server(
+        openai_api_key="sk-test",
+        openai_base_url=f"{emulator}/v1",
+        gemini_api_key="g-test",
+        gemini_base_url=emulator,
+    )
+
+
+@pytest.fixture()
+def cloud(cloud_server: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=cloud_server, timeout=60) as c:
+        yield c

@@ -59,8 +59,8 @@ def test_black_white_mask_is_converted_and_coverage_reported(client: httpx.Clien
     assert body["mask"]["convention"] == "black_white"
     assert abs(body["mask"]["coverage"] - expected) < 1e-6
     stored_mask = decode(client.get(body["inputs"]["mask"]["url"]).content)
-    assert stored_mask.shape == (400, 600, 2), "stored mask is alpha-convention LA"
-    assert np.array_equal(stored_mask[..., 1] == 0, decode(bw) >= 128)
+    assert stored_mask.shape == (400, 600, 4), "stored mask is alpha-convention RGBA"
+    assert np.array_equal(stored_mask[..., 3] == 0, decode(bw) >= 128)
 
 
 def test_exif_orientation_applied_and_metadata_stripped(client: httpx.Client) -> None:

@@ -37,8 +37,8 @@ def test_converted_mask_is_alpha_convention_png() -> None:
     pixels[1:3, 2:4] = 255
     mask, _ = convert_mask(pixels, "black_white", (6, 4))
     assert mask is not None and mask.coverage == pytest.approx(4 / 24)
-    la = decode(mask.blob.data)
-    assert np.array_equal(la[..., 1] == 0, pixels[..., 0] == 255)
+    rgba = decode(mask.blob.data)
+    assert np.array_equal(rgba[..., 3] == 0, pixels[..., 0] == 255)
 
 
 def test_size_mismatch_names_both_sizes() -> None:

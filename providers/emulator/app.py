@@ -11,6 +11,7 @@ from typing import Any
 
 from litestar import Litestar, Request, get, put
 from litestar.datastructures import State
+from litestar.params import JSONBody
 
 from providers.emulator.faults import EmulatorConfig, FaultInjector
 from providers.emulator.gemini_api import generate_content
@@ -18,7 +19,7 @@ from providers.emulator.openai_api import ResponseStore, images_edits, responses
 
 
 @put("/_emulator/config")
-async def set_config(request: Request, data: EmulatorConfig) -> dict[str, Any]:
+async def set_config(request: Request, data: JSONBody[EmulatorConfig]) -> dict[str, Any]:
     """Replace the latency/fault plan (re-seeds the random streams)."""
     request.app.state.injector.configure(data)
     request.app.state.config = data

@@ -21,16 +21,16 @@ Convention = Literal["auto", "alpha", "black_white"]
 @dataclass(slots=True)
 class Mask:
     blob: ImageBlob
-    """Alpha-convention PNG (LA: alpha 0 = edit); ``blob.pixels`` is the boolean edit region."""
+    """Alpha-convention RGBA PNG (alpha 0 = edit); ``blob.pixels`` is the boolean edit region."""
     convention: Literal["alpha", "black_white"]
     coverage: float
 
 
 def alpha_mask_png(edit: np.ndarray) -> bytes:
-    """Encode a boolean edit region as the alpha-convention mask providers expect."""
-    la = np.zeros((*edit.shape, 2), dtype=np.uint8)
-    la[..., 1] = np.where(edit, 0, 255)
-    return encode(la, "png")
+    """Encode a boolean edit region as the RGBA alpha-convention mask OpenAI takes natively."""
+    rgba = np.zeros((*edit.shape, 4), dtype=np.uint8)
+    rgba[..., 3] = np.where(edit, 0, 255)
+    return encode(rgba, "png")
 
 
 def edit_region(

@@ -1,0 +1,83 @@
+"""What the two OpenAI adapters share: building an authenticated client and mapping its errors.
+
+``_map_error`` is the one place an ``openai`` exception becomes an editgate error family; the
+provider's message, status and request id are kept, and ``retry-after`` survives a 429.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import httpx
+import openai
+
+from providers.errors import AuthError, InvalidForProvider, ProviderError, RateLimited, Rejected, Unavailable
+
+EMULATOR_HEADER = "x-emulator"
+
+
+def make_client(
+    api_key: str, base_url: str | None, http_client: httpx.AsyncClient | None = None
+) -> openai.AsyncOpenAI:
+    """SDK retries are off: the executor owns retries, fallbacks and the overall deadline."""
+    return openai.AsyncOpenAI(
+        api_key=api_key,
+        base_url=base_url,
+        max_retries=0,
+        timeout=httpx.Timeout(300.0, connect=10.0),
+        http_client=http_client,
+    )
+
+
+def retry_after(headers: httpx.Headers | None) -> float | None:
+    value = headers.get("retry-after") if headers else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def map_error(exc: Exception, provider: str) -> ProviderError:
+    if isinstance(exc, openai.APITimeoutError):
+        return Unavailable("the provider did not answer within the timeout", provider=provider)
+    if isinstance(exc, openai.APIConnectionError):
+        return Unavailable(f"connection to the provider failed: {exc.__cause__ or exc}", provider=provider)
+    if isinstance(exc, openai.APIStatusError):
+        status, rid = exc.status_code, exc.request_id
+        body = exc.body if isinstance(exc.body, dict) else {}
+        code = body.get("code") if isinstance(body.get("code"), str) else None
+        message = str(body.get("message") or exc.message)
+        kw = {"provider": provider, "request_id": rid, "status": status}
+        if status == 429:
+            return RateLimited(message, retry_after=retry_after(exc.response.headers), **kw)
+        if status in (401, 403):
+            return AuthError(message, **kw)
+        if status >= 500:
+            return Unavailable(message, **kw)
+        if (
+            code in ("moderation_blocked", "content_policy_violation")
+            or body.get("type") == "image_generation_user_error"
+        ):
+            return Rejected(message, **kw)
+        return InvalidForProvider(message, **kw)
+    if isinstance(exc, (openai.APIResponseValidationError, ValueError)):
+        return Unavailable(f"the provider sent a malformed response: {exc}", provider=provider)
+    return Unavailable(f"{type(exc).__name__}: {exc}", provider=provider)
+
+
+def data_url(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def token_usage(usage: object | None) -> dict[str, int]:
+    """Image-API usage (ImagesResponse.usage or Responses tool_usage.image_gen) as tokens by kind."""
+    if usage is None:
+        return {}
+    inp = getattr(usage, "input_tokens_details", None)
+    out = getattr(usage, "output_tokens_details", None)
+    return {
+        "input_text_tokens": getattr(inp, "text_tokens", 0) or 0,
+        "input_image_tokens": getattr(inp, "image_tokens", 0) or 0,
+        "output_image_tokens": getattr(out, "image_tokens", 0) if out else getattr(usage, "output_tokens", 0),
+        "output_text_tokens": getattr(out, "text_tokens", 0) if out else 0,
+    }

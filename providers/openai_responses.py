@@ -1,0 +1,108 @@
+"""``openai-responses``: the Responses API with the ``image_generation`` tool, for multi-round chains.
+
+Each round returns the response id as chain state; the next round of the same session passes it as
+``previous_response_id`` and sends only the new instruction, instead of re-uploading the image.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import openai
+
+from policies.capabilities import Capabilities
+from providers.base import EditJob, ProviderResult, ResultImage
+from providers.catalog import snap_openai_size
+from providers.errors import InvalidForProvider, Rejected, Unavailable
+from providers.imaging import MIME
+from providers.openai_common import EMULATOR_HEADER, data_url, map_error, token_usage
+from providers.openai_images import DEFAULT_QUALITY
+
+
+class OpenAIResponsesProvider:
+    name = "openai-responses"
+    capabilities = Capabilities(
+        prompt_guided=True,
+        removal=True,
+        outpaint=True,
+        variation=True,
+        native_mask=True,
+        max_refs=8,
+        max_n=1,
+        transparent=True,
+        multi_turn=True,
+        text_rendering=True,
+        max_edge=3840,
+    )
+
+    def __init__(self, client: openai.AsyncOpenAI, image_model: str = "gpt-image-2",
+                 quality_map: dict[str, str] | None = None) -> None:  # fmt: skip
+        self._client = client
+        self._image_model = image_model
+        self._quality = {**DEFAULT_QUALITY, **(quality_map or {})}
+
+    def build_request(self, job: EditJob) -> dict[str, Any]:
+        w, h = snap_openai_size(self._image_model, job.out_w, job.out_h)
+        tool: dict[str, Any] = {
+            "type": "image_generation",
+            "model": self._image_model,
+            "quality": self._quality[job.quality],
+            "size": f"{w}x{h}",
+            "output_format": job.output_format,
+            "background": job.background,
+        }
+        content: list[dict[str, Any]] = [{"type": "input_text", "text": job.prompt}]
+        if job.previous_response_id is None:
+            content += [
+                {"type": "input_image", "image_url": data_url(b.data, b.mime)}
+                for b in (job.source, *job.references)
+            ]
+            if job.mask is not None:
+                tool["input_image_mask"] = {"image_url": data_url(job.mask.data, "image/png")}
+        request: dict[str, Any] = {
+            "model": job.model,
+            "input": [{"role": "user", "content": content}],
+            "tools": [tool],
+        }
+        if job.previous_response_id:
+            request["previous_response_id"] = job.previous_response_id
+        return request
+
+    async def edit(self, job: EditJob) -> ProviderResult:
+        try:
+            raw = await self._client.responses.with_raw_response.create(
+                **self.build_request(job), timeout=job.timeout_s
+            )
+            response = raw.parse()
+        except Exception as exc:
+            raise map_error(exc, self.name) from exc
+        request_id = raw.headers.get("x-request-id")
+        calls = [item for item in response.output if item.type == "image_generation_call"]
+        if not calls:
+            raise InvalidForProvider("the model answered without calling the image tool", provider=self.name,
+                                     request_id=request_id)  # fmt: skip
+        failed = next((c for c in calls if c.error is not None or not c.result), None)
+        if failed is not None:
+            error = failed.error
+            message = error.message if error else "the image tool returned no image"
+            family = Rejected if error and error.code == "moderation_blocked" else Unavailable
+            raise family(message, provider=self.name, request_id=request_id)
+        images = [
+            ResultImage(
+                data=base64.b64decode(c.result or ""), mime=MIME.get(c.output_format or "png", "image/png")
+            )
+            for c in calls
+        ]
+        usage = token_usage(response.tool_usage.image_gen if response.tool_usage else None)
+        if response.usage:
+            usage["model_input_tokens"] = response.usage.input_tokens
+            usage["model_output_tokens"] = response.usage.output_tokens
+        return ProviderResult(
+            images=images,
+            usage=usage,
+            request_id=request_id,
+            chain_state=response.id,
+            revised_prompt=calls[0].revised_prompt,
+            emulated=EMULATOR_HEADER in raw.headers,
+        )
