@@ -6,6 +6,7 @@ exceptions and anything unexpected into that shape, so a caller never has to par
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import structlog
@@ -32,7 +33,9 @@ class ApiError(Exception):
 
 
 def error_response(exc: ApiError) -> Response[dict[str, Any]]:
-    return Response(exc.body(), status_code=exc.status)
+    retry_after = exc.extra.get("retry_after")
+    headers = {"Retry-After": str(math.ceil(retry_after))} if retry_after is not None else None
+    return Response(exc.body(), status_code=exc.status, headers=headers)
 
 
 def _api_error_handler(_: Request, exc: ApiError) -> Response[dict[str, Any]]:

@@ -415,7 +415,9 @@ async def _responses_create(request: Request) -> Response[bytes]:
         )
 
     output, usage, tool_usage = await anyio.to_thread.run_sync(work)
-    payload = _response(body, response_id, model, output, usage, {"image_gen": tool_usage})
+    payload = _response(
+        body, response_id, model, output, usage, {"image_gen": tool_usage, "web_search": {"num_requests": 0}}
+    )
     return json_response(payload, headers={"x-request-id": _req_id()})
 
 
