@@ -78,12 +78,13 @@ def _check_choice(value: str | None, allowed: list[str], param: str) -> None:
         )
 
 
-def _usage(
-    prompt: str, inputs: list[np.ndarray], out_w: int, out_h: int, quality: str, n: int
+def image_usage(
+    prompt: str, inputs: list[np.ndarray], out_w: int, out_h: int, quality: str, n: int = 1
 ) -> dict[str, Any]:
+    """GPT Image usage (Images API ``usage`` and Responses ``tool_usage.image_gen`` share the shape)."""
     text_in = text_tokens(prompt)
     image_in = sum(openai_image_input_tokens(a.shape[1], a.shape[0]) for a in inputs)
-    image_out = openai_image_output_tokens(out_w, out_h, quality) * n
+    image_out = openai_image_output_tokens(out_w, out_h, quality) * n if out_w else 0
     return {
         "input_tokens": text_in + image_in,
         "input_tokens_details": {"text_tokens": text_in, "image_tokens": image_in},
@@ -235,7 +236,7 @@ async def _images_edits(request: Request) -> Response[bytes]:
             "output_format": fmt,
             "quality": "high" if quality == "auto" else quality,
             "size": f"{w}x{h}",
-            "usage": _usage(prompt, decoded, w, h, "high" if quality == "auto" else quality, n),
+            "usage": image_usage(prompt, decoded, w, h, "high" if quality == "auto" else quality, n),
         }
 
     started = time.perf_counter()
@@ -402,12 +403,12 @@ async def _responses_create(request: Request) -> Response[bytes]:
                 "type": "image_generation_user_error",
             }
             call.update(status="failed", result=None, error=error)
-            tool_usage = _tool_usage(prompt, decoded, 0, 0, q)
+            tool_usage = image_usage(prompt, decoded, 0, 0, q)
         else:
             out = render_edit(src, edit, prompt, (w, h), "small")
             store.put(response_id, out)
             call.update(status="completed", result=b64_image(out, fmt))
-            tool_usage = _tool_usage(prompt, decoded if decoded else [src], w, h, q)
+            tool_usage = image_usage(prompt, decoded if decoded else [src], w, h, q)
         return (
             [call, _message("Here is the edited image.")],
             _mainline_usage(prompt, len(decoded)),
@@ -441,19 +442,6 @@ def _mainline_usage(prompt: str, n_images: int) -> dict[str, Any]:
         "output_tokens": out,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": inp + out,
-    }
-
-
-def _tool_usage(prompt: str, inputs: list[np.ndarray], w: int, h: int, quality: str) -> dict[str, Any]:
-    text_in = text_tokens(prompt)
-    image_in = sum(openai_image_input_tokens(a.shape[1], a.shape[0]) for a in inputs)
-    image_out = openai_image_output_tokens(w, h, quality) if w else 0
-    return {
-        "input_tokens": text_in + image_in,
-        "input_tokens_details": {"text_tokens": text_in, "image_tokens": image_in},
-        "output_tokens": image_out,
-        "output_tokens_details": {"image_tokens": image_out, "text_tokens": 0},
-        "total_tokens": text_in + image_in + image_out,
     }
 
 
