@@ -39,9 +39,7 @@ def missing_capabilities(caps: Capabilities, f: Features) -> list[str]:
         if not f.has_mask:
             missing.append("prompt_guided (an edit without a mask needs a provider that follows the prompt)")
         elif not (f.removal and caps.removal):
-            missing.append(
-                "prompt_guided (only removal edits such as 'remove the ...' can be served without it)"
-            )
+            missing.append("prompt_guided (only removal edits such as 'remove the ...' can be served without it)")
     if f.n_refs > caps.max_refs:
         missing.append(f"references (asked for {f.n_refs}, at most {caps.max_refs})")
     if f.n > caps.max_n:

@@ -46,9 +46,7 @@ def _match(rule: Rule, f: Features) -> tuple[bool, str]:
 
 def _route(f: Features, policy: Policy, forced: str | None) -> tuple[str, list[str], list[RuleTrace]]:
     if f.requested_provider and policy.allow_request_provider:
-        trace = [
-            RuleTrace(rule="request.provider", matched=True, why=f"caller asked for {f.requested_provider}")
-        ]
+        trace = [RuleTrace(rule="request.provider", matched=True, why=f"caller asked for {f.requested_provider}")]
         return "request.provider", [f.requested_provider], trace
     if forced:
         why = f"IMAGE_EDIT_PROVIDER={forced}"
@@ -90,6 +88,4 @@ def decide(
             dropped.append(DroppedCandidate(provider=name, reasons=missing))
         else:
             candidates.append(Candidate(provider=name, model=settings.model, timeout_s=settings.timeout_s))
-    return RouteDecision(
-        rule=rule, candidates=candidates, dropped=dropped, trace=trace, policy_version=policy.digest
-    )
+    return RouteDecision(rule=rule, candidates=candidates, dropped=dropped, trace=trace, policy_version=policy.digest)

@@ -48,9 +48,7 @@ class Rule(BaseModel):
             if isinstance(cond, dict):
                 for op in cond:
                     if op not in Operator.__args__:
-                        raise ValueError(
-                            f"unknown operator {op!r} on {feature!r}; known: {Operator.__args__}"
-                        )
+                        raise ValueError(f"unknown operator {op!r} on {feature!r}; known: {Operator.__args__}")
         return when
 
 

@@ -25,9 +25,7 @@ REGION_SENTENCE = (
 )
 
 
-def make_client(
-    api_key: str, base_url: str | None, http_client: httpx.AsyncClient | None = None
-) -> genai.Client:
+def make_client(api_key: str, base_url: str | None, http_client: httpx.AsyncClient | None = None) -> genai.Client:
     """SDK retries off (the executor owns them); the long read timeout image calls need."""
     options = types.HttpOptions(
         base_url=base_url,
@@ -54,9 +52,7 @@ def _map_error(exc: Exception, provider: str) -> ProviderError:
         return Unavailable("the provider did not answer within the timeout", provider=provider)
     if isinstance(exc, httpx.TransportError):
         return Unavailable(f"connection to the provider failed: {exc}", provider=provider)
-    return Unavailable(
-        f"the provider sent a malformed response: {type(exc).__name__}: {exc}", provider=provider
-    )
+    return Unavailable(f"the provider sent a malformed response: {type(exc).__name__}: {exc}", provider=provider)
 
 
 def region_png(edit: np.ndarray) -> bytes:
@@ -105,9 +101,7 @@ class GeminiImageProvider:
     async def edit(self, job: EditJob) -> ProviderResult:
         parts, config = self.build_request(job)
         try:
-            response = await self._client.aio.models.generate_content(
-                model=job.model, contents=parts, config=config
-            )
+            response = await self._client.aio.models.generate_content(model=job.model, contents=parts, config=config)
         except Exception as exc:
             raise _map_error(exc, self.name) from exc
         facts = catalog()["gemini"]
@@ -118,11 +112,7 @@ class GeminiImageProvider:
         if reason in facts["safety_finish_reasons"] or block:
             raise Rejected(f"blocked by the provider's safety filter ({reason or block})", provider=self.name,
                            request_id=request_id)  # fmt: skip
-        blobs = (
-            [p.inline_data for p in (candidate.content.parts or [])]
-            if candidate and candidate.content
-            else []
-        )
+        blobs = [p.inline_data for p in (candidate.content.parts or [])] if candidate and candidate.content else []
         images = [ResultImage(data=b.data, mime=b.mime_type or "image/png") for b in blobs if b and b.data]
         if not images:
             raise Unavailable(f"the provider returned no image (finish reason {reason})", provider=self.name,
@@ -131,9 +121,7 @@ class GeminiImageProvider:
             images=images,
             usage=_usage(response.usage_metadata),
             request_id=request_id,
-            emulated=bool(
-                response.sdk_http_response and EMULATOR_HEADER in (response.sdk_http_response.headers or {})
-            ),
+            emulated=bool(response.sdk_http_response and EMULATOR_HEADER in (response.sdk_http_response.headers or {})),
         )
 
 

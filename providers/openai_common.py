@@ -16,9 +16,7 @@ from providers.errors import AuthError, InvalidForProvider, ProviderError, RateL
 EMULATOR_HEADER = "x-emulator"
 
 
-def make_client(
-    api_key: str, base_url: str | None, http_client: httpx.AsyncClient | None = None
-) -> openai.AsyncOpenAI:
+def make_client(api_key: str, base_url: str | None, http_client: httpx.AsyncClient | None = None) -> openai.AsyncOpenAI:
     """SDK retries are off: the executor owns retries, fallbacks and the overall deadline."""
     return openai.AsyncOpenAI(
         api_key=api_key,

@@ -39,9 +39,7 @@ class OpenAIImagesProvider:
         """SDK arguments: size snapped for the model, quality mapped, no ``input_fidelity``."""
         w, h = snap_openai_size(job.model, job.out_w, job.out_h)
         ext = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
-        images = [
-            (f"image-{i}.{ext[b.mime]}", b.data, b.mime) for i, b in enumerate((job.source, *job.references))
-        ]
+        images = [(f"image-{i}.{ext[b.mime]}", b.data, b.mime) for i, b in enumerate((job.source, *job.references))]
         request: dict[str, object] = {
             "model": job.model,
             "prompt": job.prompt,
@@ -58,18 +56,12 @@ class OpenAIImagesProvider:
 
     async def edit(self, job: EditJob) -> ProviderResult:
         try:
-            raw = await self._client.images.with_raw_response.edit(
-                **self.build_request(job), timeout=job.timeout_s
-            )  # type: ignore[call-overload]
+            raw = await self._client.images.with_raw_response.edit(**self.build_request(job), timeout=job.timeout_s)  # type: ignore[call-overload]
             response = raw.parse()
         except Exception as exc:
             raise map_error(exc, self.name) from exc
         mime = MIME.get(response.output_format or job.output_format, "image/png")
-        images = [
-            ResultImage(data=base64.b64decode(d.b64_json), mime=mime)
-            for d in response.data or []
-            if d.b64_json
-        ]
+        images = [ResultImage(data=base64.b64decode(d.b64_json), mime=mime) for d in response.data or [] if d.b64_json]
         if not images:
             raise map_error(ValueError("the response carried no image"), self.name)
         return ProviderResult(

@@ -55,8 +55,7 @@ class OpenAIResponsesProvider:
         content: list[dict[str, Any]] = [{"type": "input_text", "text": job.prompt}]
         if job.previous_response_id is None:
             content += [
-                {"type": "input_image", "image_url": data_url(b.data, b.mime)}
-                for b in (job.source, *job.references)
+                {"type": "input_image", "image_url": data_url(b.data, b.mime)} for b in (job.source, *job.references)
             ]
             if job.mask is not None:
                 tool["input_image_mask"] = {"image_url": data_url(job.mask.data, "image/png")}
@@ -89,9 +88,7 @@ class OpenAIResponsesProvider:
             family = Rejected if error and error.code == "moderation_blocked" else Unavailable
             raise family(message, provider=self.name, request_id=request_id)
         images = [
-            ResultImage(
-                data=base64.b64decode(c.result or ""), mime=MIME.get(c.output_format or "png", "image/png")
-            )
+            ResultImage(data=base64.b64decode(c.result or ""), mime=MIME.get(c.output_format or "png", "image/png"))
             for c in calls
         ]
         usage = token_usage(response.tool_usage.image_gen if response.tool_usage else None)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from importlib import resources
 
 import structlog
 from litestar import Litestar
 from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
@@ -15,13 +19,17 @@ from policies.model import parse_policy
 from router.api.edits import create_edit, get_edit
 from router.api.files import get_file
 from router.api.meta import chips, healthz, readyz
+from router.api.sessions import SESSION_HANDLERS
+from router.auth import resolve_tenant
 from router.blobs import DiskBlobStore
 from router.errors import EXCEPTION_HANDLERS
 from router.logging import request_id_middleware
-from router.records import EditRecords
 from router.registry import build_providers
 from router.service import Gateway
+from router.sessions import sweeper
 from router.settings import Settings
+from router.storage.db import database_url, make_engine, migrate
+from router.storage.store import DEV_TENANT, Store
 from router.workers import ImageWorkers
 
 log = structlog.get_logger("editgate.app")
@@ -37,12 +45,13 @@ def build_gateway(settings: Settings) -> Gateway:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     workers = ImageWorkers(settings.image_workers)
     policy = load_policy_file(settings)
+    engine = make_engine(database_url(settings.database_url, settings.data_dir))
     return Gateway(
         settings=settings,
         policy=policy,
         providers=build_providers(settings, policy, workers.run),
         blobs=DiskBlobStore(settings.data_dir / "blobs"),
-        records=EditRecords(settings.data_dir / "edits"),
+        store=Store(engine),
         workers=workers,
         forced_provider=settings.image_edit_provider,
     )
@@ -51,17 +60,39 @@ def build_gateway(settings: Settings) -> Gateway:
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings()
     gateway = build_gateway(settings)
-    log.info(
-        "gateway_ready",
-        data_dir=str(settings.data_dir.resolve()),
-        providers=sorted(gateway.providers),
-        policy_version=gateway.policy.version,
-        forced_provider=settings.image_edit_provider,
-    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await migrate(gateway.store.engine)
+        gateway.dev_tenant = await gateway.store.ensure_tenant(DEV_TENANT)
+        keys = await gateway.store.any_active_key()
+        log.info(
+            "gateway_ready",
+            data_dir=str(settings.data_dir.resolve()),
+            database=gateway.store.engine.dialect.name,
+            providers=sorted(gateway.providers),
+            policy_version=gateway.policy.version,
+            forced_provider=settings.image_edit_provider,
+            retention_days=settings.retention_days,
+        )
+        if not keys:
+            log.warning(
+                "no_api_keys",
+                note="running as the single development tenant 'dev'; the first `editgate keys create` enforces auth",
+            )
+        sweep = asyncio.create_task(sweeper(gateway))
+        try:
+            yield
+        finally:
+            sweep.cancel()
+            await gateway.store.engine.dispose()
+
     return Litestar(
-        route_handlers=[create_edit, get_edit, get_file, healthz, readyz, chips],
+        route_handlers=[create_edit, get_edit, get_file, healthz, readyz, chips, *SESSION_HANDLERS],
+        dependencies={"tenant": Provide(resolve_tenant)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[request_id_middleware],
+        lifespan=[lifespan],
         request_max_body_size=settings.limits.max_request_bytes,
         openapi_config=OpenAPIConfig(
             title="editgate",

@@ -67,9 +67,7 @@ def _http_exception_handler(_: Request, exc: HTTPException) -> Response[dict[str
 
 def _unexpected_handler(request: Request, exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled_error", path=request.url.path, error_type=type(exc).__name__)
-    return error_response(
-        ApiError(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "An unexpected error occurred.")
-    )
+    return error_response(ApiError(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "An unexpected error occurred."))
 
 
 EXCEPTION_HANDLERS = {

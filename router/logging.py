@@ -16,6 +16,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 access_log = structlog.get_logger("editgate.access")
+_CONTENT_LOGGERS = ("aiosqlite", "asyncpg", "sqlalchemy", "httpx", "httpcore", "openai", "google_genai", "multipart")
 
 
 def configure_logging(level: str = "info") -> None:
@@ -48,6 +49,8 @@ def configure_logging(level: str = "info") -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    for name in _CONTENT_LOGGERS:  # at DEBUG these echo SQL parameters and request bodies: prompts
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def request_id_middleware(app: ASGIApp) -> ASGIApp:

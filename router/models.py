@@ -23,9 +23,7 @@ class EditRequest(BaseModel):
     protect: list[str] = Field(default_factory=list, description="Protection chips; see GET /v1/chips.")
     tier: Literal["standard", "pro"] = "standard"
     quality: Literal["draft", "final"] = "final"
-    size: str = Field(
-        "keep", description="'WxH', 'auto' (as the provider returns it) or 'keep' (the source's)."
-    )
+    size: str = Field("keep", description="'WxH', 'auto' (as the provider returns it) or 'keep' (the source's).")
     aspect: str | None = Field(None, description="Outpaint target aspect such as '9:16'.")
     anchor: Anchor = Field("center", description="Where the source sits on an outpaint canvas.")
     output_format: Literal["png", "jpeg", "webp"] = "png"
@@ -35,6 +33,8 @@ class EditRequest(BaseModel):
     text_in_output: bool | None = Field(None, description="On-image text wanted; inferred when omitted.")
     mask_convention: Literal["auto", "alpha", "black_white"] = "auto"
     provider: str | None = Field(None, description="Ask for one provider, if the policy allows it.")
+    session_id: str | None = Field(None, description="Edit inside this session (then send no image).")
+    parent_version: int | None = Field(None, ge=0, description="Branch from this version; default the latest.")
     include_base64: bool = Field(False, description="Also return each image as base64 in the response.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Returned unchanged.")
 
@@ -127,10 +127,20 @@ class Inputs(BaseModel):
     references: list[FileRef] = Field(default_factory=list)
 
 
+class Chain(BaseModel):
+    continued: bool = Field(description="The provider's own chain was continued (no re-upload).")
+    previous_response_id: str | None = None
+    note: str | None = Field(None, description="Set when the chain moved to another provider.")
+
+
 class EditResponse(BaseModel):
     id: str
     status: Literal["succeeded", "failed"]
     created: int
+    session_id: str
+    version: int
+    parent_version: int | None
+    expires_at: int | None = Field(None, description="When this session's images and history are deleted.")
     images: list[OutputImage]
     provider: str
     model: str
@@ -141,6 +151,7 @@ class EditResponse(BaseModel):
     mask: MaskReport | None = None
     inputs: Inputs
     revised_prompt: str | None = None
+    chain: Chain | None = None
     warnings: list[str] = Field(default_factory=list)
     emulated: bool = False
     metadata: dict[str, Any] = Field(default_factory=dict)

@@ -1,16 +1,16 @@
 """One edit, end to end: intake -> decide -> execute -> normalize -> store -> response.
 
-Each step is one call into its own module; this file only sequences them, times them and keeps the
-record, so a failure anywhere still leaves the caller's inputs stored and findable.
+Each step is one call into its own module; this file sequences them, times them and keeps the
+version row current, so a failure anywhere still leaves the caller's inputs and settings stored and
+findable (``GET /v1/edits/{id}``, ``POST .../versions/{v}/retry``).
 """
 
 from __future__ import annotations
 
 import base64
 import time
-import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -24,6 +24,8 @@ from router.intake.images import LoadedImage
 from router.intake.prepare import PreparedEdit, prepare
 from router.intake.request import RawInputs
 from router.models import (
+    Attempt,
+    Chain,
     Cost,
     EditRequest,
     EditResponse,
@@ -35,11 +37,13 @@ from router.models import (
     RouteInfo,
 )
 from router.normalize import NormalizedImage, normalize
-from router.records import EditRecords
 from router.settings import Settings
+from router.storage.models import Version
+from router.storage.store import Store
 from router.workers import ImageWorkers
 
 log = structlog.get_logger("editgate.edit")
+CHAIN_PROVIDER = "openai-responses"
 
 
 @dataclass(slots=True)
@@ -50,16 +54,29 @@ class Gateway:
     policy: Policy
     providers: Mapping[str, Provider]
     blobs: BlobStore
-    records: EditRecords
+    store: Store
     workers: ImageWorkers
     forced_provider: str | None = None
+    dev_tenant: str | None = None
+
+
+@dataclass(slots=True)
+class EditTarget:
+    """Where an edit lands: a new session (standalone edit) or a version tree's branch point."""
+
+    tenant: str
+    session_id: str | None = None
+    parent: Version | None = None
+    retry_of: int | None = None
+    base_url: str = ""
+    extra_warnings: list[str] = field(default_factory=list)
 
 
 def _ms(start: float, end: float) -> float:
     return round((end - start) * 1000, 2)
 
 
-def _ref(base_url: str, sha: str, blob: ImageBlob, fmt: str) -> FileRef:
+def file_ref(base_url: str, sha: str, blob: ImageBlob, fmt: str) -> FileRef:
     return FileRef(
         id=sha,
         url=f"{base_url}/v1/files/{sha}",
@@ -71,17 +88,34 @@ def _ref(base_url: str, sha: str, blob: ImageBlob, fmt: str) -> FileRef:
     )
 
 
-def _store_inputs(gw: Gateway, p: PreparedEdit, base_url: str) -> Inputs:
-    def ref(img: LoadedImage) -> FileRef:
-        return _ref(base_url, gw.blobs.put(img.blob.data), img.blob, img.format)
-
-    mask = None
-    if p.mask is not None:
-        mask = _ref(base_url, gw.blobs.put(p.mask.blob.data), p.mask.blob, "png")
-    return Inputs(source=ref(p.source), mask=mask, references=[ref(r) for r in p.references])
+def expiry(settings: Settings) -> float:
+    return time.time() + settings.retention_days * 86400
 
 
-def _job(p: PreparedEdit, candidate: Candidate, timeout_s: float) -> EditJob:
+async def store_blobs(gw: Gateway, tenant: str, session_id: str, items: list[tuple[bytes, str]]) -> list[str]:
+    """Write files (content-addressed, off the loop) and record that the session uses them."""
+    shas = await gw.workers.run(lambda: [gw.blobs.put(data) for data, _ in items])
+    await gw.store.own_blobs(
+        tenant, session_id, [(sha, kind, len(data)) for sha, (data, kind) in zip(shas, items, strict=True)]
+    )
+    return shas
+
+
+async def start_session(
+    gw: Gateway, tenant: str, source: LoadedImage, base_url: str, meta: dict[str, Any]
+) -> tuple[str, Version]:
+    """A new session whose version 0 is the uploaded (oriented, stripped) source."""
+    session_id = await gw.store.create_session(tenant, expiry(gw.settings), meta)
+    (sha,) = await store_blobs(gw, tenant, session_id, [(source.blob.data, "source")])
+    ref = file_ref(base_url, sha, source.blob, source.format)
+    v0 = await gw.store.add_version(
+        tenant, session_id, status="succeeded", source_sha=sha, image_sha=sha,
+        result={"image": ref.model_dump(), "warnings": source.notes}, finished_at=time.time(),
+    )  # fmt: skip
+    return session_id, v0
+
+
+def _job(p: PreparedEdit, candidate: Candidate, timeout_s: float, previous_response_id: str | None) -> EditJob:
     req = p.request
     out_w, out_h = p.out_size or (p.work.width, p.work.height)
     return EditJob(
@@ -97,30 +131,60 @@ def _job(p: PreparedEdit, candidate: Candidate, timeout_s: float) -> EditJob:
         output_format=req.output_format,
         background=req.background,
         n=req.n,
+        previous_response_id=previous_response_id if candidate.provider == CHAIN_PROVIDER else None,
         timeout_s=timeout_s,
     )
 
 
-def _settings_of(req: EditRequest) -> dict[str, Any]:
-    return req.model_dump(exclude={"include_base64"})
+def _ledger_rows(target: EditTarget, session_id: str, version_id: str, rule: str, attempts: list[Attempt],
+                 usage: dict[str, int], total_ms: float | None) -> list[dict[str, Any]]:  # fmt: skip
+    return [
+        {
+            "tenant_id": target.tenant,
+            "session_id": session_id,
+            "version_id": version_id,
+            "provider": a.provider,
+            "model": a.model,
+            "rule": rule,
+            "provider_ms": a.latency_ms,
+            "total_ms": total_ms if a.outcome == "ok" else None,
+            "outcome": a.outcome,
+            "error_code": None if a.outcome == "ok" else a.outcome,
+            "usage": usage if a.outcome == "ok" else {},
+        }
+        for a in attempts
+    ]
 
 
-async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, *, base_url: str) -> EditResponse:
+async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTarget) -> EditResponse:
     t0 = time.perf_counter()
-    limits = gw.settings.limits
-    p = await gw.workers.run(lambda: prepare(req, raw, limits))
-    inputs = await gw.workers.run(lambda: _store_inputs(gw, p, base_url))
-    edit_id = f"edit_{uuid.uuid4().hex}"
-    created = int(time.time())
-    record: dict[str, Any] = {
-        "id": edit_id,
-        "created": created,
-        "settings": _settings_of(req),
-        "chips": p.chips,
-        "inputs": inputs.model_dump(),
-    }
+    base_url = target.base_url
+    p = await gw.workers.run(lambda: prepare(req, raw, gw.settings.limits, target.tenant))
+    session_id, parent = target.session_id, target.parent
+    if session_id is None or parent is None:
+        session_id, parent = await start_session(gw, target.tenant, p.source, base_url, {})
+    files = [(p.source.blob.data, "source")]
+    if p.mask is not None:
+        files.append((p.mask.blob.data, "mask"))
+    files += [(r.blob.data, "reference") for r in p.references]
+    shas = await store_blobs(gw, target.tenant, session_id, files)
+    source_sha, mask_sha = shas[0], shas[1] if p.mask is not None else None
+    ref_shas = shas[2:] if p.mask is not None else shas[1:]
+    inputs = Inputs(
+        source=file_ref(base_url, source_sha, p.source.blob, p.source.format),
+        mask=file_ref(base_url, mask_sha, p.mask.blob, "png") if p.mask and mask_sha else None,
+        references=[file_ref(base_url, s, r.blob, r.format) for s, r in zip(ref_shas, p.references, strict=True)],
+    )
+    settings = req.model_dump(exclude={"include_base64"})
+    version = await gw.store.add_version(
+        target.tenant, session_id, parent_number=parent.number, status="running", prompt=req.prompt,
+        chips=p.chips, settings=settings, source_sha=source_sha, mask_sha=mask_sha, reference_shas=ref_shas,
+        retry_of=target.retry_of,
+    )  # fmt: skip
+    chained = parent.provider == CHAIN_PROVIDER and parent.chain_response_id and p.mask is None
+    features = p.features.model_copy(update={"session_provider": parent.provider})
     caps = {name: prov.capabilities for name, prov in gw.providers.items()}
-    decision = decide(p.features, gw.policy, forced_provider=gw.forced_provider, capabilities=caps)
+    decision = decide(features, gw.policy, forced_provider=gw.forced_provider, capabilities=caps)
     route = RouteInfo(
         rule=decision.rule,
         policy_version=decision.policy_version,
@@ -129,32 +193,38 @@ async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, *, base_url: s
         trace=[t.model_dump() for t in decision.trace],
     )
     t_intake = time.perf_counter()
-    log.info("edit_routed", edit_id=edit_id, rule=decision.rule, candidates=route.candidates)
+    log.info("edit_routed", edit_id=version.id, rule=decision.rule, candidates=route.candidates)
+    header = {
+        "id": version.id,
+        "session_id": session_id,
+        "version": version.number,
+        "parent_version": parent.number,
+    }
 
-    def fail(error: ApiError) -> ApiError:
-        record.update(status="failed", route=route.model_dump(), error=error.body()["error"])
-        gw.records.put(edit_id, record)
-        error.extra["edit_id"] = edit_id
-        log.info("edit_failed", edit_id=edit_id, code=error.code)
+    async def fail(error: ApiError, attempts: list[Attempt]) -> ApiError:
+        route.attempts = attempts
+        error.extra.update(edit_id=version.id, session_id=session_id, version=version.number)
+        record = {**header, "status": "failed", "created": int(version.created_at), "error": error.body()["error"],
+                  "inputs": inputs.model_dump(), "settings": settings, "route": route.model_dump()}  # fmt: skip
+        await gw.store.add_attempts(_ledger_rows(target, session_id, version.id, decision.rule, attempts, {}, None))
+        await gw.store.update_version(
+            version.id, status="failed", rule=decision.rule, result=record, finished_at=time.time()
+        )
+        log.info("edit_failed", edit_id=version.id, code=error.code)
         return error
 
     if decision.refused:
         reasons = "; ".join(f"{d.provider}: {', '.join(d.reasons)}" for d in decision.dropped)
-        raise fail(
-            ApiError(
-                422, "no_capable_provider", f"No configured provider can serve this request ({reasons})."
-            )
-        )
+        message = f"No configured provider can serve this request ({reasons})."
+        raise await fail(ApiError(422, "no_capable_provider", message), [])
+    previous = parent.chain_response_id if chained else None
+    deadline = gw.settings.request_timeout_s
     try:
         outcome = await execute(
-            decision,
-            gw.providers,
-            lambda c: _job(p, c, min(c.timeout_s, gw.settings.request_timeout_s)),
-            gw.settings.request_timeout_s,
+            decision, gw.providers, lambda c: _job(p, c, min(c.timeout_s, deadline), previous), deadline
         )
     except ExecutionFailed as failed:
-        route.attempts = failed.attempts
-        raise fail(failed.error) from None
+        raise await fail(failed.error, failed.attempts) from None
     route.attempts = outcome.attempts
     route.fallbacks_taken = len(outcome.attempts) - 1
     t_provider = time.perf_counter()
@@ -166,9 +236,8 @@ async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, *, base_url: s
     work_pixels = p.work.pixels
 
     def finish() -> list[tuple[NormalizedImage, Any]]:
-        out = []
-        for image in outcome.result.images:
-            norm, pres = normalize(
+        return [
+            normalize(
                 image,
                 source=work_pixels,
                 edit=edit,
@@ -179,11 +248,11 @@ async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, *, base_url: s
                 opaque=req.background == "opaque",
                 feather_px=gw.settings.feather_px,
             )
-            gw.blobs.put(norm.data)
-            out.append((norm, pres))
-        return out
+            for image in outcome.result.images
+        ]
 
     normalized = await gw.workers.run(finish)
+    await store_blobs(gw, target.tenant, session_id, [(n.data, "result") for n, _ in normalized])
     t_end = time.perf_counter()
     images = [
         OutputImage(
@@ -198,14 +267,30 @@ async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, *, base_url: s
         )
         for n, _ in normalized
     ]
+    served_by = outcome.candidate.provider
+    chain = None
+    if parent.provider == CHAIN_PROVIDER:
+        moved = served_by != CHAIN_PROVIDER
+        note = (
+            f"chain moved from {CHAIN_PROVIDER} to {served_by}: replayed from version {parent.number}"
+            if moved
+            else None
+        )
+        chain = Chain(
+            continued=bool(previous) and not moved,
+            previous_response_id=previous if not moved else None,
+            note=note,
+        )
     provider_ms = round(outcome.provider_ms, 2)
     total_ms = _ms(t0, t_end)
+    session = await gw.store.get_session(target.tenant, session_id)
     response = EditResponse(
-        id=edit_id,
+        **header,
         status="succeeded",
-        created=created,
+        created=int(version.created_at),
+        expires_at=int(session.expires_at) if session and session.expires_at else None,
         images=images,
-        provider=outcome.candidate.provider,
+        provider=served_by,
         model=outcome.candidate.model,
         route=route,
         cost=Cost(estimated_usd=None, actual_usd=None, usage=outcome.result.usage),
@@ -222,12 +307,20 @@ async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, *, base_url: s
         else None,
         inputs=inputs,
         revised_prompt=outcome.result.revised_prompt,
-        warnings=p.warnings,
+        chain=chain,
+        warnings=[*p.warnings, *target.extra_warnings],
         emulated=outcome.result.emulated,
         metadata=req.metadata,
     )
-    record.update(response.model_dump(exclude={"images": {"__all__": {"b64_json"}}}))
-    record["settings"] = _settings_of(req)
-    await gw.workers.run(lambda: gw.records.put(edit_id, record))
-    log.info("edit_succeeded", edit_id=edit_id, provider=response.provider, total_ms=total_ms)
+    record = response.model_dump(exclude={"images": {"__all__": {"b64_json"}}})
+    record.update(settings=settings, image=images[0].model_dump(exclude={"b64_json"}) if images else None)
+    await gw.store.add_attempts(
+        _ledger_rows(target, session_id, version.id, decision.rule, outcome.attempts, outcome.result.usage, total_ms)
+    )
+    await gw.store.update_version(
+        version.id, status="succeeded", provider=served_by, model=outcome.candidate.model, rule=decision.rule,
+        image_sha=images[0].sha256 if images else None, chain_response_id=outcome.result.chain_state,
+        chain_note=chain.note if chain else None, result=record, finished_at=time.time(),
+    )  # fmt: skip
+    log.info("edit_succeeded", edit_id=version.id, provider=served_by, total_ms=total_ms)
     return response

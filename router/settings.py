@@ -21,9 +21,7 @@ class Limits(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="EDITGATE_LIMIT_", extra="forbid")
 
-    max_request_bytes: int = Field(
-        60 * 1024 * 1024, description="Whole request body, enforced while streaming."
-    )
+    max_request_bytes: int = Field(60 * 1024 * 1024, description="Whole request body, enforced while streaming.")
     max_file_bytes: int = Field(50 * 1024 * 1024, description="One uploaded image.")
     max_mask_bytes: int = Field(8 * 1024 * 1024, description="The mask image.")
     max_edge: int = Field(8192, description="Longest edge of any input image, in pixels.")
@@ -46,17 +44,11 @@ class Settings(BaseSettings):
         None, description="Base URL used in returned file links; defaults to the request's own host."
     )
     image_workers: int = Field(default_factory=_default_workers, description="Threads for image work.")
-    request_timeout_s: float = Field(
-        600.0, description="Overall deadline of one edit, all attempts included."
-    )
+    request_timeout_s: float = Field(600.0, description="Overall deadline of one edit, all attempts included.")
     log_level: str = "info"
-    log_content: bool = Field(
-        False, description="Log prompts (never image bytes). Off by default for privacy."
-    )
+    log_content: bool = Field(False, description="Log prompts (never image bytes). Off by default for privacy.")
     feather_px: int = Field(3, description="Feather width of mask-lock compositing, in pixels.")
-    policy_file: Path | None = Field(
-        None, description="Routing policy; defaults to the packaged default.yaml."
-    )
+    policy_file: Path | None = Field(None, description="Routing policy; defaults to the packaged default.yaml.")
     image_edit_provider: str | None = Field(
         None,
         validation_alias="IMAGE_EDIT_PROVIDER",
@@ -70,6 +62,11 @@ class Settings(BaseSettings):
         "auto", description="'auto': start the provider emulator when no provider key is set; 'on'; 'off'."
     )
     emulator_port: int = Field(0, description="Port of the built-in emulator (0: any free port).")
+    database_url: str | None = Field(
+        None, validation_alias="DATABASE_URL", description="PostgreSQL URL; default SQLite in the data dir."
+    )
+    retention_days: float = Field(30.0, description="Sessions, their images and history expire after this.")
+    sweep_interval_s: float = Field(300.0, description="How often expired sessions are removed.")
     limits: Limits = Field(default_factory=Limits)
 
     def has_provider_keys(self) -> bool:

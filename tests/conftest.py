@@ -51,9 +51,7 @@ def make_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[.
 
         def start(**overrides: Any) -> str:
             limits = {**TEST_LIMITS, **overrides.pop("limits", {})}
-            settings = Settings(
-                data_dir=tmp_path_factory.mktemp("data"), limits=Limits(**limits), **overrides
-            )
+            settings = Settings(data_dir=tmp_path_factory.mktemp("data"), limits=Limits(**limits), **overrides)
             return stack.enter_context(serve(create_app(settings)))
 
         yield start

@@ -267,9 +267,7 @@ def test_body_over_limit_is_413_while_streaming(client: httpx.Client) -> None:
             yield b"\0" * (1024 * 1024)
         yield f"\r\n--{boundary}--\r\n".encode()
 
-    r = client.post(
-        "/v1/edits", content=body(), headers={"content-type": f"multipart/form-data; boundary={boundary}"}
-    )
+    r = client.post("/v1/edits", content=body(), headers={"content-type": f"multipart/form-data; boundary={boundary}"})
     assert r.status_code == 413
 
 

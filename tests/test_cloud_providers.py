@@ -42,20 +42,14 @@ def test_each_cloud_provider_serves_an_emulated_edit(
     out = decode(cloud.get(image["url"]).content)
     assert out.shape == (400, 600, 3)
     edited = ~KEEP
-    assert np.abs(out[edited].astype(int) - decode(COFFEE)[edited]).mean() > 20, (
-        "the edit region visibly changed"
-    )
+    assert np.abs(out[edited].astype(int) - decode(COFFEE)[edited]).mean() > 20, "the edit region visibly changed"
 
 
 def test_gemini_mask_lock_keeps_cup_saucer_and_spoon_exact(cloud: httpx.Client) -> None:
     r = _edit(cloud, provider="gemini", protect="only_mask")
     body = r.json()
     pres = body["preservation"]
-    assert (
-        pres["mask_locked"]
-        and pres["before_lock"]["mean_abs_diff"] > 0
-        and pres["before_lock"]["changed_share"] > 0
-    )
+    assert pres["mask_locked"] and pres["before_lock"]["mean_abs_diff"] > 0 and pres["before_lock"]["changed_share"] > 0
     assert pres["mean_abs_diff"] == 0.0 and pres["changed_share"] == 0.0
     out = decode(cloud.get(body["images"][0]["url"]).content)
     assert np.array_equal(out[KEEP][:, :3], decode(COFFEE)[KEEP])
@@ -102,9 +96,7 @@ def test_unavailable_provider_falls_back_and_the_trace_shows_both(
     assert body["route"]["fallbacks_taken"] == 1
 
 
-def test_safety_block_is_returned_and_not_retried_elsewhere(
-    cloud: httpx.Client, faults: Callable[..., None]
-) -> None:
+def test_safety_block_is_returned_and_not_retried_elsewhere(cloud: httpx.Client, faults: Callable[..., None]) -> None:
     faults("gemini", safety=1.0)
     r = _edit(cloud)
     assert r.status_code == 422
@@ -115,9 +107,7 @@ def test_safety_block_is_returned_and_not_retried_elsewhere(
     assert record["status"] == "failed" and cloud.get(record["inputs"]["source"]["url"]).status_code == 200
 
 
-def test_rate_limited_everywhere_is_a_429_with_retry_after(
-    cloud: httpx.Client, faults: Callable[..., None]
-) -> None:
+def test_rate_limited_everywhere_is_a_429_with_retry_after(cloud: httpx.Client, faults: Callable[..., None]) -> None:
     faults("images", rate_limit=1.0, retry_after_s=7)
     r = _edit(cloud, provider="openai-images")
     assert r.status_code == 429

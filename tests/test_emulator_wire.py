@@ -97,9 +97,7 @@ def test_gemini_payload_is_an_sdk_response(emulator: str) -> None:
         ({"strength": "1"}, "strength", None),
     ],
 )
-def test_images_edit_validation_matches_the_real_api(
-    emulator: str, fields: dict, param: str, code: str | None
-) -> None:
+def test_images_edit_validation_matches_the_real_api(emulator: str, fields: dict, param: str, code: str | None) -> None:
     r = _edit(emulator, **fields)
     assert r.status_code == 400 and "x-emulator" in r.headers
     err = r.json()["error"]
@@ -140,9 +138,7 @@ GEMINI = "gemini-3.1-flash-image:generateContent"
         ),
     ],
 )
-def test_gemini_validation_matches_the_real_api(
-    emulator: str, path: str, body: dict, status: int, state: str
-) -> None:
+def test_gemini_validation_matches_the_real_api(emulator: str, path: str, body: dict, status: int, state: str) -> None:
     r = httpx.post(f"{emulator}/v1beta/models/{path}", json=body, headers={"x-goog-api-key": "k"})
     assert r.status_code == status and r.json()["error"]["status"] == state
 

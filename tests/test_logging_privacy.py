@@ -31,9 +31,7 @@ def collected() -> _Collect:
     root.setLevel(old)
 
 
-def test_prompt_is_not_logged_and_request_id_is_on_every_line(
-    client: httpx.Client, collected: _Collect
-) -> None:
+def test_prompt_is_not_logged_and_request_id_is_on_every_line(client: httpx.Client, collected: _Collect) -> None:
     secret = "remove the helmet of agent SECRET-7731"
     r = client.post(
         "/v1/edits",

@@ -77,7 +77,5 @@ def test_canvas_places_source_at_anchor(anchor: str, corner: tuple[int, int]) ->
     canvas, edit, at = build_canvas(src, (40, 20), anchor)  # type: ignore[arg-type]
     assert at == corner
     x, y = corner
-    assert (canvas[y : y + 10, x : x + 20, :3] == 200).all() and (
-        canvas[y : y + 10, x : x + 20, 3] == 255
-    ).all()
+    assert (canvas[y : y + 10, x : x + 20, :3] == 200).all() and (canvas[y : y + 10, x : x + 20, 3] == 255).all()
     assert edit.sum() == 40 * 20 - 10 * 20 and (canvas[edit][:, 3] == 0).all()

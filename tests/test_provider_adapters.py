@@ -105,13 +105,9 @@ def test_responses_three_round_chain(emulator: str) -> None:
     async def chain() -> tuple[ProviderResult, ProviderResult, ProviderResult, dict]:
         first = await provider.edit(_job("gpt-5.4-mini"))
         second = await provider.edit(
-            _job(
-                "gpt-5.4-mini", prompt="now make it warmer", mask=None, previous_response_id=first.chain_state
-            )
+            _job("gpt-5.4-mini", prompt="now make it warmer", mask=None, previous_response_id=first.chain_state)
         )
-        third_job = _job(
-            "gpt-5.4-mini", prompt="add a shadow", mask=None, previous_response_id=second.chain_state
-        )
+        third_job = _job("gpt-5.4-mini", prompt="add a shadow", mask=None, previous_response_id=second.chain_state)
         return first, second, await provider.edit(third_job), provider.build_request(third_job)
 
     first, second, third, request = asyncio.run(chain())

@@ -22,11 +22,7 @@ def _free_port() -> int:
 
 def test_serve_without_keys_runs_offline_on_the_emulator(tmp_path: Path) -> None:
     port = _free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("OPENAI_API_KEY", "GEMINI_API_KEY", "IMAGE_EDIT_PROVIDER")
-    }
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "GEMINI_API_KEY", "IMAGE_EDIT_PROVIDER")}
     cmd = [sys.executable, "-m", "router.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -44,9 +40,7 @@ def test_serve_without_keys_runs_offline_on_the_emulator(tmp_path: Path) -> None
             ("image", ("c.png", fixture_bytes("coffee.png"))),
             ("mask", ("m.png", fixture_bytes("coffee_background_mask.png"))),
         ]
-        r = httpx.post(
-            f"{url}/v1/edits", files=files, data={"prompt": "a beach", "provider": "gemini"}, timeout=60
-        )
+        r = httpx.post(f"{url}/v1/edits", files=files, data={"prompt": "a beach", "provider": "gemini"}, timeout=60)
         assert r.status_code == 200, r.text
         assert r.json()["emulated"] is True and r.json()["provider"] == "gemini"
         assert sorted(httpx.get(f"{url}/readyz").json()["providers"]) == [

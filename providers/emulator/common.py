@@ -42,6 +42,4 @@ def data_url_bytes(url: str) -> bytes:
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response[bytes]:
-    return Response(
-        json.dumps(body).encode(), status_code=status, media_type="application/json", headers=headers or {}
-    )
+    return Response(json.dumps(body).encode(), status_code=status, media_type="application/json", headers=headers or {})

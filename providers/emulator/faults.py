@@ -67,9 +67,7 @@ _ERRORS: dict[tuple[str, str], tuple[int, bytes]] = {
     ),
     ("openai", "unavailable"): (
         503,
-        _openai_error(
-            503, "The engine is currently overloaded, please try again later.", "server_error", None
-        ),
+        _openai_error(503, "The engine is currently overloaded, please try again later.", "server_error", None),
     ),
     ("google", "rate_limit"): (
         429,
@@ -146,9 +144,7 @@ class FaultInjector:
                     "headers": [(b"content-type", b"application/json")],
                 }
             )
-            await marked(
-                {"type": "http.response.body", "body": b'{"created": 1700000000, "data": [{"b64_json": '}
-            )
+            await marked({"type": "http.response.body", "body": b'{"created": 1700000000, "data": [{"b64_json": '})
         else:  # no fault, or "safety", which the endpoint itself renders in its own shape
             await self.app(scope, receive, marked)  # type: ignore[arg-type]
 

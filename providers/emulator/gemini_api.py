@@ -167,9 +167,7 @@ async def _generate(request: Request, target: str) -> Response[bytes]:
             parts = [{"text": reply}]
             return {
                 **base,
-                "candidates": [
-                    {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
-                ],
+                "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
             }
         if images:
             src = images[0]
@@ -193,9 +191,7 @@ async def _generate(request: Request, target: str) -> Response[bytes]:
         parts = [{"text": reply}, {"inlineData": {"mimeType": "image/png", "data": b64_image(out, "png")}}]
         return {
             **base,
-            "candidates": [
-                {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
-            ],
+            "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
         }
 
     return json_response(await anyio.to_thread.run_sync(work))

@@ -96,9 +96,7 @@ def image_usage(
 
 def _edit_region(mask_png: bytes, size: tuple[int, int]) -> np.ndarray:
     if image_format(mask_png) != "png":
-        raise OpenAIRequestError(
-            400, "Invalid mask: the mask must be a PNG image.", "mask", "invalid_image_format"
-        )
+        raise OpenAIRequestError(400, "Invalid mask: the mask must be a PNG image.", "mask", "invalid_image_format")
     pixels = decode_any(mask_png)
     if (pixels.shape[1], pixels.shape[0]) != size:
         raise OpenAIRequestError(
@@ -136,16 +134,12 @@ async def _images_edits(request: Request) -> Response[bytes]:
         raise OpenAIRequestError(400, f"Unrecognized request argument supplied: {unknown[0]}", unknown[0])
     images = await _files(form, "image") + await _files(form, "image[]")
     if not images:
-        raise OpenAIRequestError(
-            400, "Missing required parameter: 'image'.", "image", "missing_required_parameter"
-        )
+        raise OpenAIRequestError(400, "Missing required parameter: 'image'.", "image", "missing_required_parameter")
     if len(images) > facts["max_images"]:
         raise OpenAIRequestError(400, f"Too many images: at most {facts['max_images']}.", "image")
     prompt = form.get("prompt")
     if not prompt:
-        raise OpenAIRequestError(
-            400, "Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter"
-        )
+        raise OpenAIRequestError(400, "Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter")
     if len(prompt) > facts["max_prompt_chars"]:
         raise OpenAIRequestError(
             400,
@@ -155,9 +149,7 @@ async def _images_edits(request: Request) -> Response[bytes]:
         )
     model = form.get("model") or ""
     if model not in facts["models"]:
-        raise OpenAIRequestError(
-            400, f"Invalid value for 'model' = {model or None}.", "model", "invalid_value"
-        )
+        raise OpenAIRequestError(400, f"Invalid value for 'model' = {model or None}.", "model", "invalid_value")
     if "input_fidelity" in form and model in facts["no_input_fidelity"]:
         raise OpenAIRequestError(
             400,
@@ -176,9 +168,7 @@ async def _images_edits(request: Request) -> Response[bytes]:
     background = form.get("background") or "auto"
     _check_choice(background, ["transparent", "opaque", "auto"], "background")
     if background == "transparent" and fmt == "jpeg":
-        raise OpenAIRequestError(
-            400, "Transparent background requires output_format png or webp.", "background"
-        )
+        raise OpenAIRequestError(400, "Transparent background requires output_format png or webp.", "background")
     compression = form.get("output_compression")
     if compression is not None:
         if fmt == "png":
@@ -222,11 +212,7 @@ async def _images_edits(request: Request) -> Response[bytes]:
         if size == "auto":
             w, h = (1024, 1024) if w == h else (1536, 1024) if w > h else (1024, 1536)
         data = [
-            {
-                "b64_json": b64_image(
-                    render_edit(src, edit, f"{prompt}#{i}", (w, h), "small"), fmt, compression
-                )
-            }
+            {"b64_json": b64_image(render_edit(src, edit, f"{prompt}#{i}", (w, h), "small"), fmt, compression)}
             for i in range(n)
         ]
         return {
@@ -267,9 +253,7 @@ def _input_parts(body: dict[str, Any]) -> tuple[str, list[bytes]]:
     if isinstance(items, str):
         return items, []
     if not isinstance(items, list):
-        raise OpenAIRequestError(
-            400, "Missing required parameter: 'input'.", "input", "missing_required_parameter"
-        )
+        raise OpenAIRequestError(400, "Missing required parameter: 'input'.", "input", "missing_required_parameter")
     texts, images = [], []
     for item in items:
         content = item.get("content", []) if isinstance(item, dict) else []
@@ -281,15 +265,11 @@ def _input_parts(body: dict[str, Any]) -> tuple[str, list[bytes]]:
                 texts.append(part.get("text", ""))
             elif part.get("type") == "input_image":
                 if part.get("file_id"):
-                    raise OpenAIRequestError(
-                        400, f"File '{part['file_id']}' not found.", "input", "file_not_found"
-                    )
+                    raise OpenAIRequestError(400, f"File '{part['file_id']}' not found.", "input", "file_not_found")
                 try:
                     images.append(data_url_bytes(part.get("image_url") or ""))
                 except ValueError:
-                    raise OpenAIRequestError(
-                        400, "Invalid 'image_url': expected a base64 data URL.", "input"
-                    ) from None
+                    raise OpenAIRequestError(400, "Invalid 'image_url': expected a base64 data URL.", "input") from None
     return "\n".join(texts), images
 
 
@@ -317,9 +297,7 @@ async def _responses_create(request: Request) -> Response[bytes]:
         raise OpenAIRequestError(400, "We could not parse the JSON body of your request.") from None
     model = body.get("model")
     if not model:
-        raise OpenAIRequestError(
-            400, "Missing required parameter: 'model'.", "model", "missing_required_parameter"
-        )
+        raise OpenAIRequestError(400, "Missing required parameter: 'model'.", "model", "missing_required_parameter")
     store: ResponseStore = request.app.state.responses
     previous = body.get("previous_response_id")
     chained = store.get(previous) if previous else None
@@ -341,9 +319,7 @@ async def _responses_create(request: Request) -> Response[bytes]:
         )
     image_model = tool.get("model") or "gpt-image-2"
     if image_model not in catalog()["openai_responses"]["image_models"]:
-        raise OpenAIRequestError(
-            400, f"Invalid value for 'tools[0].model' = {image_model}.", "tools", "invalid_value"
-        )
+        raise OpenAIRequestError(400, f"Invalid value for 'tools[0].model' = {image_model}.", "tools", "invalid_value")
     size = tool.get("size") or "auto"
     if err := openai_size_error(image_model, size):
         raise OpenAIRequestError(400, err, "tools[0].size", "invalid_value")
@@ -358,9 +334,7 @@ async def _responses_create(request: Request) -> Response[bytes]:
         try:
             decoded = [decode_any(d) for d in images]
         except Exception:
-            raise OpenAIRequestError(
-                400, "Invalid image: could not be decoded.", "input", "invalid_image"
-            ) from None
+            raise OpenAIRequestError(400, "Invalid image: could not be decoded.", "input", "invalid_image") from None
         src = decoded[0] if decoded else chained
         if src is None:  # generate from nothing: a neutral canvas
             w0, h0 = (1024, 1024) if size == "auto" else (int(x) for x in size.split("x"))
@@ -370,9 +344,7 @@ async def _responses_create(request: Request) -> Response[bytes]:
             try:
                 mask_px = decode_any(data_url_bytes(mask_url))
             except Exception:
-                raise OpenAIRequestError(
-                    400, "Invalid input_image_mask.", "tools[0].input_image_mask"
-                ) from None
+                raise OpenAIRequestError(400, "Invalid input_image_mask.", "tools[0].input_image_mask") from None
             if mask_px.shape[:2] != src.shape[:2] or mask_px.shape[2] != 4:
                 raise OpenAIRequestError(
                     400,

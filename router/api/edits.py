@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, get, post
+from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
 from router.api.openapi import EditOperation
+from router.auth import TenantId
 from router.errors import ApiError
+from router.idempotency import idempotent
 from router.intake.request import parse_edit_request
 from router.models import EditResponse
-from router.service import Gateway, run_edit
+from router.service import EditTarget, Gateway, run_edit
+from router.sessions import edit_in_session
 
 
 def base_url(request: Request, gw: Gateway) -> str:
@@ -19,21 +22,32 @@ def base_url(request: Request, gw: Gateway) -> str:
 
 
 @post("/v1/edits", status_code=200, summary="Edit an image", tags=["edits"], operation_class=EditOperation)
-async def create_edit(request: Request) -> EditResponse:
+async def create_edit(request: Request, tenant: TenantId) -> Response[EditResponse]:
     """Send `multipart/form-data` (file parts `image`, `mask`, `reference` repeatable, plus the
     EditRequest fields as form fields) or `application/json` (the same fields, images as base64 in
-    `image`, `mask`, `references`). Returns the normalized result with cost, latency and route trace.
+    `image`, `mask`, `references`). With `session_id` (and no image) the edit continues that session
+    from `parent_version` (default: the latest). Returns the normalized result with cost, latency and
+    route trace. `Idempotency-Key` makes a retry safe.
     """
     gw: Gateway = request.app.state.gateway
     req, raw = await parse_edit_request(request)
-    return await run_edit(gw, req, raw, base_url=base_url(request, gw))
+    url = base_url(request, gw)
+
+    async def run() -> dict[str, Any]:
+        if req.session_id:
+            response = await edit_in_session(gw, tenant, req, raw, req.session_id, url)
+        else:
+            response = await run_edit(gw, req, raw, EditTarget(tenant, base_url=url))
+        return response.model_dump(mode="json")
+
+    return await idempotent(request, gw, tenant, req, raw, run)
 
 
-@get("/v1/edits/{edit_id:str}", summary="Fetch an edit record", tags=["edits"])
-async def get_edit(request: Request, edit_id: FromPath[str]) -> dict[str, Any]:
-    """The stored record of an edit, failed ones included (with their inputs and the error)."""
+@get("/v1/edits/{edit_id:str}", summary="Fetch an edit", tags=["edits"])
+async def get_edit(request: Request, tenant: TenantId, edit_id: FromPath[str]) -> dict[str, Any]:
+    """An edit as it was returned, or as it failed (with its stored inputs, settings and the error)."""
     gw: Gateway = request.app.state.gateway
-    record = gw.records.get(edit_id)
-    if record is None:
+    version = await gw.store.version_by_id(tenant, edit_id)
+    if version is None or version.number == 0:
         raise ApiError(404, "not_found", f"No edit {edit_id!r}.", "edit_id")
-    return record
+    return version.result or {"id": version.id, "status": version.status, "session_id": version.session_id}

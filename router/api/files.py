@@ -6,6 +6,7 @@ from litestar import Request, get
 from litestar.params import FromPath
 from litestar.response import File
 
+from router.auth import TenantId
 from router.errors import ApiError
 from router.intake.sniff import sniff
 from router.service import Gateway
@@ -14,10 +15,10 @@ _MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 
 @get("/v1/files/{file_id:str}", summary="Download a stored image", tags=["files"])
-async def get_file(request: Request, file_id: FromPath[str]) -> File:
+async def get_file(request: Request, tenant: TenantId, file_id: FromPath[str]) -> File:
     gw: Gateway = request.app.state.gateway
     path = gw.blobs.path(file_id)
-    if path is None:
+    if path is None or not await gw.store.owns_blob(tenant, file_id):
         raise ApiError(404, "not_found", f"No file {file_id!r}.", "file_id")
     with path.open("rb") as fh:
         head = fh.read(32)

@@ -106,9 +106,7 @@ def load_image(data: bytes, param: str, limits: Limits, max_bytes: int | None = 
     if not data:
         raise ApiError(422, "empty_file", f"{param} is empty (0 bytes).", param)
     if len(data) > max_bytes:
-        raise ApiError(
-            413, "file_too_large", f"{param} is {len(data)} bytes; the limit is {max_bytes} bytes.", param
-        )
+        raise ApiError(413, "file_too_large", f"{param} is {len(data)} bytes; the limit is {max_bytes} bytes.", param)
     fmt = sniff(data)
     if fmt not in ACCEPTED:
         raise ApiError(

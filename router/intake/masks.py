@@ -33,9 +33,7 @@ def alpha_mask_png(edit: np.ndarray) -> bytes:
     return encode(rgba, "png")
 
 
-def edit_region(
-    pixels: np.ndarray, convention: Convention
-) -> tuple[np.ndarray, Literal["alpha", "black_white"]]:
+def edit_region(pixels: np.ndarray, convention: Convention) -> tuple[np.ndarray, Literal["alpha", "black_white"]]:
     """Boolean HxW edit region from decoded RGB/RGBA mask pixels."""
     has_alpha = pixels.ndim == 3 and pixels.shape[2] == 4
     if convention == "auto":

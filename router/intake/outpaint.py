@@ -8,9 +8,7 @@ import numpy as np
 
 from router.errors import ApiError
 
-Anchor = Literal[
-    "center", "top", "bottom", "left", "right", "top-left", "top-right", "bottom-left", "bottom-right"
-]
+Anchor = Literal["center", "top", "bottom", "left", "right", "top-left", "top-right", "bottom-left", "bottom-right"]
 
 
 def size_for_aspect(w: int, h: int, aw: int, ah: int) -> tuple[int, int]:
@@ -41,9 +39,7 @@ def build_canvas(
             "size",
         )
     if (tw, th) == (w, h):
-        raise ApiError(
-            422, "outpaint_nothing_to_add", f"The target {tw}x{th} equals the source size.", "size"
-        )
+        raise ApiError(422, "outpaint_nothing_to_add", f"The target {tw}x{th} equals the source size.", "size")
     x, y = _offset(anchor, tw - w, th - h)
     canvas = np.zeros((th, tw, 4), dtype=np.uint8)
     canvas[y : y + h, x : x + w, :3] = pixels[..., :3]

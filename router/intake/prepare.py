@@ -65,9 +65,7 @@ def _check_cheap(req: EditRequest, raw: RawInputs, limits: Limits) -> list[str]:
             "size",
         )
     if req.background == "transparent" and req.output_format == "jpeg":
-        raise ApiError(
-            422, "invalid_parameter", "JPEG cannot carry transparency; use png or webp.", "background"
-        )
+        raise ApiError(422, "invalid_parameter", "JPEG cannot carry transparency; use png or webp.", "background")
     if req.mode == "outpaint":
         if raw.mask is not None:
             raise ApiError(422, "invalid_parameter", "Outpainting builds its own mask; send none.", "mask")
@@ -126,9 +124,7 @@ def prepare(req: EditRequest, raw: RawInputs, limits: Limits, tenant: str | None
             warnings.append(warning)
         convention = mask.convention if mask else None
     size = req.explicit_size()
-    out_size = (
-        (work.width, work.height) if req.size == "keep" or (req.mode == "outpaint" and not size) else size
-    )
+    out_size = (work.width, work.height) if req.size == "keep" or (req.mode == "outpaint" and not size) else size
     fw, fh = out_size or (work.width, work.height)
     scripts = scripts_of(req.prompt)
     features = Features(
@@ -144,9 +140,7 @@ def prepare(req: EditRequest, raw: RawInputs, limits: Limits, tenant: str | None
         aspect=round(fw / fh, 4),
         n=req.n,
         n_refs=len(refs),
-        text_in_output=req.text_in_output
-        if req.text_in_output is not None
-        else wants_text(req.prompt, scripts),
+        text_in_output=req.text_in_output if req.text_in_output is not None else wants_text(req.prompt, scripts),
         scripts=scripts,
         transparent=req.background == "transparent",
         tenant=tenant,

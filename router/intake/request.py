@@ -68,12 +68,10 @@ def _list_value(values: list[str]) -> list[str]:
 async def _file_bytes(value: Any, param: str) -> bytes:
     if isinstance(value, UploadFile):
         return await value.read()
-    raise ApiError(
-        422, "not_a_file", f"{param} must be sent as a file part (curl: -F {param}=@photo.png).", param
-    )
+    raise ApiError(422, "not_a_file", f"{param} must be sent as a file part (curl: -F {param}=@photo.png).", param)
 
 
-async def parse_multipart(request: Request) -> tuple[EditRequest, RawInputs]:
+async def parse_multipart(request: Request, image_required: bool = True) -> tuple[EditRequest, RawInputs]:
     form = await request.form()
     fields: dict[str, Any] = {}
     images: list[bytes] = []
@@ -98,13 +96,16 @@ async def parse_multipart(request: Request) -> tuple[EditRequest, RawInputs]:
                 raise ApiError(422, "invalid_parameter", f"{key} must be a JSON object.", key) from exc
         else:
             fields[key] = values[-1]
+    req = parse_fields(fields)
     if not images:
-        raise ApiError(422, "missing_image", "Send the source photo as the file part 'image'.", "image")
+        if image_required and req.session_id is None:
+            raise ApiError(422, "missing_image", "Send the source photo as the file part 'image'.", "image")
+        return req, RawInputs(image=b"", mask=mask, references=refs)
     # Extra images beyond the first are references, as in OpenAI's image[] convention.
-    return parse_fields(fields), RawInputs(image=images[0], mask=mask, references=images[1:] + refs)
+    return req, RawInputs(image=images[0], mask=mask, references=images[1:] + refs)
 
 
-def _b64(value: Any, param: str) -> bytes:
+def decode_b64(value: Any, param: str) -> bytes:
     if not isinstance(value, str):
         raise ApiError(422, "invalid_base64", f"{param} must be a base64 string or data URL.", param)
     if value.startswith("data:"):
@@ -115,30 +116,31 @@ def _b64(value: Any, param: str) -> bytes:
         raise ApiError(422, "invalid_base64", f"{param} is not valid base64.", param) from exc
 
 
-async def parse_json(request: Request) -> tuple[EditRequest, RawInputs]:
+async def parse_json(request: Request, image_required: bool = True) -> tuple[EditRequest, RawInputs]:
     try:
         body = json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc}.") from exc
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "The body must be a JSON object.")
-    if "image" not in body:
+    if "image" not in body and image_required and body.get("session_id") is None:
         raise ApiError(422, "missing_image", "Send the source photo as base64 in 'image'.", "image")
-    image = _b64(body.pop("image"), "image")
-    mask = _b64(body.pop("mask"), "mask") if body.get("mask") is not None else body.pop("mask", None)
+    image = decode_b64(body.pop("image"), "image") if "image" in body else b""
+    mask = decode_b64(body.pop("mask"), "mask") if body.get("mask") is not None else body.pop("mask", None)
     refs_raw = body.pop("references", []) or []
     if not isinstance(refs_raw, list):
         raise ApiError(422, "invalid_parameter", "references must be a list of base64 images.", "references")
-    refs = [_b64(r, f"references.{i}") for i, r in enumerate(refs_raw)]
+    refs = [decode_b64(r, f"references.{i}") for i, r in enumerate(refs_raw)]
     return parse_fields(body), RawInputs(image=image, mask=mask, references=refs)
 
 
-async def parse_edit_request(request: Request) -> tuple[EditRequest, RawInputs]:
+async def parse_edit_request(request: Request, image_required: bool = True) -> tuple[EditRequest, RawInputs]:
+    """Parse an edit; without ``image_required`` (session edits) the source comes from a stored version."""
     ctype = request.content_type[0]
     if ctype == "multipart/form-data":
-        return await parse_multipart(request)
+        return await parse_multipart(request, image_required)
     if ctype == "application/json":
-        return await parse_json(request)
+        return await parse_json(request, image_required)
     raise ApiError(
         415,
         "unsupported_content_type",

@@ -1,0 +1,139 @@
+"""Sessions: upload once, edit in rounds, branch, compare, retry, delete."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from litestar import Request, Response, delete, get, post
+from litestar.datastructures import UploadFile
+from litestar.params import FromPath, FromQuery
+from litestar.response import File
+
+from router.api.edits import base_url
+from router.api.openapi import EditOperation
+from router.auth import TenantId
+from router.errors import ApiError
+from router.idempotency import idempotent
+from router.intake.images import load_image
+from router.intake.request import decode_b64, parse_edit_request
+from router.models import EditResponse
+from router.service import Gateway, start_session
+from router.sessions import (
+    CompareView,
+    SessionView,
+    VersionView,
+    compare,
+    delete_session,
+    edit_in_session,
+    retry_version,
+    session_view,
+    version_or_404,
+    version_view,
+)
+
+
+async def _upload(request: Request) -> tuple[bytes, dict[str, Any]]:
+    if request.content_type[0] == "application/json":
+        body = json.loads(await request.body() or b"{}")
+        if "image" not in body:
+            raise ApiError(422, "missing_image", "Send the source photo as base64 in 'image'.", "image")
+        return decode_b64(body["image"], "image"), body.get("metadata") or {}
+    form = await request.form()
+    image = form.get("image")
+    if not isinstance(image, UploadFile):
+        raise ApiError(422, "missing_image", "Send the source photo as the file part 'image'.", "image")
+    try:
+        meta = json.loads(form.get("metadata") or "{}")
+    except json.JSONDecodeError as exc:
+        raise ApiError(422, "invalid_parameter", "metadata must be a JSON object.", "metadata") from exc
+    return await image.read(), meta
+
+
+@post(
+    "/v1/sessions",
+    status_code=201,
+    summary="Start a session (upload the source: version 0)",
+    tags=["sessions"],
+)
+async def create_session(request: Request, tenant: TenantId) -> SessionView:
+    gw: Gateway = request.app.state.gateway
+    data, meta = await _upload(request)
+    loaded = await gw.workers.run(lambda: load_image(data, "image", gw.settings.limits))
+    session_id, _ = await start_session(gw, tenant, loaded, base_url(request, gw), meta)
+    return await session_view(gw, tenant, session_id)
+
+
+@post("/v1/sessions/{session_id:str}/edits", status_code=200, summary="Edit in a session", tags=["sessions"],
+      operation_class=EditOperation)  # fmt: skip
+async def session_edit(request: Request, tenant: TenantId, session_id: FromPath[str]) -> Response[EditResponse]:
+    """Same fields as `POST /v1/edits` without `image`: the source is `parent_version` (default: the
+    latest succeeded version). When that version was made by `openai-responses` and the route stays
+    there, the provider's chain is continued instead of re-uploading."""
+    gw: Gateway = request.app.state.gateway
+    req, raw = await parse_edit_request(request, image_required=False)
+    if req.session_id not in (None, session_id):
+        raise ApiError(422, "invalid_parameter", "session_id in the body differs from the path.", "session_id")
+
+    async def run() -> dict[str, Any]:
+        response = await edit_in_session(gw, tenant, req, raw, session_id, base_url(request, gw))
+        return response.model_dump(mode="json")
+
+    return await idempotent(request, gw, tenant, req, raw, run)
+
+
+@get("/v1/sessions/{session_id:str}", summary="The version tree", tags=["sessions"])
+async def get_session(request: Request, tenant: TenantId, session_id: FromPath[str]) -> SessionView:
+    return await session_view(request.app.state.gateway, tenant, session_id)
+
+
+@get("/v1/sessions/{session_id:str}/versions/{number:int}", summary="One version", tags=["sessions"])
+async def get_version(
+    request: Request, tenant: TenantId, session_id: FromPath[str], number: FromPath[int]
+) -> VersionView:
+    return version_view(await version_or_404(request.app.state.gateway, tenant, session_id, number))
+
+
+@get(
+    "/v1/sessions/{session_id:str}/versions/{number:int}/image",
+    summary="A version's image",
+    tags=["sessions"],
+)
+async def get_version_image(
+    request: Request, tenant: TenantId, session_id: FromPath[str], number: FromPath[int]
+) -> File:
+    gw: Gateway = request.app.state.gateway
+    version = await version_or_404(gw, tenant, session_id, number)
+    path = gw.blobs.path(version.image_sha or "")
+    if path is None:
+        raise ApiError(404, "not_found", f"Version {number} has no image.", "version")
+    fmt = (version.result or {}).get("image", {}).get("format", "png")
+    return File(path=path, media_type=f"image/{fmt}", filename=f"{session_id}-v{number}.{fmt}",
+                content_disposition_type="inline")  # fmt: skip
+
+
+@post("/v1/sessions/{session_id:str}/versions/{number:int}/retry", status_code=200, tags=["sessions"],
+      summary="Run a failed version again")  # fmt: skip
+async def retry(request: Request, tenant: TenantId, session_id: FromPath[str], number: FromPath[int]) -> EditResponse:
+    gw: Gateway = request.app.state.gateway
+    return await retry_version(gw, tenant, session_id, number, base_url(request, gw))
+
+
+@get("/v1/sessions/{session_id:str}/compare", summary="Difference heat-map and drift between two versions",
+     tags=["sessions"])  # fmt: skip
+async def compare_versions(request: Request, tenant: TenantId, session_id: FromPath[str], a: FromQuery[int],
+                           b: FromQuery[int]) -> CompareView:  # fmt: skip
+    gw: Gateway = request.app.state.gateway
+    return await compare(gw, tenant, session_id, a, b, base_url(request, gw))
+
+
+@delete("/v1/sessions/{session_id:str}", status_code=204, summary="Delete a session, its rows and images",
+        tags=["sessions"])  # fmt: skip
+async def remove_session(request: Request, tenant: TenantId, session_id: FromPath[str]) -> None:
+    if not await delete_session(request.app.state.gateway, tenant, session_id):
+        raise ApiError(404, "not_found", f"No session {session_id!r}.", "session_id")
+
+
+SESSION_HANDLERS = [
+    create_session, session_edit, get_session, get_version, get_version_image, retry, compare_versions, remove_session,
+]  # fmt: skip

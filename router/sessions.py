@@ -1,0 +1,192 @@
+"""Session operations beyond a single edit: the version tree, branching, compare, retry, deletion, expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import cv2
+import numpy as np
+import structlog
+from pydantic import BaseModel
+
+from providers.base import ImageBlob
+from providers.imaging import decode, encode
+from router.errors import ApiError
+from router.intake.request import RawInputs
+from router.models import Drift, EditRequest, EditResponse
+from router.normalize import drift, fit
+from router.service import EditTarget, Gateway, file_ref, run_edit, store_blobs
+from router.storage.models import EditSession, Version
+
+log = structlog.get_logger("editgate.sessions")
+
+
+class VersionView(BaseModel):
+    number: int
+    id: str
+    parent: int | None
+    status: str
+    prompt: str | None
+    chips: list[str]
+    settings: dict[str, Any]
+    provider: str | None
+    model: str | None
+    rule: str | None
+    image: dict[str, Any] | None
+    cost: dict[str, Any] | None
+    latency_ms: dict[str, Any] | None
+    error: dict[str, Any] | None
+    chain_response_id: str | None
+    chain_note: str | None
+    retry_of: int | None
+    created: int
+
+
+class SessionView(BaseModel):
+    id: str
+    created: int
+    expires_at: int | None
+    metadata: dict[str, Any]
+    versions: list[VersionView]
+
+
+class CompareView(BaseModel):
+    a: int
+    b: int
+    drift: Drift
+    heatmap: dict[str, Any]
+
+
+def version_view(v: Version) -> VersionView:
+    r = v.result or {}
+    return VersionView(
+        number=v.number, id=v.id, parent=v.parent_number, status=v.status, prompt=v.prompt, chips=v.chips or [],
+        settings=v.settings or {}, provider=v.provider, model=v.model, rule=v.rule, image=r.get("image"),
+        cost=r.get("cost"), latency_ms=r.get("latency_ms"), error=r.get("error"),
+        chain_response_id=v.chain_response_id, chain_note=v.chain_note, retry_of=v.retry_of, created=int(v.created_at),
+    )  # fmt: skip
+
+
+async def session_or_404(gw: Gateway, tenant: str, session_id: str) -> EditSession:
+    session = await gw.store.get_session(tenant, session_id)
+    if session is None:
+        raise ApiError(404, "not_found", f"No session {session_id!r}.", "session_id")
+    return session
+
+
+async def session_view(gw: Gateway, tenant: str, session_id: str) -> SessionView:
+    session = await session_or_404(gw, tenant, session_id)
+    versions = await gw.store.versions(tenant, session_id)
+    return SessionView(
+        id=session.id,
+        created=int(session.created_at),
+        expires_at=int(session.expires_at) if session.expires_at else None,
+        metadata=session.meta or {},
+        versions=[version_view(v) for v in versions],
+    )
+
+
+async def version_or_404(gw: Gateway, tenant: str, session_id: str, number: int) -> Version:
+    await session_or_404(gw, tenant, session_id)
+    version = await gw.store.version(tenant, session_id, number)
+    if version is None:
+        raise ApiError(404, "not_found", f"No version {number} in session {session_id!r}.", "version")
+    return version
+
+
+async def read_blob(gw: Gateway, sha: str) -> bytes:
+    path = gw.blobs.path(sha)
+    if path is None:
+        raise ApiError(404, "not_found", "The stored image is gone (expired or deleted).")
+    return await gw.workers.run(path.read_bytes)
+
+
+async def resolve_parent(gw: Gateway, tenant: str, session_id: str, number: int | None) -> tuple[Version, bytes]:
+    """The version an edit branches from (default: the latest good one) and its image."""
+    await session_or_404(gw, tenant, session_id)
+    if number is None:
+        parent = await gw.store.latest_good_version(tenant, session_id)
+    else:
+        parent = await version_or_404(gw, tenant, session_id, number)
+    if parent is None or parent.status != "succeeded" or parent.image_sha is None:
+        which = f"version {number}" if number is not None else "the session"
+        raise ApiError(422, "parent_not_usable", f"{which} has no finished image to edit; pick a succeeded version.",
+                       "parent_version")  # fmt: skip
+    return parent, await read_blob(gw, parent.image_sha)
+
+
+async def edit_in_session(gw: Gateway, tenant: str, req: EditRequest, raw: RawInputs, session_id: str,
+                          base_url: str) -> EditResponse:  # fmt: skip
+    if raw.image:
+        raise ApiError(422, "invalid_parameter", "A session edit takes its source from a version; send no image.",
+                       "image")  # fmt: skip
+    parent, image = await resolve_parent(gw, tenant, session_id, req.parent_version)
+    raw = RawInputs(image=image, mask=raw.mask, references=raw.references)
+    return await run_edit(gw, req, raw, EditTarget(tenant, session_id, parent, base_url=base_url))
+
+
+async def retry_version(gw: Gateway, tenant: str, session_id: str, number: int, base_url: str) -> EditResponse:
+    """Run a failed version again with its stored inputs and settings; the retry is a new version."""
+    failed = await version_or_404(gw, tenant, session_id, number)
+    if failed.status != "failed":
+        raise ApiError(409, "not_failed", f"Version {number} is {failed.status}; only failed versions are retried.")
+    settings = dict(failed.settings)
+    if settings.get("mode") != "outpaint":
+        settings["mask_convention"] = "alpha"  # the stored mask is already in the alpha convention
+    req = EditRequest.model_validate(settings)
+    parent, image = await resolve_parent(gw, tenant, session_id, failed.parent_number)
+    mask = await read_blob(gw, failed.mask_sha) if failed.mask_sha and req.mode != "outpaint" else None
+    refs = [await read_blob(gw, sha) for sha in failed.reference_shas or []]
+    raw = RawInputs(image=image, mask=mask, references=refs)
+    return await run_edit(gw, req, raw, EditTarget(tenant, session_id, parent, retry_of=number, base_url=base_url))
+
+
+def _heatmap(a: bytes, b: bytes) -> tuple[bytes, Drift, int, int]:
+    pa, pb = decode(a), decode(b)
+    pb = fit(pb, (pa.shape[1], pa.shape[0]))
+    diff = cv2.absdiff(pa[..., :3], pb[..., :3]).max(axis=2)
+    scaled = np.clip(diff.astype(np.float32) * 4.0, 0, 255).astype(np.uint8)  # x4: small drift stays visible
+    heat = cv2.cvtColor(cv2.applyColorMap(scaled, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+    return encode(heat, "png"), drift(pb, pa, None), pa.shape[1], pa.shape[0]
+
+
+async def compare(gw: Gateway, tenant: str, session_id: str, a: int, b: int, base_url: str) -> CompareView:
+    va, vb = (await version_or_404(gw, tenant, session_id, n) for n in (a, b))
+    for v in (va, vb):
+        if v.image_sha is None:
+            raise ApiError(422, "parent_not_usable", f"Version {v.number} has no image to compare.", "a")
+    png, d, w, h = await gw.workers.run(
+        lambda: _heatmap(gw.blobs.path(va.image_sha).read_bytes(), gw.blobs.path(vb.image_sha).read_bytes())  # type: ignore[union-attr,arg-type]
+    )
+    (sha,) = await store_blobs(gw, tenant, session_id, [(png, "heatmap")])
+    ref = file_ref(base_url, sha, ImageBlob(png, "image/png", w, h), "png")
+    return CompareView(a=a, b=b, drift=d, heatmap=ref.model_dump())
+
+
+async def delete_session(gw: Gateway, tenant: str, session_id: str) -> bool:
+    orphans = await gw.store.delete_session(tenant, session_id)
+    if orphans is None:
+        return False
+    await gw.workers.run(lambda: [gw.blobs.delete(sha) for sha in orphans])
+    return True
+
+
+async def sweep_expired(gw: Gateway) -> int:
+    """Remove sessions past their retention (rows and files); returns how many went."""
+    removed = 0
+    while batch := await gw.store.expired_sessions(time.time()):
+        for tenant, session_id in batch:
+            removed += await delete_session(gw, tenant, session_id)
+    return removed
+
+
+async def sweeper(gw: Gateway) -> None:
+    while True:
+        try:
+            if removed := await sweep_expired(gw):
+                log.info("retention_sweep", sessions_removed=removed)
+        except Exception:
+            log.exception("retention_sweep_failed")
+        await asyncio.sleep(gw.settings.sweep_interval_s)

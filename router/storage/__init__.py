@@ -1,0 +1,1 @@
+"""Durable state: tenants, keys, sessions, versions, the attempts ledger, idempotency, blob ownership."""

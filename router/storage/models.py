@@ -1,0 +1,125 @@
+"""Tables. Every row belongs to a tenant; times are UTC epoch seconds (one type on SQLite and PostgreSQL).
+
+tenants ─┬─ api_keys            (hashes only)
+         ├─ sessions ─┬─ versions (a tree by parent_number; v0 is the uploaded source)
+         │            └─ blobs    (which content-addressed files the session uses)
+         ├─ attempts            (the ledger: one row per provider attempt)
+         └─ idempotency         (key -> request hash and stored response)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float, default=None)
+
+
+class Blob(Base):
+    """A session's use of a content-addressed file; the file goes when no row references it."""
+
+    __tablename__ = "blobs"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class EditSession(Base):
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float | None] = mapped_column(Float, default=None, index=True)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Version(Base):
+    __tablename__ = "versions"
+    __table_args__ = (UniqueConstraint("session_id", "number"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    parent_number: Mapped[int | None] = mapped_column(Integer, default=None)
+    status: Mapped[str] = mapped_column(String(20))
+    prompt: Mapped[str | None] = mapped_column(Text, default=None)
+    chips: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    source_sha: Mapped[str | None] = mapped_column(String(64), default=None)
+    mask_sha: Mapped[str | None] = mapped_column(String(64), default=None)
+    reference_shas: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    image_sha: Mapped[str | None] = mapped_column(String(64), default=None)
+    provider: Mapped[str | None] = mapped_column(String(40), default=None)
+    model: Mapped[str | None] = mapped_column(String(80), default=None)
+    rule: Mapped[str | None] = mapped_column(String(80), default=None)
+    chain_response_id: Mapped[str | None] = mapped_column(String(120), default=None)
+    chain_note: Mapped[str | None] = mapped_column(String(200), default=None)
+    retry_of: Mapped[int | None] = mapped_column(Integer, default=None)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """The EditResponse (or the error body) as returned; what GET /v1/edits/{id} serves."""
+    created_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float, default=None)
+
+
+class Attempt(Base):
+    __tablename__ = "attempts"
+    __table_args__ = (Index("ix_attempts_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    session_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    version_id: Mapped[str | None] = mapped_column(String(40), default=None, index=True)
+    provider: Mapped[str] = mapped_column(String(40))
+    model: Mapped[str] = mapped_column(String(80))
+    rule: Mapped[str | None] = mapped_column(String(80), default=None)
+    arm: Mapped[str | None] = mapped_column(String(80), default=None)
+    estimated_usd: Mapped[float | None] = mapped_column(Float, default=None)
+    actual_usd: Mapped[float | None] = mapped_column(Float, default=None)
+    provider_ms: Mapped[float] = mapped_column(Float)
+    total_ms: Mapped[float | None] = mapped_column(Float, default=None)
+    outcome: Mapped[str] = mapped_column(String(40))
+    error_code: Mapped[str | None] = mapped_column(String(60), default=None)
+    comparison: Mapped[bool] = mapped_column(Boolean, default=False)
+    usage: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Idempotency(Base):
+    __tablename__ = "idempotency"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    version_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[float] = mapped_column(Float)

@@ -1,0 +1,266 @@
+"""Every query the gateway makes, each in its own short transaction. Every read takes the tenant, so
+no call can reach another tenant's rows: a foreign id looks exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from router.storage.models import ApiKey, Attempt, Blob, EditSession, Idempotency, Tenant, Version
+
+DEV_TENANT = "dev"
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class Claim:
+    state: Literal["new", "replay", "conflict", "in_progress"]
+    status_code: int | None = None
+    response: dict[str, Any] | None = None
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._session = async_sessionmaker(engine, expire_on_commit=False)
+
+    def tx(self) -> AsyncSession:
+        return self._session()
+
+    # --- tenants and keys ----------------------------------------------------------------------
+
+    async def ensure_tenant(self, name: str) -> str:
+        async with self.tx() as db:
+            found = await db.scalar(select(Tenant.id).where(Tenant.name == name))
+            if found:
+                return found
+            tenant_id = name if name == DEV_TENANT else new_id("ten")
+            db.add(Tenant(id=tenant_id, name=name, created_at=time.time()))
+            try:
+                await db.commit()
+            except IntegrityError:  # created concurrently by another replica
+                await db.rollback()
+                return await db.scalar(select(Tenant.id).where(Tenant.name == name))  # type: ignore[return-value]
+            return tenant_id
+
+    async def create_key(self, tenant_name: str) -> str:
+        """A new key, returned once; only its hash is stored."""
+        tenant_id = await self.ensure_tenant(tenant_name)
+        key = "eg_" + secrets.token_urlsafe(32)
+        async with self.tx() as db:
+            db.add(ApiKey(id=new_id("key"), tenant_id=tenant_id, key_hash=hash_key(key), prefix=key[:10],
+                          created_at=time.time()))  # fmt: skip
+            await db.commit()
+        return key
+
+    async def revoke_key(self, key_or_prefix: str) -> int:
+        async with self.tx() as db:
+            cond = or_(ApiKey.key_hash == hash_key(key_or_prefix), ApiKey.prefix == key_or_prefix)
+            result = await db.execute(
+                update(ApiKey).where(cond, ApiKey.revoked_at.is_(None)).values(revoked_at=time.time())
+            )
+            await db.commit()
+            return result.rowcount  # type: ignore[attr-defined]
+
+    async def list_keys(self) -> list[tuple[str, str, float, float | None]]:
+        async with self.tx() as db:
+            rows = await db.execute(
+                select(Tenant.name, ApiKey.prefix, ApiKey.created_at, ApiKey.revoked_at).join(Tenant)
+            )
+            return [tuple(r) for r in rows]  # type: ignore[misc]
+
+    async def tenant_for_key(self, key: str) -> str | None:
+        async with self.tx() as db:
+            return await db.scalar(
+                select(ApiKey.tenant_id).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+            )
+
+    async def any_active_key(self) -> bool:
+        async with self.tx() as db:
+            return bool(await db.scalar(select(exists().where(ApiKey.revoked_at.is_(None)))))
+
+    # --- sessions, versions, blobs -------------------------------------------------------------
+
+    async def create_session(self, tenant: str, expires_at: float | None, meta: dict[str, Any]) -> str:
+        session_id = new_id("ses")
+        async with self.tx() as db:
+            db.add(
+                EditSession(id=session_id, tenant_id=tenant, created_at=time.time(), expires_at=expires_at, meta=meta)
+            )
+            await db.commit()
+        return session_id
+
+    async def get_session(self, tenant: str, session_id: str) -> EditSession | None:
+        async with self.tx() as db:
+            return await db.scalar(
+                select(EditSession).where(EditSession.id == session_id, EditSession.tenant_id == tenant)
+            )
+
+    async def own_blobs(self, tenant: str, session_id: str, blobs: Iterable[tuple[str, str, int]]) -> None:
+        """Record that the session uses these (sha256, kind, size) files."""
+        async with self.tx() as db:
+            for sha, kind, size in dict.fromkeys(blobs):
+                exists_q = select(Blob.sha256).where(
+                    Blob.tenant_id == tenant, Blob.session_id == session_id, Blob.sha256 == sha
+                )
+                if await db.scalar(exists_q) is None:
+                    db.add(Blob(tenant_id=tenant, session_id=session_id, sha256=sha, kind=kind, size=size,
+                                created_at=time.time()))  # fmt: skip
+            await db.commit()
+
+    async def owns_blob(self, tenant: str, sha: str) -> bool:
+        async with self.tx() as db:
+            q = select(exists().where(Blob.tenant_id == tenant, Blob.sha256 == sha))
+            return bool(await db.scalar(q))
+
+    async def add_version(self, tenant: str, session_id: str, **fields: Any) -> Version:
+        """Insert with the next free number; concurrent inserts into one session retry on the conflict."""
+        for _ in range(8):
+            async with self.tx() as db:
+                number = await db.scalar(
+                    select(func.coalesce(func.max(Version.number) + 1, 0)).where(Version.session_id == session_id)
+                )
+                version = Version(id=new_id("ver"), tenant_id=tenant, session_id=session_id, number=number,
+                                  created_at=time.time(), **fields)  # fmt: skip
+                db.add(version)
+                try:
+                    await db.commit()
+                except IntegrityError:
+                    await db.rollback()
+                    continue
+                return version
+        raise RuntimeError("could not allocate a version number")
+
+    async def update_version(self, version_id: str, **fields: Any) -> None:
+        async with self.tx() as db:
+            await db.execute(update(Version).where(Version.id == version_id).values(**fields))
+            await db.commit()
+
+    async def versions(self, tenant: str, session_id: str) -> list[Version]:
+        async with self.tx() as db:
+            rows = await db.scalars(
+                select(Version)
+                .where(Version.session_id == session_id, Version.tenant_id == tenant)
+                .order_by(Version.number)
+            )
+            return list(rows)
+
+    async def version(self, tenant: str, session_id: str, number: int) -> Version | None:
+        async with self.tx() as db:
+            return await db.scalar(
+                select(Version).where(
+                    Version.session_id == session_id, Version.tenant_id == tenant, Version.number == number
+                )
+            )
+
+    async def version_by_id(self, tenant: str, version_id: str) -> Version | None:
+        async with self.tx() as db:
+            return await db.scalar(select(Version).where(Version.id == version_id, Version.tenant_id == tenant))
+
+    async def latest_good_version(self, tenant: str, session_id: str) -> Version | None:
+        async with self.tx() as db:
+            return await db.scalar(
+                select(Version)
+                .where(
+                    Version.session_id == session_id,
+                    Version.tenant_id == tenant,
+                    Version.status == "succeeded",
+                )
+                .order_by(Version.number.desc())
+                .limit(1)
+            )
+
+    async def delete_session(self, tenant: str, session_id: str) -> list[str] | None:
+        """Delete rows; return the files no session references any more (the caller deletes them)."""
+        async with self.tx() as db:
+            found = await db.scalar(
+                select(EditSession.id).where(EditSession.id == session_id, EditSession.tenant_id == tenant)
+            )
+            if found is None:
+                return None
+            shas = list(await db.scalars(select(Blob.sha256).where(Blob.session_id == session_id)))
+            await db.execute(delete(Blob).where(Blob.session_id == session_id))
+            await db.execute(delete(Version).where(Version.session_id == session_id))
+            await db.execute(delete(Idempotency).where(Idempotency.version_id.in_(
+                select(Version.id).where(Version.session_id == session_id))))  # fmt: skip
+            await db.execute(delete(EditSession).where(EditSession.id == session_id))
+            still_used = set(await db.scalars(select(Blob.sha256).where(Blob.sha256.in_(shas)))) if shas else set()
+            await db.commit()
+            return [s for s in set(shas) if s not in still_used]
+
+    async def expired_sessions(self, now: float, limit: int = 100) -> list[tuple[str, str]]:
+        async with self.tx() as db:
+            rows = await db.execute(
+                select(EditSession.tenant_id, EditSession.id)
+                .where(EditSession.expires_at.is_not(None), EditSession.expires_at < now)
+                .limit(limit)
+            )
+            return [(t, s) for t, s in rows]
+
+    # --- ledger ----------------------------------------------------------------------------------
+
+    async def add_attempts(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        async with self.tx() as db:
+            db.add_all([Attempt(created_at=time.time(), **row) for row in rows])
+            await db.commit()
+
+    async def attempts_for(self, tenant: str, version_id: str | None = None) -> list[Attempt]:
+        async with self.tx() as db:
+            q = select(Attempt).where(Attempt.tenant_id == tenant)
+            if version_id:
+                q = q.where(Attempt.version_id == version_id)
+            return list(await db.scalars(q.order_by(Attempt.id)))
+
+    # --- idempotency -----------------------------------------------------------------------------
+
+    async def claim_idempotency(self, tenant: str, key: str, request_hash: str) -> Claim:
+        async with self.tx() as db:
+            db.add(Idempotency(tenant_id=tenant, key=key, request_hash=request_hash, created_at=time.time()))
+            try:
+                await db.commit()
+                return Claim("new")
+            except IntegrityError:
+                await db.rollback()
+            row = await db.scalar(select(Idempotency).where(Idempotency.tenant_id == tenant, Idempotency.key == key))
+            if row is None:
+                return Claim("new")
+            if row.request_hash != request_hash:
+                return Claim("conflict")
+            if row.response is None:
+                return Claim("in_progress")
+            return Claim("replay", row.status_code, row.response)
+
+    async def complete_idempotency(self, tenant: str, key: str, version_id: str, status_code: int,
+                                   response: dict[str, Any]) -> None:  # fmt: skip
+        async with self.tx() as db:
+            await db.execute(
+                update(Idempotency)
+                .where(Idempotency.tenant_id == tenant, Idempotency.key == key)
+                .values(version_id=version_id, status_code=status_code, response=response)
+            )
+            await db.commit()
+
+    async def release_idempotency(self, tenant: str, key: str) -> None:
+        """A failed edit frees its key, so the caller can retry with the same key."""
+        async with self.tx() as db:
+            await db.execute(delete(Idempotency).where(Idempotency.tenant_id == tenant, Idempotency.key == key))
+            await db.commit()
