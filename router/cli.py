@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import httpx
 import structlog
 
 from router.settings import Settings
+from router.storage.store import Store
+
+T = TypeVar("T")
 
 
 @click.group()
@@ -88,6 +93,70 @@ def emulate(host: str, port: int, seed: int, config_file: Path | None) -> None:
     config = EmulatorConfig.model_validate({"seed": seed, **(data or {})})
     click.echo(f"editgate emulator (a test double) on http://{host}:{port}", err=True)
     uvicorn.run(create_emulator_app(config), host=host, port=port, log_config=None, access_log=False)
+
+
+def _with_store(data_dir: Path | None, database_url: str | None, fn: Callable[[Store], Awaitable[T]]) -> T:
+    """Run ``fn`` against the database `serve` uses for this --data-dir / DATABASE_URL (migrated first)."""
+    from router.storage.db import database_url as resolve_url
+    from router.storage.db import make_engine, migrate
+
+    settings = Settings(**({"data_dir": data_dir} if data_dir else {}))
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(make_engine(resolve_url(database_url or settings.database_url, settings.data_dir)))
+
+    async def run() -> T:
+        try:
+            await migrate(store.engine)
+            return await fn(store)
+        finally:
+            await store.engine.dispose()
+
+    return asyncio.run(run())
+
+
+@main.group()
+def keys() -> None:
+    """Create, list and revoke tenant API keys (only their hashes are stored)."""
+
+
+_db_options = [
+    click.option("--data-dir", envvar="EDITGATE_DATA_DIR", type=click.Path(path_type=Path), default=None),
+    click.option("--database-url", envvar="DATABASE_URL", default=None),
+]
+
+
+def _with_db(fn):  # type: ignore[no-untyped-def]
+    for option in reversed(_db_options):
+        fn = option(fn)
+    return fn
+
+
+@keys.command("create")
+@click.option("--tenant", required=True, help="Tenant name; created if new.")
+@_with_db
+def keys_create(tenant: str, data_dir: Path | None, database_url: str | None) -> None:
+    """Print a new key for TENANT, once: it is the last word of the output."""
+    key = _with_store(data_dir, database_url, lambda store: store.create_key(tenant))
+    click.echo(f"Created a key for tenant {tenant}. It is shown only now: {key}")
+
+
+@keys.command("revoke")
+@click.argument("key_or_prefix")
+@_with_db
+def keys_revoke(key_or_prefix: str, data_dir: Path | None, database_url: str | None) -> None:
+    """Revoke a key, given whole or by the prefix `keys list` shows."""
+    count = _with_store(data_dir, database_url, lambda store: store.revoke_key(key_or_prefix))
+    if not count:
+        raise click.ClickException("no active key matches")
+    click.echo(f"Revoked {count} key(s).")
+
+
+@keys.command("list")
+@_with_db
+def keys_list(data_dir: Path | None, database_url: str | None) -> None:
+    """Tenants, key prefixes and whether each key is active."""
+    for tenant, prefix, _created, revoked in _with_store(data_dir, database_url, lambda store: store.list_keys()):
+        click.echo(f"{tenant}\t{prefix}\t{'revoked' if revoked else 'active'}")
 
 
 class _Spinner:

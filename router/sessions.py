@@ -153,7 +153,7 @@ def _heatmap(a: bytes, b: bytes) -> tuple[bytes, Drift, int, int]:
 
 
 async def compare(gw: Gateway, tenant: str, session_id: str, a: int, b: int, base_url: str) -> CompareView:
-    va, vb = (await version_or_404(gw, tenant, session_id, n) for n in (a, b))
+    va, vb = [await version_or_404(gw, tenant, session_id, n) for n in (a, b)]
     for v in (va, vb):
         if v.image_sha is None:
             raise ApiError(422, "parent_not_usable", f"Version {v.number} has no image to compare.", "a")

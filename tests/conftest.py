@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -51,7 +52,8 @@ def make_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[.
 
         def start(**overrides: Any) -> str:
             limits = {**TEST_LIMITS, **overrides.pop("limits", {})}
-            settings = Settings(data_dir=tmp_path_factory.mktemp("data"), limits=Limits(**limits), **overrides)
+            data_dir = overrides.pop("data_dir", None) or tmp_path_factory.mktemp("data")
+            settings = Settings(data_dir=data_dir, limits=Limits(**limits), **overrides)
             return stack.enter_context(serve(create_app(settings)))
 
         yield start
@@ -110,3 +112,50 @@ def cloud_server(make_server: Callable[..., str], emulator: str) -> str:
 def cloud(cloud_server: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=cloud_server, timeout=60) as c:
         yield c
+
+
+PG_ADMIN_URL = os.environ.get("EDITGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def new_database() -> Iterator[Callable[[], str]]:
+    """Make fresh PostgreSQL databases (each dropped at the end of the run)."""
+    import asyncio
+    import uuid
+
+    import asyncpg
+
+    created: list[str] = []
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    def make() -> str:
+        name = f"editgate_test_{uuid.uuid4().hex[:12]}"
+        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        return f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+
+    yield make
+    for name in created:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def fresh_db(backend: str, new_database: Callable[[], str]) -> Callable[[], str | None]:
+    """A database of its own for one test: None (a new SQLite file in its data dir) or a new PostgreSQL one."""
+    return lambda: new_database() if backend == "postgresql" else None
+
+
+@pytest.fixture(scope="session")
+def db_url(fresh_db: Callable[[], str | None]) -> str | None:
+    return fresh_db()

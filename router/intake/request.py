@@ -137,12 +137,12 @@ async def parse_json(request: Request, image_required: bool = True) -> tuple[Edi
 async def parse_edit_request(request: Request, image_required: bool = True) -> tuple[EditRequest, RawInputs]:
     """Parse an edit; without ``image_required`` (session edits) the source comes from a stored version."""
     ctype = request.content_type[0]
-    if ctype == "multipart/form-data":
+    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
         return await parse_multipart(request, image_required)
     if ctype == "application/json":
         return await parse_json(request, image_required)
     raise ApiError(
         415,
         "unsupported_content_type",
-        f"Send multipart/form-data or application/json, not {ctype or 'no content type'}.",
+        f"Send multipart/form-data (or url-encoded fields) or application/json, not {ctype or 'no content type'}.",
     )
