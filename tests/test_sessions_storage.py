@@ -199,8 +199,8 @@ def test_tenant_isolation_on_every_endpoint(make_server: Callable[..., str], fre
     ]  # fmt: skip
     for method, path in probes:
         theirs, missing = b.request(method, path), b.request(method, path.replace(sid, "ses_" + "0" * 32))
-        assert theirs.status_code == 404, (method, path, theirs.text)
-        assert theirs.json()["error"]["code"] == "not_found"
+        assert theirs.status_code == missing.status_code == 404, (method, path, theirs.text)
+        assert theirs.json()["error"]["code"] == missing.json()["error"]["code"] == "not_found"
     edit_b = b.post(f"/v1/sessions/{sid}/edits", data={"prompt": "remove the table"})
     assert edit_b.status_code == 404
     assert a.get(f"/v1/sessions/{sid}").status_code == 200, "tenant A still sees its own session"
