@@ -1,18 +1,34 @@
-"""``decide()``: features + policy + forced provider + available capabilities -> RouteDecision.
+"""``decide()``: features + policy + what varies (env flag, health, spend, estimates) -> RouteDecision.
 
-Pure: everything that varies (the environment flag, which providers are up) is passed in, so the
-explain endpoint runs exactly the decision a real request gets.
+Pure: no I/O, no clock, no randomness. Experiment arms come from a hash of the sticky key, so the
+explain endpoint, a replica and a replay all get exactly the decision a real request gets.
+
+    route  = request.provider | IMAGE_EDIT_PROVIDER | first matching rule | default
+    route  = experiment arm, when one applies to the chosen rule
+    drop     unknown, disabled, incapable or unhealthy candidates (each with its reason)
+    budget   over the tenant's daily cap: downgrade to the cheapest capable candidate, or refuse (402)
 """
 
 from __future__ import annotations
 
+import hashlib
 import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from policies.capabilities import Capabilities, missing_capabilities
 from policies.features import Features
-from policies.model import Candidate, DroppedCandidate, Policy, RouteDecision, Rule, RuleTrace
+from policies.model import (
+    BudgetCheck,
+    Candidate,
+    DroppedCandidate,
+    Experiment,
+    Policy,
+    Refusal,
+    RouteDecision,
+    Rule,
+    RuleTrace,
+)
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "eq": operator.eq,
@@ -36,46 +52,79 @@ def _holds(value: Any, cond: Any) -> tuple[bool, str]:
     return True, ""
 
 
-def _match(rule: Rule, f: Features) -> tuple[bool, str]:
-    for feature, cond in rule.when.items():
+def _match(when: Mapping[str, Any], f: Features) -> tuple[bool, str]:
+    for feature, cond in when.items():
         ok, why = _holds(getattr(f, feature), cond)
         if not ok:
             return False, f"{feature}: {why}"
-    return True, "all conditions hold" if rule.when else "unconditional"
+    return True, "all conditions hold" if when else "unconditional"
 
 
-def _route(f: Features, policy: Policy, forced: str | None) -> tuple[str, list[str], list[RuleTrace]]:
+def assignment_unit(experiment: str, key: str) -> float:
+    """A stable number in [0, 1) for (experiment, key): SHA-256, so every replica agrees."""
+    digest = hashlib.sha256(f"{experiment}\x00{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def assign_arm(exp: Experiment, key: str) -> str:
+    u = assignment_unit(exp.name, key)
+    if u < exp.holdout:
+        return "holdout"
+    u = (u - exp.holdout) / (1 - exp.holdout)
+    total = sum(a.weight for a in exp.arms)
+    acc = 0.0
+    for arm in exp.arms:
+        acc += arm.weight / total
+        if u < acc:
+            return arm.name
+    return exp.arms[-1].name
+
+
+def _route(f: Features, policy: Policy, forced: str | None) -> tuple[str, Rule | None, list[str], list[RuleTrace]]:
     if f.requested_provider and policy.allow_request_provider:
         trace = [RuleTrace(rule="request.provider", matched=True, why=f"caller asked for {f.requested_provider}")]
-        return "request.provider", [f.requested_provider], trace
+        return "request.provider", None, [f.requested_provider], trace
     if forced:
-        why = f"IMAGE_EDIT_PROVIDER={forced}"
-        return (
-            "env.IMAGE_EDIT_PROVIDER",
-            [forced, *policy.forced_fallbacks],
-            [RuleTrace(rule="env.IMAGE_EDIT_PROVIDER", matched=True, why=why)],
-        )
-    trace: list[RuleTrace] = []
+        trace = [RuleTrace(rule="env.IMAGE_EDIT_PROVIDER", matched=True, why=f"IMAGE_EDIT_PROVIDER={forced}")]
+        return "env.IMAGE_EDIT_PROVIDER", None, [forced, *policy.forced_fallbacks], trace
+    trace = []
     for rule in policy.rules:
-        ok, why = _match(rule, f)
+        ok, why = _match(rule.when, f)
         trace.append(RuleTrace(rule=rule.name, matched=ok, why=why))
         if ok:
-            return rule.name, [rule.route, *rule.fallbacks], trace
+            return rule.name, rule, [rule.route, *rule.fallbacks], trace
     trace.append(RuleTrace(rule="default", matched=True, why="no rule matched"))
-    return "default", [policy.default_route, *policy.default_fallbacks], trace
+    return "default", None, [policy.default_route, *policy.default_fallbacks], trace
 
 
-def decide(
-    features: Features,
+def _experiment(
+    policy: Policy, rule_name: str, f: Features, keys: Mapping[str, str | None]
+) -> tuple[Experiment, str, list[str]] | None:
+    if rule_name in ("request.provider", "env.IMAGE_EDIT_PROVIDER"):
+        return None
+    for exp in policy.experiments:
+        if not exp.enabled or (exp.applies_to_rules and rule_name not in exp.applies_to_rules):
+            continue
+        key = keys.get(exp.sticky_by)
+        if not key or not _match(exp.when, f)[0]:
+            continue
+        arm_name = assign_arm(exp, key)
+        if arm_name == "holdout":
+            return exp, arm_name, []
+        arm = next(a for a in exp.arms if a.name == arm_name)
+        return exp, arm_name, [arm.route, *arm.fallbacks]
+    return None
+
+
+def _screen(
+    names: list[str],
+    f: Features,
     policy: Policy,
-    *,
-    forced_provider: str | None,
     capabilities: Mapping[str, Capabilities],
-) -> RouteDecision:
-    """Choose ordered candidates; drop (and say why) any that is unknown, disabled or not capable."""
-    forced = forced_provider if forced_provider not in (None, "", "auto") else None
-    rule, names, trace = _route(features, policy, forced)
-    candidates: list[Candidate] = []
+    health: Mapping[str, bool],
+    estimates: Mapping[str, float | None],
+) -> tuple[list[Candidate], list[DroppedCandidate]]:
+    kept: list[Candidate] = []
     dropped: list[DroppedCandidate] = []
     for name in dict.fromkeys(names):
         settings = policy.providers.get(name)
@@ -84,8 +133,111 @@ def decide(
             dropped.append(DroppedCandidate(provider=name, reasons=["not configured on this gateway"]))
         elif not settings.enabled:
             dropped.append(DroppedCandidate(provider=name, reasons=["disabled by policy"]))
-        elif missing := missing_capabilities(caps, features):
+        elif missing := missing_capabilities(caps, f):
             dropped.append(DroppedCandidate(provider=name, reasons=missing))
+        elif not health.get(name, True):
+            dropped.append(DroppedCandidate(provider=name, reasons=["circuit breaker open"]))
         else:
-            candidates.append(Candidate(provider=name, model=settings.model, timeout_s=settings.timeout_s))
-    return RouteDecision(rule=rule, candidates=candidates, dropped=dropped, trace=trace, policy_version=policy.digest)
+            kept.append(
+                Candidate(
+                    provider=name, model=settings.model, timeout_s=settings.timeout_s, estimate_usd=estimates.get(name)
+                )
+            )
+    return kept, dropped
+
+
+def decide(
+    features: Features,
+    policy: Policy,
+    *,
+    forced_provider: str | None,
+    capabilities: Mapping[str, Capabilities],
+    health: Mapping[str, bool] | None = None,
+    estimates: Mapping[str, float | None] | None = None,
+    spent_today_usd: float = 0.0,
+    keys: Mapping[str, str | None] | None = None,
+) -> RouteDecision:
+    """Choose ordered candidates; drop (and say why) any that is unknown, disabled, incapable or unhealthy."""
+    health, estimates, keys = health or {}, estimates or {}, keys or {}
+    forced = forced_provider if forced_provider not in (None, "", "auto") else None
+    rule_name, rule, names, trace = _route(features, policy, forced)
+    experiment = _experiment(policy, rule_name, features, keys)
+    exp_name, arm = (experiment[0].name, experiment[1]) if experiment else (None, None)
+    if experiment and experiment[2]:
+        names = experiment[2]
+        trace.append(RuleTrace(rule=f"experiment.{exp_name}", matched=True, why=f"arm {arm}"))
+    candidates, dropped = _screen(names, features, policy, capabilities, health, estimates)
+    decision = RouteDecision(
+        rule=rule_name,
+        candidates=candidates,
+        dropped=dropped,
+        trace=trace,
+        policy_version=policy.digest,
+        experiment=exp_name,
+        arm=arm,
+        deadline_s=rule.deadline_s if rule else None,
+        fallback_on_rejected=rule.fallback_on_rejected if rule else False,
+        retry_ambiguous=rule.retry_ambiguous if rule else False,
+    )
+    if not candidates:
+        reasons = "; ".join(f"{d.provider}: {', '.join(d.reasons)}" for d in dropped)
+        unhealthy = dropped and all(d.reasons == ["circuit breaker open"] for d in dropped)
+        decision.refusal = (
+            Refusal(status=503, code="providers_unavailable", message=f"Every candidate is unavailable ({reasons}).")
+            if unhealthy
+            else Refusal(
+                status=422,
+                code="no_capable_provider",
+                message=f"No configured provider can serve this request ({reasons}).",
+            )
+        )
+        return decision
+    return _apply_budget(decision, features, policy, capabilities, health, estimates, spent_today_usd)
+
+
+def _apply_budget(
+    decision: RouteDecision,
+    f: Features,
+    policy: Policy,
+    capabilities: Mapping[str, Capabilities],
+    health: Mapping[str, bool],
+    estimates: Mapping[str, float | None],
+    spent: float,
+) -> RouteDecision:
+    limit = policy.budgets.limit_for(f.tenant)
+    if limit is None:
+        return decision
+    first = decision.candidates[0].estimate_usd
+    over = spent >= limit or (first is not None and spent + first > limit)
+    check = BudgetCheck(limit_usd=limit, spent_usd=round(spent, 6), estimate_usd=first, action="within")
+    decision.budget = check
+    if not over:
+        return decision
+    if policy.budgets.on_exceed == "reject":
+        check.action = "reject"
+        decision.candidates = []
+        decision.refusal = Refusal(
+            status=402,
+            code="budget_exceeded",
+            message=f"Tenant {f.tenant}'s daily budget of ${limit:.2f} is used (${spent:.4f} spent); "
+            "it resets at 00:00 UTC.",
+        )
+        return decision
+    everyone, _ = _screen(list(policy.providers), f, policy, capabilities, health, estimates)
+    affordable = [c for c in everyone if c.estimate_usd is not None and spent + c.estimate_usd <= limit]
+    priced = sorted(affordable or [c for c in everyone if c.estimate_usd == 0], key=lambda c: c.estimate_usd or 0.0)
+    check.action = "downgrade"
+    if not priced:
+        decision.candidates = []
+        decision.refusal = Refusal(
+            status=402,
+            code="budget_exceeded",
+            message=f"Tenant {f.tenant}'s daily budget of ${limit:.2f} leaves no capable provider within it; "
+            "it resets at 00:00 UTC.",
+        )
+        return decision
+    decision.candidates = priced[:1]
+    decision.trace.append(
+        RuleTrace(rule="budget", matched=True, why=f"over ${limit:.2f}/day: downgraded to {priced[0].provider}")
+    )
+    return decision

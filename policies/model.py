@@ -23,9 +23,62 @@ class ProviderSettings(BaseModel):
 
     model: str
     enabled: bool = True
-    timeout_s: float = Field(300.0, description="Read timeout of one call; image calls run for minutes.")
-    connect_timeout_s: float = 10.0
+    timeout_s: float = Field(300.0, ge=1, description="Read timeout of one call; image calls run for minutes.")
+    connect_timeout_s: float = Field(10.0, gt=0)
+    max_concurrency: int = Field(16, ge=1, description="Calls in flight to this provider; the rest queue.")
+    retries: int = Field(1, ge=0, le=5, description="Retries of a retryable failure before the next candidate.")
     options: dict[str, Any] = Field(default_factory=dict, description="Adapter options, e.g. image_model.")
+
+
+class BreakerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    consecutive_failures: int = Field(5, ge=1)
+    error_rate: float = Field(0.5, gt=0, le=1)
+    window: int = Field(20, ge=2, description="Recent calls the error rate is measured over.")
+    min_calls: int = Field(10, ge=1)
+    cool_down_s: float = Field(30.0, gt=0)
+
+
+class Arm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    weight: float = Field(gt=0)
+    route: str
+    fallbacks: list[str] = Field(default_factory=list)
+
+
+class Experiment(BaseModel):
+    """Weighted arms, assigned by a hash of the sticky key: stable across restarts and replicas."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    enabled: bool = True
+    applies_to_rules: list[str] = Field(default_factory=list, description="Empty: every rule-chosen route.")
+    when: dict[str, Any] = Field(default_factory=dict)
+    sticky_by: Literal["tenant", "session", "key"] = "tenant"
+    holdout: float = Field(0.0, ge=0, lt=1, description="Share that keeps the rule's own route.")
+    arms: list[Arm] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_arms(self) -> Experiment:
+        names = [a.name for a in self.arms]
+        if len(set(names)) != len(names) or "holdout" in names:
+            raise ValueError(f"experiment {self.name!r}: arm names must be unique and not 'holdout'")
+        return self
+
+
+class Budgets(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    default_daily_usd: float | None = Field(None, ge=0)
+    tenants: dict[str, float] = Field(default_factory=dict, description="Tenant id -> daily USD cap.")
+    on_exceed: Literal["downgrade", "reject"] = "downgrade"
+
+    def limit_for(self, tenant: str | None) -> float | None:
+        return self.tenants.get(tenant or "", self.default_daily_usd)
 
 
 class Rule(BaseModel):
@@ -38,6 +91,11 @@ class Rule(BaseModel):
     route: str
     fallbacks: list[str] = Field(default_factory=list)
     description: str = ""
+    deadline_s: float | None = Field(None, gt=0, description="Overall deadline of this route, all attempts.")
+    fallback_on_rejected: bool = Field(False, description="Try the next candidate after a safety rejection.")
+    retry_ambiguous: bool = Field(
+        False, description="Retry or fall back after a read timeout (the provider may have rendered and billed)."
+    )
 
     @field_validator("when")
     @classmethod
@@ -65,6 +123,9 @@ class Policy(BaseModel):
     )
     providers: dict[str, ProviderSettings]
     rules: list[Rule] = Field(default_factory=list)
+    experiments: list[Experiment] = Field(default_factory=list)
+    budgets: Budgets = Field(default_factory=Budgets)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     digest: str = ""
 
     @model_validator(mode="after")
@@ -73,6 +134,12 @@ class Policy(BaseModel):
         routes = [self.default_route, *self.default_fallbacks, *self.forced_fallbacks]
         for rule in self.rules:
             routes += [rule.route, *rule.fallbacks]
+        for exp in self.experiments:
+            for arm in exp.arms:
+                routes += [arm.route, *arm.fallbacks]
+        rule_names = [r.name for r in self.rules]
+        if len(set(rule_names)) != len(rule_names):
+            raise ValueError("rule names must be unique")
         unknown = sorted({r for r in routes if r not in names})
         if unknown:
             raise ValueError(f"routes name providers not listed under 'providers': {unknown}")
@@ -92,6 +159,7 @@ class Candidate(BaseModel):
     provider: str
     model: str
     timeout_s: float = 300.0
+    estimate_usd: float | None = None
 
 
 class DroppedCandidate(BaseModel):
@@ -105,6 +173,19 @@ class RuleTrace(BaseModel):
     why: str
 
 
+class BudgetCheck(BaseModel):
+    limit_usd: float
+    spent_usd: float
+    estimate_usd: float | None
+    action: Literal["within", "downgrade", "reject"]
+
+
+class Refusal(BaseModel):
+    status: int
+    code: str
+    message: str
+
+
 class RouteDecision(BaseModel):
     """Ordered candidates and everything needed to explain how they were chosen."""
 
@@ -113,6 +194,13 @@ class RouteDecision(BaseModel):
     dropped: list[DroppedCandidate] = Field(default_factory=list)
     trace: list[RuleTrace] = Field(default_factory=list)
     policy_version: str = ""
+    experiment: str | None = None
+    arm: str | None = None
+    budget: BudgetCheck | None = None
+    refusal: Refusal | None = None
+    deadline_s: float | None = None
+    fallback_on_rejected: bool = False
+    retry_ambiguous: bool = False
 
     @property
     def refused(self) -> bool:

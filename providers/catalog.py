@@ -128,7 +128,5 @@ def gemini_output_dims(aspect: str, size: str) -> tuple[int, int]:
 
 
 def gemini_image_input_tokens(w: int, h: int) -> int:
-    f = catalog()["gemini"]["image_input"]
-    if w <= f["small_edge"] and h <= f["small_edge"]:
-        return f["tile_tokens"]
-    return math.ceil(w / f["tile"]) * math.ceil(h / f["tile"]) * f["tile_tokens"]
+    """Flat per input image for 3.1 Flash Image, whatever its size."""
+    return catalog()["gemini"]["image_input"]["per_image"]

@@ -38,8 +38,15 @@ class RateLimited(ProviderError):
 
 
 class Unavailable(ProviderError):
+    """``ambiguous``: the request reached the provider and no answer came (a read timeout): it may
+    have rendered and billed, so it is retried only where the route allows it."""
+
     retryable = True
     code = "provider_unavailable"
+
+    def __init__(self, message: str, *, ambiguous: bool = False, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.ambiguous = ambiguous
 
 
 class Rejected(ProviderError):

@@ -49,7 +49,8 @@ def _map_error(exc: Exception, provider: str) -> ProviderError:
             return Unavailable(message, **kw)
         return InvalidForProvider(message, **kw)
     if isinstance(exc, httpx.TimeoutException):
-        return Unavailable("the provider did not answer within the timeout", provider=provider)
+        sent = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+        return Unavailable("the provider did not answer within the timeout", provider=provider, ambiguous=sent)
     if isinstance(exc, httpx.TransportError):
         return Unavailable(f"connection to the provider failed: {exc}", provider=provider)
     return Unavailable(f"the provider sent a malformed response: {type(exc).__name__}: {exc}", provider=provider)

@@ -37,7 +37,8 @@ def retry_after(headers: httpx.Headers | None) -> float | None:
 
 def map_error(exc: Exception, provider: str) -> ProviderError:
     if isinstance(exc, openai.APITimeoutError):
-        return Unavailable("the provider did not answer within the timeout", provider=provider)
+        sent = not isinstance(exc.__cause__, httpx.ConnectTimeout | httpx.PoolTimeout)
+        return Unavailable("the provider did not answer within the timeout", provider=provider, ambiguous=sent)
     if isinstance(exc, openai.APIConnectionError):
         return Unavailable(f"connection to the provider failed: {exc.__cause__ or exc}", provider=provider)
     if isinstance(exc, openai.APIStatusError):

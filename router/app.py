@@ -16,13 +16,16 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from policies import Policy
 from policies.model import parse_policy
+from providers.pricing import load_prices
 from router.api.edits import create_edit, get_edit
 from router.api.files import get_file
 from router.api.meta import chips, healthz, readyz
 from router.api.sessions import SESSION_HANDLERS
 from router.auth import resolve_tenant
 from router.blobs import DiskBlobStore
+from router.breaker import Breakers
 from router.errors import EXCEPTION_HANDLERS
+from router.executor import Resources
 from router.logging import request_id_middleware
 from router.registry import build_providers
 from router.service import Gateway
@@ -46,15 +49,19 @@ def build_gateway(settings: Settings) -> Gateway:
     workers = ImageWorkers(settings.image_workers)
     policy = load_policy_file(settings)
     engine = make_engine(database_url(settings.database_url, settings.data_dir))
-    return Gateway(
+    gateway = Gateway(
         settings=settings,
         policy=policy,
         providers=build_providers(settings, policy, workers.run),
         blobs=DiskBlobStore(settings.data_dir / "blobs"),
         store=Store(engine),
         workers=workers,
+        resources=Resources(Breakers(policy.breaker)),
+        prices=load_prices(settings.pricing_file),
         forced_provider=settings.image_edit_provider,
     )
+    gateway.set_policy(policy)
+    return gateway
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

@@ -1,32 +1,40 @@
 """Try a decision's candidates in order under one deadline, keeping every attempt for the trace.
 
-Retryable failures (rate limits, outages) and "not for this provider" move on to the next candidate;
-a safety rejection stops and is returned to the caller, since another provider would only be asked to
-do what one already refused.
+- ``RateLimited``: wait ``retry-after`` (within the deadline) and retry the same provider, up to its
+  retry budget; then the next candidate.
+- ``Unavailable``: the next candidate at once; the last candidate is retried with backoff.
+- ``Unavailable(ambiguous)`` (read timeout: it may have rendered and billed): stop, unless the route
+  allows ambiguous retries, so an expensive render is not paid for twice by accident.
+- ``Rejected`` (safety): stop and tell the caller, unless the route opts into a fallback.
+- ``InvalidForProvider``: the next candidate. ``AuthError``: trip the breaker, next candidate.
+A provider whose breaker is open is skipped without a call.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import anyio
 
 from policies.model import Candidate, RouteDecision
 from providers.base import EditJob, Provider, ProviderResult
-from providers.errors import ProviderError, RateLimited, Rejected
+from providers.errors import AuthError, ProviderError, RateLimited, Rejected, Unavailable
+from router.breaker import Breakers
 from router.errors import ApiError
 from router.models import Attempt
 
 _STATUS = {
     "provider_rate_limited": 429,
     "provider_unavailable": 502,
+    "provider_timeout": 504,
     "provider_rejected": 422,
     "invalid_for_provider": 422,
     "provider_auth_failed": 502,
     "provider_error": 502,
 }
+MAX_BACKOFF_S = 8.0
 
 
 @dataclass(slots=True)
@@ -43,14 +51,39 @@ class ExecutionFailed(Exception):
     attempts: list[Attempt] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class Resources:
+    """What execution shares across requests: breakers, concurrency limits, retry budgets."""
+
+    breakers: Breakers
+    limits: dict[str, anyio.CapacityLimiter] = field(default_factory=dict)
+    max_concurrency: Mapping[str, int] = field(default_factory=dict)
+    retries: Mapping[str, int] = field(default_factory=dict)
+
+    def limiter(self, provider: str) -> anyio.CapacityLimiter:
+        size = self.max_concurrency.get(provider, 16)
+        if provider not in self.limits:
+            self.limits[provider] = anyio.CapacityLimiter(size)
+        elif self.limits[provider].total_tokens != size:
+            self.limits[provider].total_tokens = size
+        return self.limits[provider]
+
+
 def _failure(exc: ProviderError, attempts: list[Attempt]) -> ExecutionFailed:
     extra: dict[str, object] = {"provider": exc.provider}
     if exc.request_id:
         extra["provider_request_id"] = exc.request_id
     if isinstance(exc, RateLimited) and exc.retry_after is not None:
         extra["retry_after"] = exc.retry_after
-    message = f"{exc.provider or 'provider'}: {exc.message}"
-    return ExecutionFailed(ApiError(_STATUS.get(exc.code, 502), exc.code, message, **extra), attempts)
+    code, message = exc.code, f"{exc.provider or 'provider'}: {exc.message}"
+    if isinstance(exc, Unavailable) and exc.ambiguous:
+        code = "provider_timeout"
+        message += " (it may have rendered and billed; not retried, as this route does not allow it)"
+    return ExecutionFailed(ApiError(_STATUS.get(code, 502), code, message, **extra), attempts)
+
+
+def _backoff(tries: int) -> float:
+    return min(MAX_BACKOFF_S, 0.5 * 2**tries)
 
 
 async def execute(
@@ -58,47 +91,66 @@ async def execute(
     providers: Mapping[str, Provider],
     job_for: Callable[[Candidate], EditJob],
     deadline_s: float,
+    resources: Resources,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
 ) -> Outcome:
     attempts: list[Attempt] = []
     last: ProviderError | None = None
     provider_ms = 0.0
+    ends = time.monotonic() + deadline_s
     try:
         with anyio.fail_after(deadline_s):
-            for candidate in decision.candidates:
-                started = time.perf_counter()
-                try:
-                    result = await providers[candidate.provider].edit(job_for(candidate))
-                except ProviderError as exc:
-                    exc.provider = exc.provider or candidate.provider
-                    ms = (time.perf_counter() - started) * 1000
-                    provider_ms += ms
-                    attempts.append(
-                        Attempt(
-                            provider=candidate.provider,
-                            model=candidate.model,
-                            outcome=exc.code,
-                            error=exc.message,
-                            latency_ms=round(ms, 2),
-                        )
-                    )
-                    last = exc
-                    if isinstance(exc, Rejected):
+            for index, candidate in enumerate(decision.candidates):
+                name = candidate.provider
+                is_last = index == len(decision.candidates) - 1
+                breaker = resources.breakers.get(name)
+                tries = 0
+                while True:
+                    if not breaker.begin():
+                        attempts.append(Attempt(provider=name, model=candidate.model, outcome="skipped_circuit_open",
+                                                latency_ms=0.0))  # fmt: skip
                         break
-                    continue
-                ms = (time.perf_counter() - started) * 1000
-                attempts.append(
-                    Attempt(
-                        provider=candidate.provider,
-                        model=candidate.model,
-                        outcome="ok",
-                        latency_ms=round(ms, 2),
+                    started = time.perf_counter()
+                    try:
+                        async with resources.limiter(name):
+                            result = await providers[name].edit(job_for(candidate))
+                    except ProviderError as exc:
+                        ms = (time.perf_counter() - started) * 1000
+                        provider_ms += ms
+                        exc.provider = exc.provider or name
+                        attempts.append(Attempt(provider=name, model=candidate.model, outcome=exc.code,
+                                                error=exc.message, latency_ms=round(ms, 2)))  # fmt: skip
+                        last = exc
+                        if isinstance(exc, AuthError):
+                            breaker.trip()
+                        else:
+                            breaker.record(not isinstance(exc, Unavailable | RateLimited))
+                        if isinstance(exc, Rejected) and not decision.fallback_on_rejected:
+                            raise _failure(exc, attempts) from None
+                        if isinstance(exc, Unavailable) and exc.ambiguous and not decision.retry_ambiguous:
+                            raise _failure(exc, attempts) from None
+                        budget = resources.retries.get(name, 1)
+                        retry_here = isinstance(exc, RateLimited) or (isinstance(exc, Unavailable) and is_last)
+                        if retry_here and tries < budget:
+                            wait = (
+                                exc.retry_after if isinstance(exc, RateLimited) and exc.retry_after else _backoff(tries)
+                            )
+                            if time.monotonic() + wait < ends:
+                                await sleep(wait)
+                                tries += 1
+                                continue
+                        break
+                    ms = (time.perf_counter() - started) * 1000
+                    breaker.record(True)
+                    attempts.append(
+                        Attempt(provider=name, model=candidate.model, outcome="ok", latency_ms=round(ms, 2))
                     )
-                )
-                return Outcome(result, candidate, attempts, provider_ms + ms)
+                    return Outcome(result, candidate, attempts, provider_ms + ms)
     except TimeoutError:
         raise ExecutionFailed(
             ApiError(504, "deadline_exceeded", f"No provider finished within {deadline_s:g} s."), attempts
         ) from None
     if last is None:
-        raise ExecutionFailed(ApiError(422, "no_capable_provider", "No provider can serve this request."))
+        message = "Every candidate's circuit breaker is open; try again shortly."
+        raise ExecutionFailed(ApiError(503, "providers_unavailable", message), attempts)
     raise _failure(last, attempts)

@@ -36,6 +36,7 @@ class EditRequest(BaseModel):
     session_id: str | None = Field(None, description="Edit inside this session (then send no image).")
     parent_version: int | None = Field(None, ge=0, description="Branch from this version; default the latest.")
     include_base64: bool = Field(False, description="Also return each image as base64 in the response.")
+    experiment_key: str | None = Field(None, max_length=200, description="Sticky key for experiments that use it.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Returned unchanged.")
 
     @field_validator("size")
@@ -84,6 +85,9 @@ class Attempt(BaseModel):
 class RouteInfo(BaseModel):
     rule: str
     policy_version: str
+    experiment: str | None = None
+    arm: str | None = None
+    budget: dict[str, Any] | None = None
     candidates: list[str]
     dropped: list[dict[str, Any]] = Field(default_factory=list)
     trace: list[dict[str, Any]] = Field(default_factory=list)
@@ -92,9 +96,10 @@ class RouteInfo(BaseModel):
 
 
 class Cost(BaseModel):
-    estimated_usd: float | None = None
-    actual_usd: float | None = None
+    estimated_usd: float | None = Field(None, description="Before the call, from the request and the price table.")
+    actual_usd: float | None = Field(None, description="From the provider's reported usage; null when unpriced.")
     usage: dict[str, int] = Field(default_factory=dict)
+    pricing_version: str | None = None
 
 
 class Latency(BaseModel):

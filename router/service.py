@@ -15,11 +15,12 @@ from typing import Any
 
 import structlog
 
-from policies import Candidate, Policy, decide
+from policies import Candidate, Policy, RouteDecision, decide
 from providers.base import EditJob, ImageBlob, Provider
+from providers.pricing import PriceTable, UsageInputs, actual_usd, estimate_usd
 from router.blobs import BlobStore
 from router.errors import ApiError
-from router.executor import ExecutionFailed, execute
+from router.executor import ExecutionFailed, Resources, execute
 from router.intake.images import LoadedImage
 from router.intake.prepare import PreparedEdit, prepare
 from router.intake.request import RawInputs
@@ -56,8 +57,21 @@ class Gateway:
     blobs: BlobStore
     store: Store
     workers: ImageWorkers
+    resources: Resources
+    prices: PriceTable
     forced_provider: str | None = None
     dev_tenant: str | None = None
+
+    def set_policy(self, policy: Policy) -> None:
+        """Swap the running policy (reload); execution limits follow it."""
+        self.policy = policy
+        self.resources.max_concurrency = {n: p.max_concurrency for n, p in policy.providers.items()}
+        self.resources.retries = {n: p.retries for n, p in policy.providers.items()}
+        self.resources.breakers.settings = policy.breaker
+
+    def options(self, provider: str) -> dict[str, Any]:
+        settings = self.policy.providers.get(provider)
+        return settings.options if settings else {}
 
 
 @dataclass(slots=True)
@@ -136,8 +150,10 @@ def _job(p: PreparedEdit, candidate: Candidate, timeout_s: float, previous_respo
     )
 
 
-def _ledger_rows(target: EditTarget, session_id: str, version_id: str, rule: str, attempts: list[Attempt],
-                 usage: dict[str, int], total_ms: float | None) -> list[dict[str, Any]]:  # fmt: skip
+def _ledger_rows(target: EditTarget, session_id: str, version_id: str, decision: RouteDecision,
+                 attempts: list[Attempt], usage: dict[str, int], actual: float | None,
+                 total_ms: float | None) -> list[dict[str, Any]]:  # fmt: skip
+    estimates = {c.provider: c.estimate_usd for c in decision.candidates}
     return [
         {
             "tenant_id": target.tenant,
@@ -145,7 +161,10 @@ def _ledger_rows(target: EditTarget, session_id: str, version_id: str, rule: str
             "version_id": version_id,
             "provider": a.provider,
             "model": a.model,
-            "rule": rule,
+            "rule": decision.rule,
+            "arm": decision.arm,
+            "estimated_usd": estimates.get(a.provider),
+            "actual_usd": actual if a.outcome == "ok" else None,
             "provider_ms": a.latency_ms,
             "total_ms": total_ms if a.outcome == "ok" else None,
             "outcome": a.outcome,
@@ -153,7 +172,46 @@ def _ledger_rows(target: EditTarget, session_id: str, version_id: str, rule: str
             "usage": usage if a.outcome == "ok" else {},
         }
         for a in attempts
+        if a.outcome != "skipped_circuit_open"
     ]
+
+
+def usage_inputs(p: PreparedEdit) -> UsageInputs:
+    out_w, out_h = p.out_size or (p.work.width, p.work.height)
+    sizes = ((p.work.width, p.work.height), *((r.blob.width, r.blob.height) for r in p.references))
+    return UsageInputs(p.prompt, sizes, out_w, out_h, p.request.quality, p.request.n, p.mask is not None)
+
+
+def start_of_utc_day(now: float) -> float:
+    return now - now % 86400
+
+
+async def route(gw: Gateway, p: PreparedEdit, tenant: str, session_id: str | None,
+                session_provider: str | None) -> RouteDecision:  # fmt: skip
+    """Everything that varies, gathered for the pure engine: health, spend, estimates, sticky keys."""
+    features = p.features.model_copy(update={"session_provider": session_provider, "tenant": tenant})
+    names = list(gw.providers)
+    u = usage_inputs(p)
+    estimates = {
+        name: estimate_usd(name, gw.policy.providers[name].model, gw.options(name), u, gw.prices)
+        for name in names
+        if name in gw.policy.providers
+    }
+    spent = (
+        await gw.store.spent_since(tenant, start_of_utc_day(time.time()))
+        if gw.policy.budgets.limit_for(tenant) is not None
+        else 0.0
+    )
+    return decide(
+        features,
+        gw.policy,
+        forced_provider=gw.forced_provider,
+        capabilities={name: prov.capabilities for name, prov in gw.providers.items()},
+        health=gw.resources.breakers.health(names),
+        estimates=estimates,
+        spent_today_usd=spent,
+        keys={"tenant": tenant, "session": session_id, "key": p.request.experiment_key},
+    )
 
 
 async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTarget) -> EditResponse:
@@ -182,18 +240,19 @@ async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTa
         retry_of=target.retry_of,
     )  # fmt: skip
     chained = parent.provider == CHAIN_PROVIDER and parent.chain_response_id and p.mask is None
-    features = p.features.model_copy(update={"session_provider": parent.provider})
-    caps = {name: prov.capabilities for name, prov in gw.providers.items()}
-    decision = decide(features, gw.policy, forced_provider=gw.forced_provider, capabilities=caps)
-    route = RouteInfo(
+    decision = await route(gw, p, target.tenant, session_id, parent.provider)
+    route_info = RouteInfo(
         rule=decision.rule,
         policy_version=decision.policy_version,
+        experiment=decision.experiment,
+        arm=decision.arm,
+        budget=decision.budget.model_dump() if decision.budget else None,
         candidates=[c.provider for c in decision.candidates],
         dropped=[d.model_dump() for d in decision.dropped],
         trace=[t.model_dump() for t in decision.trace],
     )
     t_intake = time.perf_counter()
-    log.info("edit_routed", edit_id=version.id, rule=decision.rule, candidates=route.candidates)
+    log.info("edit_routed", edit_id=version.id, rule=decision.rule, candidates=route_info.candidates)
     header = {
         "id": version.id,
         "session_id": session_id,
@@ -202,31 +261,34 @@ async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTa
     }
 
     async def fail(error: ApiError, attempts: list[Attempt]) -> ApiError:
-        route.attempts = attempts
+        route_info.attempts = attempts
         error.extra.update(edit_id=version.id, session_id=session_id, version=version.number)
         record = {**header, "status": "failed", "created": int(version.created_at), "error": error.body()["error"],
-                  "inputs": inputs.model_dump(), "settings": settings, "route": route.model_dump()}  # fmt: skip
-        await gw.store.add_attempts(_ledger_rows(target, session_id, version.id, decision.rule, attempts, {}, None))
+                  "inputs": inputs.model_dump(), "settings": settings, "route": route_info.model_dump()}  # fmt: skip
+        await gw.store.add_attempts(_ledger_rows(target, session_id, version.id, decision, attempts, {}, None, None))
         await gw.store.update_version(
             version.id, status="failed", rule=decision.rule, result=record, finished_at=time.time()
         )
         log.info("edit_failed", edit_id=version.id, code=error.code)
         return error
 
-    if decision.refused:
-        reasons = "; ".join(f"{d.provider}: {', '.join(d.reasons)}" for d in decision.dropped)
-        message = f"No configured provider can serve this request ({reasons})."
-        raise await fail(ApiError(422, "no_capable_provider", message), [])
+    if decision.refusal is not None:
+        refusal = decision.refusal
+        raise await fail(ApiError(refusal.status, refusal.code, refusal.message), [])
     previous = parent.chain_response_id if chained else None
-    deadline = gw.settings.request_timeout_s
+    deadline = decision.deadline_s or gw.settings.request_timeout_s
     try:
         outcome = await execute(
-            decision, gw.providers, lambda c: _job(p, c, min(c.timeout_s, deadline), previous), deadline
+            decision,
+            gw.providers,
+            lambda c: _job(p, c, min(c.timeout_s, deadline), previous),
+            deadline,
+            gw.resources,
         )
     except ExecutionFailed as failed:
         raise await fail(failed.error, failed.attempts) from None
-    route.attempts = outcome.attempts
-    route.fallbacks_taken = len(outcome.attempts) - 1
+    route_info.attempts = outcome.attempts
+    route_info.fallbacks_taken = len(outcome.attempts) - 1
     t_provider = time.perf_counter()
 
     provider = gw.providers[outcome.candidate.provider]
@@ -268,6 +330,9 @@ async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTa
         for n, _ in normalized
     ]
     served_by = outcome.candidate.provider
+    actual = actual_usd(served_by, outcome.candidate.model, gw.options(served_by), outcome.result.usage, gw.prices)
+    if actual is None:
+        log.warning("cost_unknown", provider=served_by, model=outcome.candidate.model)
     chain = None
     if parent.provider == CHAIN_PROVIDER:
         moved = served_by != CHAIN_PROVIDER
@@ -292,8 +357,13 @@ async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTa
         images=images,
         provider=served_by,
         model=outcome.candidate.model,
-        route=route,
-        cost=Cost(estimated_usd=None, actual_usd=None, usage=outcome.result.usage),
+        route=route_info,
+        cost=Cost(
+            estimated_usd=outcome.candidate.estimate_usd,
+            actual_usd=actual,
+            usage=outcome.result.usage,
+            pricing_version=gw.prices.version,
+        ),
         latency_ms=Latency(
             total=total_ms,
             intake=_ms(t0, t_intake),
@@ -315,7 +385,7 @@ async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTa
     record = response.model_dump(exclude={"images": {"__all__": {"b64_json"}}})
     record.update(settings=settings, image=images[0].model_dump(exclude={"b64_json"}) if images else None)
     await gw.store.add_attempts(
-        _ledger_rows(target, session_id, version.id, decision.rule, outcome.attempts, outcome.result.usage, total_ms)
+        _ledger_rows(target, session_id, version.id, decision, outcome.attempts, outcome.result.usage, actual, total_ms)
     )
     await gw.store.update_version(
         version.id, status="succeeded", provider=served_by, model=outcome.candidate.model, rule=decision.rule,

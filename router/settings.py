@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     log_content: bool = Field(False, description="Log prompts (never image bytes). Off by default for privacy.")
     feather_px: int = Field(3, description="Feather width of mask-lock compositing, in pixels.")
     policy_file: Path | None = Field(None, description="Routing policy; defaults to the packaged default.yaml.")
+    pricing_file: Path | None = Field(None, description="Price table; defaults to the packaged pricing.yaml.")
     image_edit_provider: str | None = Field(
         None,
         validation_alias="IMAGE_EDIT_PROVIDER",

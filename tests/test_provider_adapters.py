@@ -96,7 +96,7 @@ def test_gemini_masked_edit_sends_region_image_and_sentence(emulator: str) -> No
     result = run(provider, _job("gemini-3.1-flash-image"))
     assert decode(result.images[0].data).shape[:2] == (832, 1248)  # 1K at 3:2
     assert result.emulated
-    assert result.usage["output_image_tokens"] == 1120 and result.usage["input_image_tokens"] == 2 * 258
+    assert result.usage["output_image_tokens"] == 1120 and result.usage["input_image_tokens"] == 2 * 1120
 
 
 def test_responses_three_round_chain(emulator: str) -> None:

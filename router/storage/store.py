@@ -51,7 +51,7 @@ class Store:
             found = await db.scalar(select(Tenant.id).where(Tenant.name == name))
             if found:
                 return found
-            tenant_id = name if name == DEV_TENANT else new_id("ten")
+            tenant_id = name  # names are unique and what ops write in budgets and experiments
             db.add(Tenant(id=tenant_id, name=name, created_at=time.time()))
             try:
                 await db.commit()
@@ -222,6 +222,16 @@ class Store:
         async with self.tx() as db:
             db.add_all([Attempt(created_at=time.time(), **row) for row in rows])
             await db.commit()
+
+    async def spent_since(self, tenant: str, since: float) -> float:
+        """Spend for budgets: actual cost where known, else the estimate."""
+        async with self.tx() as db:
+            total = await db.scalar(
+                select(
+                    func.coalesce(func.sum(func.coalesce(Attempt.actual_usd, Attempt.estimated_usd, 0.0)), 0.0)
+                ).where(Attempt.tenant_id == tenant, Attempt.created_at >= since)
+            )
+            return float(total or 0.0)
 
     async def attempts_for(self, tenant: str, version_id: str | None = None) -> list[Attempt]:
         async with self.tx() as db:

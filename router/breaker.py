@@ -1,0 +1,86 @@
+"""Per-provider circuit breakers: closed -> open (consecutive failures or error rate) -> half-open probe.
+
+Their state is the ``health`` the policy engine reads, so an open breaker drops its provider from
+new decisions without any call being made. Times are monotonic.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Literal
+
+from policies.model import BreakerSettings
+
+State = Literal["closed", "open", "half_open"]
+
+
+class Breaker:
+    def __init__(self, settings: BreakerSettings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._recent: deque[bool] = deque(maxlen=settings.window)
+        self._consecutive = 0
+        self._opened_at: float | None = None
+        self._probe_out = False
+
+    @property
+    def state(self) -> State:
+        if self._opened_at is None:
+            return "closed"
+        if self._clock() - self._opened_at >= self.settings.cool_down_s:
+            return "half_open"
+        return "open"
+
+    def allows(self) -> bool:
+        """May a new request go here? In half-open, only while no probe is in flight."""
+        state = self.state
+        return state == "closed" or (state == "half_open" and not self._probe_out)
+
+    def begin(self) -> bool:
+        """Claim the right to call; False when open (or a half-open probe is already out)."""
+        state = self.state
+        if state == "closed":
+            return True
+        if state == "half_open" and not self._probe_out:
+            self._probe_out = True
+            return True
+        return False
+
+    def record(self, ok: bool) -> None:
+        self._probe_out = False
+        self._recent.append(ok)
+        if ok:
+            self._consecutive = 0
+            self._opened_at = None
+            return
+        self._consecutive += 1
+        failures = self._recent.count(False)
+        rate_tripped = (
+            len(self._recent) >= self.settings.min_calls and failures / len(self._recent) >= self.settings.error_rate
+        )
+        if self._opened_at is not None or self._consecutive >= self.settings.consecutive_failures or rate_tripped:
+            self._opened_at = self._clock()
+
+    def trip(self) -> None:
+        """Open at once (bad credentials: nothing will succeed until someone fixes them)."""
+        self._probe_out = False
+        self._opened_at = self._clock()
+
+
+class Breakers:
+    def __init__(self, settings: BreakerSettings) -> None:
+        self.settings = settings
+        self._by_provider: dict[str, Breaker] = {}
+
+    def get(self, provider: str) -> Breaker:
+        if provider not in self._by_provider:
+            self._by_provider[provider] = Breaker(self.settings)
+        return self._by_provider[provider]
+
+    def health(self, providers: list[str]) -> dict[str, bool]:
+        return {name: self.get(name).allows() for name in providers}
+
+    def states(self) -> dict[str, State]:
+        return {name: b.state for name, b in self._by_provider.items()}
