@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await migrate(gateway.store.engine)
         gateway.dev_tenant = await gateway.store.ensure_tenant(DEV_TENANT)
-        keys = await gateway.store.any_active_key()
+        keys = await gateway.store.keys_ever_created()
         log.info(
             "gateway_ready",
             data_dir=str(settings.data_dir.resolve()),

@@ -20,7 +20,7 @@ async def resolve_tenant(request: Request) -> str:
         tenant = await gw.store.tenant_for_key(key)
         if tenant:
             return tenant
-    if await gw.store.any_active_key():
+    if await gw.store.keys_ever_created():
         if key:
             raise ApiError(401, "invalid_api_key", "The API key is not valid or has been revoked.")
         raise ApiError(401, "missing_api_key", "Send your editgate API key as 'Authorization: Bearer KEY'.")

@@ -13,14 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import structlog
+from sqlalchemy.exc import IntegrityError
 
 from policies import Candidate, Policy, RouteDecision, decide
 from providers.base import EditJob, ImageBlob, Provider
 from providers.pricing import PriceTable, UsageInputs, actual_usd, estimate_usd
 from router.blobs import BlobStore
 from router.errors import ApiError
-from router.executor import ExecutionFailed, Resources, execute
+from router.executor import ExecutionFailed, Outcome, Resources, execute
 from router.intake.images import LoadedImage
 from router.intake.prepare import PreparedEdit, prepare
 from router.intake.request import RawInputs
@@ -40,7 +42,7 @@ from router.models import (
 from router.normalize import NormalizedImage, normalize
 from router.settings import Settings
 from router.storage.models import Version
-from router.storage.store import Store
+from router.storage.store import SessionGone, Store
 from router.workers import ImageWorkers
 
 log = structlog.get_logger("editgate.edit")
@@ -214,183 +216,223 @@ async def route(gw: Gateway, p: PreparedEdit, tenant: str, session_id: str | Non
     )
 
 
-async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTarget) -> EditResponse:
-    t0 = time.perf_counter()
-    base_url = target.base_url
-    p = await gw.workers.run(lambda: prepare(req, raw, gw.settings.limits, target.tenant))
-    session_id, parent = target.session_id, target.parent
-    if session_id is None or parent is None:
-        session_id, parent = await start_session(gw, target.tenant, p.source, base_url, {})
-    files = [(p.source.blob.data, "source")]
-    if p.mask is not None:
-        files.append((p.mask.blob.data, "mask"))
-    files += [(r.blob.data, "reference") for r in p.references]
-    shas = await store_blobs(gw, target.tenant, session_id, files)
-    source_sha, mask_sha = shas[0], shas[1] if p.mask is not None else None
-    ref_shas = shas[2:] if p.mask is not None else shas[1:]
-    inputs = Inputs(
-        source=file_ref(base_url, source_sha, p.source.blob, p.source.format),
-        mask=file_ref(base_url, mask_sha, p.mask.blob, "png") if p.mask and mask_sha else None,
-        references=[file_ref(base_url, s, r.blob, r.format) for s, r in zip(ref_shas, p.references, strict=True)],
-    )
-    settings = req.model_dump(exclude={"include_base64"})
-    version = await gw.store.add_version(
-        target.tenant, session_id, parent_number=parent.number, status="running", prompt=req.prompt,
-        chips=p.chips, settings=settings, source_sha=source_sha, mask_sha=mask_sha, reference_shas=ref_shas,
-        retry_of=target.retry_of,
-    )  # fmt: skip
-    chained = parent.provider == CHAIN_PROVIDER and parent.chain_response_id and p.mask is None
-    decision = await route(gw, p, target.tenant, session_id, parent.provider)
-    route_info = RouteInfo(
-        rule=decision.rule,
-        policy_version=decision.policy_version,
-        experiment=decision.experiment,
-        arm=decision.arm,
-        budget=decision.budget.model_dump() if decision.budget else None,
-        candidates=[c.provider for c in decision.candidates],
-        dropped=[d.model_dump() for d in decision.dropped],
-        trace=[t.model_dump() for t in decision.trace],
-    )
-    t_intake = time.perf_counter()
-    log.info("edit_routed", edit_id=version.id, rule=decision.rule, candidates=route_info.candidates)
-    header = {
-        "id": version.id,
-        "session_id": session_id,
-        "version": version.number,
-        "parent_version": parent.number,
-    }
+class EditRun:
+    """One edit after its version row exists: route, execute, normalize, record. Every way out of
+    :meth:`complete` other than success goes through :meth:`fail`, so the version never stays running."""
 
-    async def fail(error: ApiError, attempts: list[Attempt]) -> ApiError:
-        route_info.attempts = attempts
-        error.extra.update(edit_id=version.id, session_id=session_id, version=version.number)
-        record = {**header, "status": "failed", "created": int(version.created_at), "error": error.body()["error"],
-                  "inputs": inputs.model_dump(), "settings": settings, "route": route_info.model_dump()}  # fmt: skip
-        await gw.store.add_attempts(_ledger_rows(target, session_id, version.id, decision, attempts, {}, None, None))
-        await gw.store.update_version(
-            version.id, status="failed", rule=decision.rule, result=record, finished_at=time.time()
+    def __init__(self, gw: Gateway, p: PreparedEdit, target: EditTarget, session_id: str, parent: Version,
+                 version: Version, inputs: Inputs, started: float) -> None:  # fmt: skip
+        self.gw, self.p, self.target, self.session_id = gw, p, target, session_id
+        self.parent, self.version, self.inputs, self.t0 = parent, version, inputs, started
+        self.settings = p.request.model_dump(exclude={"include_base64"})
+        self.decision: RouteDecision | None = None
+        self.route_info = RouteInfo(rule="", policy_version=gw.policy.digest, candidates=[])
+        self.ledgered = False
+
+    @property
+    def header(self) -> dict[str, Any]:
+        v = self.version
+        return {"id": v.id, "session_id": self.session_id, "version": v.number, "parent_version": self.parent.number}
+
+    async def fail(self, error: ApiError, attempts: list[Attempt]) -> ApiError:
+        """Record the failure (version, ledger) and return the error for the caller, with the edit's ids."""
+        self.route_info.attempts = self.route_info.attempts or attempts
+        error.extra.update(edit_id=self.version.id, session_id=self.session_id, version=self.version.number)
+        record = {**self.header, "status": "failed", "created": int(self.version.created_at),
+                  "error": error.body()["error"], "inputs": self.inputs.model_dump(), "settings": self.settings,
+                  "route": self.route_info.model_dump()}  # fmt: skip
+        if self.decision is not None and not self.ledgered:
+            rows = _ledger_rows(self.target, self.session_id, self.version.id, self.decision, attempts, {}, None, None)
+            await self.gw.store.add_attempts(rows)
+        await self.gw.store.update_version(
+            self.version.id, status="failed", rule=self.route_info.rule or None, result=record, finished_at=time.time()
         )
-        log.info("edit_failed", edit_id=version.id, code=error.code)
+        log.info("edit_failed", edit_id=self.version.id, code=error.code)
         return error
 
-    if decision.refusal is not None:
-        refusal = decision.refusal
-        raise await fail(ApiError(refusal.status, refusal.code, refusal.message), [])
-    previous = parent.chain_response_id if chained else None
-    deadline = decision.deadline_s or gw.settings.request_timeout_s
-    try:
-        outcome = await execute(
-            decision,
-            gw.providers,
-            lambda c: _job(p, c, min(c.timeout_s, deadline), previous),
-            deadline,
-            gw.resources,
+    async def complete(self) -> EditResponse:
+        gw, p = self.gw, self.p
+        decision = self.decision = await route(gw, p, self.target.tenant, self.session_id, self.parent.provider)
+        self.route_info = RouteInfo(
+            rule=decision.rule,
+            policy_version=decision.policy_version,
+            experiment=decision.experiment,
+            arm=decision.arm,
+            budget=decision.budget.model_dump() if decision.budget else None,
+            candidates=[c.provider for c in decision.candidates],
+            dropped=[d.model_dump() for d in decision.dropped],
+            trace=[t.model_dump() for t in decision.trace],
         )
-    except ExecutionFailed as failed:
-        raise await fail(failed.error, failed.attempts) from None
-    route_info.attempts = outcome.attempts
-    route_info.fallbacks_taken = len(outcome.attempts) - 1
-    t_provider = time.perf_counter()
-
-    provider = gw.providers[outcome.candidate.provider]
-    edit = p.mask.blob.pixels if p.mask else None
-    lock = edit is not None and ("only_mask" in p.chips or not provider.capabilities.native_mask)
-    assert p.work.pixels is not None
-    work_pixels = p.work.pixels
-
-    def finish() -> list[tuple[NormalizedImage, Any]]:
-        return [
-            normalize(
-                image,
-                source=work_pixels,
-                edit=edit,
-                lock=lock,
-                out_size=p.out_size,
-                fmt=req.output_format,
-                quality=req.output_compression,
-                opaque=req.background == "opaque",
-                feather_px=gw.settings.feather_px,
+        t_intake = time.perf_counter()
+        log.info("edit_routed", edit_id=self.version.id, rule=decision.rule, candidates=self.route_info.candidates)
+        if decision.refusal is not None:
+            raise await self.fail(
+                ApiError(decision.refusal.status, decision.refusal.code, decision.refusal.message), []
             )
-            for image in outcome.result.images
-        ]
+        chained = (
+            self.parent.provider == CHAIN_PROVIDER and self.parent.chain_response_id and p.mask is None
+            and not p.references
+        )  # fmt: skip
+        previous = self.parent.chain_response_id if chained else None
+        deadline = decision.deadline_s or gw.settings.request_timeout_s
+        try:
+            outcome = await execute(
+                decision, gw.providers, lambda c: _job(p, c, min(c.timeout_s, deadline), previous), deadline,
+                gw.resources,
+            )  # fmt: skip
+        except ExecutionFailed as failed:
+            raise await self.fail(failed.error, failed.attempts) from None
+        t_provider = time.perf_counter()
+        self.route_info.attempts = outcome.attempts
+        self.route_info.fallbacks_taken = len(outcome.attempts) - 1
+        served_by = outcome.candidate.provider
+        actual = actual_usd(served_by, outcome.candidate.model, gw.options(served_by), outcome.result.usage, gw.prices)
+        if actual is None:
+            log.warning("cost_unknown", provider=served_by, model=outcome.candidate.model)
+        rows = _ledger_rows(self.target, self.session_id, self.version.id, decision, outcome.attempts,
+                            outcome.result.usage, actual, None)  # fmt: skip
+        await gw.store.add_attempts(rows)  # the provider was paid: ledger it before anything else can fail
+        self.ledgered = True
+        lock, normalized = await self._normalize(outcome)
+        await store_blobs(gw, self.target.tenant, self.session_id, [(n.data, "result") for n, _ in normalized])
+        t_end = time.perf_counter()
+        chain = self._chain(served_by, previous)
+        expires_at = expiry(gw.settings)
+        await gw.store.extend_session(self.session_id, expires_at)
+        total_ms = _ms(self.t0, t_end)
+        provider_ms = round(outcome.provider_ms, 2)
+        response = EditResponse(
+            **self.header,
+            status="succeeded",
+            created=int(self.version.created_at),
+            expires_at=int(expires_at),
+            images=[self._image(n) for n, _ in normalized],
+            provider=served_by,
+            model=outcome.candidate.model,
+            route=self.route_info,
+            cost=Cost(
+                estimated_usd=outcome.candidate.estimate_usd,
+                actual_usd=actual,
+                usage=outcome.result.usage,
+                pricing_version=gw.prices.version,
+            ),
+            latency_ms=Latency(
+                total=total_ms,
+                intake=_ms(self.t0, t_intake),
+                provider=provider_ms,
+                normalize=_ms(t_provider, t_end),
+                gateway=round(total_ms - provider_ms, 2),
+            ),
+            preservation=normalized[0][1] if normalized else None,
+            mask=MaskReport(convention=p.mask_convention, coverage=round(p.mask.coverage, 6))  # type: ignore[arg-type]
+            if p.mask and p.mask_convention
+            else None,
+            inputs=self.inputs,
+            revised_prompt=outcome.result.revised_prompt,
+            chain=chain,
+            warnings=[*p.warnings, *self.target.extra_warnings],
+            emulated=outcome.result.emulated,
+            metadata=p.request.metadata,
+        )
+        first = response.images[0] if response.images else None
+        record = response.model_dump(exclude={"images": {"__all__": {"b64_json"}}})
+        record.update(settings=self.settings, image=first.model_dump(exclude={"b64_json"}) if first else None)
+        await gw.store.update_version(
+            self.version.id, status="succeeded", provider=served_by, model=outcome.candidate.model, rule=decision.rule,
+            image_sha=first.sha256 if first else None,
+            # a mask-locked result is no longer the provider's own output: its chain cannot continue from it
+            chain_response_id=None if lock else outcome.result.chain_state,
+            chain_note=chain.note if chain else None, result=record, finished_at=time.time(),
+        )  # fmt: skip
+        log.info("edit_succeeded", edit_id=self.version.id, provider=served_by, total_ms=total_ms)
+        return response
 
-    normalized = await gw.workers.run(finish)
-    await store_blobs(gw, target.tenant, session_id, [(n.data, "result") for n, _ in normalized])
-    t_end = time.perf_counter()
-    images = [
-        OutputImage(
+    async def _normalize(self, outcome: Outcome) -> tuple[bool, list[tuple[NormalizedImage, Any]]]:
+        p, gw = self.p, self.gw
+        provider = gw.providers[outcome.candidate.provider]
+        edit = p.mask.blob.pixels if p.mask else None
+        lock = edit is not None and ("only_mask" in p.chips or not provider.capabilities.native_mask)
+        assert p.work.pixels is not None
+        work_pixels, req = p.work.pixels, p.request
+
+        def work() -> list[tuple[NormalizedImage, Any]]:
+            return [
+                normalize(
+                    image,
+                    source=work_pixels,
+                    edit=edit,
+                    lock=lock,
+                    out_size=p.out_size,
+                    fmt=req.output_format,
+                    quality=req.output_compression,
+                    opaque=req.background == "opaque",
+                    feather_px=gw.settings.feather_px,
+                )
+                for image in outcome.result.images
+            ]
+
+        return lock, await gw.workers.run(work)
+
+    def _image(self, n: NormalizedImage) -> OutputImage:
+        return OutputImage(
             id=n.sha256,
-            url=f"{base_url}/v1/files/{n.sha256}",
+            url=f"{self.target.base_url}/v1/files/{n.sha256}",
             width=n.width,
             height=n.height,
             format=n.format,
             sha256=n.sha256,
             bytes=len(n.data),
-            b64_json=base64.b64encode(n.data).decode() if req.include_base64 else None,
+            b64_json=base64.b64encode(n.data).decode() if self.p.request.include_base64 else None,
         )
-        for n, _ in normalized
-    ]
-    served_by = outcome.candidate.provider
-    actual = actual_usd(served_by, outcome.candidate.model, gw.options(served_by), outcome.result.usage, gw.prices)
-    if actual is None:
-        log.warning("cost_unknown", provider=served_by, model=outcome.candidate.model)
-    chain = None
-    if parent.provider == CHAIN_PROVIDER:
-        moved = served_by != CHAIN_PROVIDER
-        note = (
-            f"chain moved from {CHAIN_PROVIDER} to {served_by}: replayed from version {parent.number}"
-            if moved
-            else None
-        )
-        chain = Chain(
-            continued=bool(previous) and not moved,
-            previous_response_id=previous if not moved else None,
-            note=note,
-        )
-    provider_ms = round(outcome.provider_ms, 2)
-    total_ms = _ms(t0, t_end)
-    session = await gw.store.get_session(target.tenant, session_id)
-    response = EditResponse(
-        **header,
-        status="succeeded",
-        created=int(version.created_at),
-        expires_at=int(session.expires_at) if session and session.expires_at else None,
-        images=images,
-        provider=served_by,
-        model=outcome.candidate.model,
-        route=route_info,
-        cost=Cost(
-            estimated_usd=outcome.candidate.estimate_usd,
-            actual_usd=actual,
-            usage=outcome.result.usage,
-            pricing_version=gw.prices.version,
-        ),
-        latency_ms=Latency(
-            total=total_ms,
-            intake=_ms(t0, t_intake),
-            provider=provider_ms,
-            normalize=_ms(t_provider, t_end),
-            gateway=round(total_ms - provider_ms, 2),
-        ),
-        preservation=normalized[0][1] if normalized else None,
-        mask=MaskReport(convention=p.mask_convention, coverage=round(p.mask.coverage, 6))  # type: ignore[arg-type]
-        if p.mask and p.mask_convention
-        else None,
-        inputs=inputs,
-        revised_prompt=outcome.result.revised_prompt,
-        chain=chain,
-        warnings=[*p.warnings, *target.extra_warnings],
-        emulated=outcome.result.emulated,
-        metadata=req.metadata,
+
+    def _chain(self, served_by: str, previous: str | None) -> Chain | None:
+        if self.parent.provider != CHAIN_PROVIDER:
+            return None
+        if served_by != CHAIN_PROVIDER:
+            note = f"chain moved from {CHAIN_PROVIDER} to {served_by}: replayed from version {self.parent.number}"
+            return Chain(continued=False, note=note)
+        return Chain(continued=previous is not None, previous_response_id=previous)
+
+
+async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTarget) -> EditResponse:
+    t0 = time.perf_counter()
+    p = await gw.workers.run(lambda: prepare(req, raw, gw.settings.limits, target.tenant))
+    session_id, parent = target.session_id, target.parent
+    if session_id is None or parent is None:
+        session_id, parent = await start_session(gw, target.tenant, p.source, target.base_url, {})
+    files = [(p.source.blob.data, "source")]
+    if p.mask is not None:
+        files.append((p.mask.blob.data, "mask"))
+    files += [(r.blob.data, "reference") for r in p.references]
+    try:
+        shas = await store_blobs(gw, target.tenant, session_id, files)
+        source_sha, mask_sha = shas[0], shas[1] if p.mask is not None else None
+        ref_shas = shas[2:] if p.mask is not None else shas[1:]
+        version = await gw.store.add_version(
+            target.tenant, session_id, parent_number=parent.number, status="running", prompt=req.prompt,
+            chips=p.chips, settings=req.model_dump(exclude={"include_base64"}), source_sha=source_sha,
+            mask_sha=mask_sha, reference_shas=ref_shas, retry_of=target.retry_of,
+        )  # fmt: skip
+    except (SessionGone, IntegrityError):
+        raise ApiError(404, "not_found", f"Session {session_id!r} was deleted.", "session_id") from None
+    url = target.base_url
+    inputs = Inputs(
+        source=file_ref(url, source_sha, p.source.blob, p.source.format),
+        mask=file_ref(url, mask_sha, p.mask.blob, "png") if p.mask and mask_sha else None,
+        references=[file_ref(url, s, r.blob, r.format) for s, r in zip(ref_shas, p.references, strict=True)],
     )
-    record = response.model_dump(exclude={"images": {"__all__": {"b64_json"}}})
-    record.update(settings=settings, image=images[0].model_dump(exclude={"b64_json"}) if images else None)
-    await gw.store.add_attempts(
-        _ledger_rows(target, session_id, version.id, decision, outcome.attempts, outcome.result.usage, actual, total_ms)
-    )
-    await gw.store.update_version(
-        version.id, status="succeeded", provider=served_by, model=outcome.candidate.model, rule=decision.rule,
-        image_sha=images[0].sha256 if images else None, chain_response_id=outcome.result.chain_state,
-        chain_note=chain.note if chain else None, result=record, finished_at=time.time(),
-    )  # fmt: skip
-    log.info("edit_succeeded", edit_id=version.id, provider=served_by, total_ms=total_ms)
-    return response
+    run = EditRun(gw, p, target, session_id, parent, version, inputs, t0)
+    try:
+        return await run.complete()
+    except ApiError:
+        raise  # already recorded by run.fail
+    except BaseException as exc:
+        cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
+        error = (
+            ApiError(499, "cancelled", "The request was cancelled before the edit finished; its inputs are kept.")
+            if cancelled
+            else ApiError(500, "internal_error", "The edit failed inside the gateway; its inputs are kept.")
+        )
+        with anyio.CancelScope(shield=True):
+            await run.fail(error, run.route_info.attempts)
+        raise

@@ -59,6 +59,7 @@ class EditSession(Base):
     created_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float | None] = mapped_column(Float, default=None, index=True)
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    next_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Version(Base):

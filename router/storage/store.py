@@ -5,6 +5,7 @@ no call can reach another tenant's rows: a foreign id looks exactly like a missi
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
 import uuid
@@ -19,6 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from router.storage.models import ApiKey, Attempt, Blob, EditSession, Idempotency, Tenant, Version
 
 DEV_TENANT = "dev"
+TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}$")
+SESSION_ID = re.compile(r"^ses_[0-9a-f]{32}$")
+VERSION_ID = re.compile(r"^ver_[0-9a-f]{32}$")
+MAX_INT32 = 2**31 - 1
+
+
+class SessionGone(LookupError):
+    """The session was deleted (or expired) while an edit was being added to it."""
 
 
 def new_id(prefix: str) -> str:
@@ -62,6 +71,8 @@ class Store:
 
     async def create_key(self, tenant_name: str) -> str:
         """A new key, returned once; only its hash is stored."""
+        if not TENANT_NAME.match(tenant_name):
+            raise ValueError("a tenant name is 1-40 characters: lowercase letters, digits, '.', '_' or '-'")
         tenant_id = await self.ensure_tenant(tenant_name)
         key = "eg_" + secrets.token_urlsafe(32)
         async with self.tx() as db:
@@ -92,9 +103,10 @@ class Store:
                 select(ApiKey.tenant_id).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
             )
 
-    async def any_active_key(self) -> bool:
+    async def keys_ever_created(self) -> bool:
+        """Auth is enforced from the first key on, for good: revoking the last key must not reopen the gateway."""
         async with self.tx() as db:
-            return bool(await db.scalar(select(exists().where(ApiKey.revoked_at.is_(None)))))
+            return bool(await db.scalar(select(exists().where(ApiKey.id.is_not(None)))))
 
     # --- sessions, versions, blobs -------------------------------------------------------------
 
@@ -131,22 +143,28 @@ class Store:
             return bool(await db.scalar(q))
 
     async def add_version(self, tenant: str, session_id: str, **fields: Any) -> Version:
-        """Insert with the next free number; concurrent inserts into one session retry on the conflict."""
-        for _ in range(8):
-            async with self.tx() as db:
-                number = await db.scalar(
-                    select(func.coalesce(func.max(Version.number) + 1, 0)).where(Version.session_id == session_id)
-                )
-                version = Version(id=new_id("ver"), tenant_id=tenant, session_id=session_id, number=number,
-                                  created_at=time.time(), **fields)  # fmt: skip
-                db.add(version)
-                try:
-                    await db.commit()
-                except IntegrityError:
-                    await db.rollback()
-                    continue
-                return version
-        raise RuntimeError("could not allocate a version number")
+        """Insert with the session's next number, taken atomically from its counter (row-locked on
+        PostgreSQL, serialized on SQLite), so concurrent edits of one session never collide."""
+        async with self.tx() as db:
+            number = await db.scalar(
+                update(EditSession)
+                .where(EditSession.id == session_id, EditSession.tenant_id == tenant)
+                .values(next_version=EditSession.next_version + 1)
+                .returning(EditSession.next_version - 1)
+            )
+            if number is None:
+                raise SessionGone(session_id)
+            version = Version(id=new_id("ver"), tenant_id=tenant, session_id=session_id, number=number,
+                              created_at=time.time(), **fields)  # fmt: skip
+            db.add(version)
+            await db.commit()
+            return version
+
+    async def extend_session(self, session_id: str, expires_at: float) -> None:
+        """Activity keeps a session alive: its retention counts from the last edit."""
+        async with self.tx() as db:
+            await db.execute(update(EditSession).where(EditSession.id == session_id).values(expires_at=expires_at))
+            await db.commit()
 
     async def update_version(self, version_id: str, **fields: Any) -> None:
         async with self.tx() as db:
@@ -196,10 +214,10 @@ class Store:
             if found is None:
                 return None
             shas = list(await db.scalars(select(Blob.sha256).where(Blob.session_id == session_id)))
+            version_ids = select(Version.id).where(Version.session_id == session_id)
+            await db.execute(delete(Idempotency).where(Idempotency.version_id.in_(version_ids)))
             await db.execute(delete(Blob).where(Blob.session_id == session_id))
             await db.execute(delete(Version).where(Version.session_id == session_id))
-            await db.execute(delete(Idempotency).where(Idempotency.version_id.in_(
-                select(Version.id).where(Version.session_id == session_id))))  # fmt: skip
             await db.execute(delete(EditSession).where(EditSession.id == session_id))
             still_used = set(await db.scalars(select(Blob.sha256).where(Blob.sha256.in_(shas)))) if shas else set()
             await db.commit()
@@ -242,22 +260,36 @@ class Store:
 
     # --- idempotency -----------------------------------------------------------------------------
 
-    async def claim_idempotency(self, tenant: str, key: str, request_hash: str) -> Claim:
-        async with self.tx() as db:
-            db.add(Idempotency(tenant_id=tenant, key=key, request_hash=request_hash, created_at=time.time()))
-            try:
-                await db.commit()
-                return Claim("new")
-            except IntegrityError:
-                await db.rollback()
-            row = await db.scalar(select(Idempotency).where(Idempotency.tenant_id == tenant, Idempotency.key == key))
-            if row is None:
-                return Claim("new")
-            if row.request_hash != request_hash:
-                return Claim("conflict")
-            if row.response is None:
+    async def claim_idempotency(self, tenant: str, key: str, request_hash: str, stale_after_s: float) -> Claim:
+        """Insert the claim, or report what holds the key. A claim left running past ``stale_after_s``
+        (its process died) is taken over; a claim released meanwhile is inserted again."""
+        mine = (Idempotency.tenant_id == tenant, Idempotency.key == key)
+        for _ in range(3):
+            async with self.tx() as db:
+                db.add(Idempotency(tenant_id=tenant, key=key, request_hash=request_hash, created_at=time.time()))
+                try:
+                    await db.commit()
+                    return Claim("new")
+                except IntegrityError:
+                    await db.rollback()
+                row = await db.scalar(select(Idempotency).where(*mine))
+                if row is None:
+                    continue
+                if row.request_hash != request_hash:
+                    return Claim("conflict")
+                if row.response is not None:
+                    return Claim("replay", row.status_code, row.response)
+                if row.created_at < time.time() - stale_after_s:
+                    taken = await db.execute(
+                        update(Idempotency)
+                        .where(*mine, Idempotency.created_at == row.created_at, Idempotency.response.is_(None))
+                        .values(created_at=time.time())
+                    )
+                    await db.commit()
+                    if taken.rowcount:  # type: ignore[attr-defined]
+                        return Claim("new")
                 return Claim("in_progress")
-            return Claim("replay", row.status_code, row.response)
+        return Claim("in_progress")
 
     async def complete_idempotency(self, tenant: str, key: str, version_id: str, status_code: int,
                                    response: dict[str, Any]) -> None:  # fmt: skip
