@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -19,7 +20,8 @@ _SHA = re.compile(r"^[0-9a-f]{64}$")
 class BlobStore(Protocol):
     def put(self, data: bytes) -> str: ...
     def path(self, sha256: str) -> Path | None: ...
-    def delete(self, sha256: str) -> None: ...
+    def delete(self, sha256: str, grace_s: float = 0.0) -> None: ...
+    def idle(self, older_than_s: float, limit: int) -> list[str]: ...
 
 
 class DiskBlobStore:
@@ -35,6 +37,7 @@ class DiskBlobStore:
         sha = hashlib.sha256(data).hexdigest()
         target = self._where(sha)
         if target.exists():
+            os.utime(target)  # "in use now": a concurrent delete of another session's copy spares it
             return sha
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
@@ -49,6 +52,23 @@ class DiskBlobStore:
         target = self._where(sha256)
         return target if target.is_file() else None
 
-    def delete(self, sha256: str) -> None:
-        if _SHA.match(sha256):
-            self._where(sha256).unlink(missing_ok=True)
+    def delete(self, sha256: str, grace_s: float = 0.0) -> None:
+        """Remove a file unless it was written or reused within ``grace_s`` (then garbage collection will)."""
+        if not _SHA.match(sha256):
+            return
+        target = self._where(sha256)
+        try:
+            if time.time() - target.stat().st_mtime >= grace_s:
+                target.unlink(missing_ok=True)
+        except FileNotFoundError:
+            pass
+
+    def idle(self, older_than_s: float, limit: int) -> list[str]:
+        """Files untouched for ``older_than_s``: candidates for garbage collection if nothing references them."""
+        cutoff, found = time.time() - older_than_s, []
+        for path in self.root.glob("*/*/*"):
+            if _SHA.match(path.name) and path.stat().st_mtime < cutoff:
+                found.append(path.name)
+                if len(found) >= limit:
+                    break
+        return found

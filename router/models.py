@@ -34,7 +34,9 @@ class EditRequest(BaseModel):
     mask_convention: Literal["auto", "alpha", "black_white"] = "auto"
     provider: str | None = Field(None, description="Ask for one provider, if the policy allows it.")
     session_id: str | None = Field(None, description="Edit inside this session (then send no image).")
-    parent_version: int | None = Field(None, ge=0, description="Branch from this version; default the latest.")
+    parent_version: int | None = Field(
+        None, ge=0, le=2**31 - 1, description="Branch from this version; default the latest."
+    )
     include_base64: bool = Field(False, description="Also return each image as base64 in the response.")
     experiment_key: str | None = Field(None, max_length=200, description="Sticky key for experiments that use it.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Returned unchanged.")

@@ -293,7 +293,11 @@ class EditRun:
                             outcome.result.usage, actual, None)  # fmt: skip
         await gw.store.add_attempts(rows)  # the provider was paid: ledger it before anything else can fail
         self.ledgered = True
-        lock, normalized = await self._normalize(outcome)
+        try:
+            lock, normalized = await self._normalize(outcome)
+        except (OSError, ValueError, SyntaxError) as exc:  # the provider's bytes are not a usable image
+            message = f"{served_by} returned an image that cannot be decoded ({type(exc).__name__})."
+            raise await self.fail(ApiError(502, "provider_bad_output", message, provider=served_by), []) from None
         await store_blobs(gw, self.target.tenant, self.session_id, [(n.data, "result") for n, _ in normalized])
         t_end = time.perf_counter()
         chain = self._chain(served_by, previous)

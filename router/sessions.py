@@ -19,6 +19,7 @@ from router.models import Drift, EditRequest, EditResponse
 from router.normalize import drift, fit
 from router.service import EditTarget, Gateway, file_ref, run_edit, store_blobs
 from router.storage.models import EditSession, Version
+from router.storage.store import SESSION_ID
 
 log = structlog.get_logger("editgate.sessions")
 
@@ -70,7 +71,7 @@ def version_view(v: Version) -> VersionView:
 
 
 async def session_or_404(gw: Gateway, tenant: str, session_id: str) -> EditSession:
-    session = await gw.store.get_session(tenant, session_id)
+    session = await gw.store.get_session(tenant, session_id) if SESSION_ID.match(session_id) else None
     if session is None:
         raise ApiError(404, "not_found", f"No session {session_id!r}.", "session_id")
     return session
@@ -157,28 +158,41 @@ async def compare(gw: Gateway, tenant: str, session_id: str, a: int, b: int, bas
     for v in (va, vb):
         if v.image_sha is None:
             raise ApiError(422, "parent_not_usable", f"Version {v.number} has no image to compare.", "a")
-    png, d, w, h = await gw.workers.run(
-        lambda: _heatmap(gw.blobs.path(va.image_sha).read_bytes(), gw.blobs.path(vb.image_sha).read_bytes())  # type: ignore[union-attr,arg-type]
-    )
+    image_a, image_b = await read_blob(gw, va.image_sha), await read_blob(gw, vb.image_sha)  # type: ignore[arg-type]
+    png, d, w, h = await gw.workers.run(lambda: _heatmap(image_a, image_b))
     (sha,) = await store_blobs(gw, tenant, session_id, [(png, "heatmap")])
     ref = file_ref(base_url, sha, ImageBlob(png, "image/png", w, h), "png")
     return CompareView(a=a, b=b, drift=d, heatmap=ref.model_dump())
+
+
+BLOB_GRACE_S = 10.0
+"""A file written or reused this recently may be being claimed by another session right now: a delete
+leaves it to the next garbage collection, which removes it once nothing references it."""
 
 
 async def delete_session(gw: Gateway, tenant: str, session_id: str) -> bool:
     orphans = await gw.store.delete_session(tenant, session_id)
     if orphans is None:
         return False
-    await gw.workers.run(lambda: [gw.blobs.delete(sha) for sha in orphans])
+    await gw.workers.run(lambda: [gw.blobs.delete(sha, BLOB_GRACE_S) for sha in orphans])
     return True
 
 
+async def collect_garbage(gw: Gateway, batch: int = 1000) -> int:
+    """Delete files no session references (left by a delete's grace, or a write whose claim failed)."""
+    idle = await gw.workers.run(lambda: gw.blobs.idle(BLOB_GRACE_S, batch))
+    orphans = set(idle) - await gw.store.referenced(idle)
+    await gw.workers.run(lambda: [gw.blobs.delete(sha, BLOB_GRACE_S) for sha in orphans])
+    return len(orphans)
+
+
 async def sweep_expired(gw: Gateway) -> int:
-    """Remove sessions past their retention (rows and files); returns how many went."""
+    """Remove sessions past their retention (rows and files), then unreferenced files; returns sessions removed."""
     removed = 0
     while batch := await gw.store.expired_sessions(time.time()):
         for tenant, session_id in batch:
             removed += await delete_session(gw, tenant, session_id)
+    await collect_garbage(gw)
     return removed
 
 

@@ -15,6 +15,7 @@ from router.intake.request import parse_edit_request
 from router.models import EditResponse
 from router.service import EditTarget, Gateway, run_edit
 from router.sessions import edit_in_session
+from router.storage.store import VERSION_ID
 
 
 def base_url(request: Request, gw: Gateway) -> str:
@@ -47,7 +48,7 @@ async def create_edit(request: Request, tenant: TenantId) -> Response[EditRespon
 async def get_edit(request: Request, tenant: TenantId, edit_id: FromPath[str]) -> dict[str, Any]:
     """An edit as it was returned, or as it failed (with its stored inputs, settings and the error)."""
     gw: Gateway = request.app.state.gateway
-    version = await gw.store.version_by_id(tenant, edit_id)
+    version = await gw.store.version_by_id(tenant, edit_id) if VERSION_ID.match(edit_id) else None
     if version is None or version.number == 0:
         raise ApiError(404, "not_found", f"No edit {edit_id!r}.", "edit_id")
     return version.result or {"id": version.id, "status": version.status, "session_id": version.session_id}

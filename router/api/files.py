@@ -18,7 +18,7 @@ _MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 async def get_file(request: Request, tenant: TenantId, file_id: FromPath[str]) -> File:
     gw: Gateway = request.app.state.gateway
     path = gw.blobs.path(file_id)
-    if path is None or not await gw.store.owns_blob(tenant, file_id):
+    if path is None or not await gw.store.owns_blob(tenant, file_id):  # path() also rejects non-sha ids
         raise ApiError(404, "not_found", f"No file {file_id!r}.", "file_id")
     with path.open("rb") as fh:
         head = fh.read(32)

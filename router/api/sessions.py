@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Request, Response, delete, get, post
 from litestar.datastructures import UploadFile
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, PathParameter, QueryParameter
 from litestar.response import File
 
 from router.api.edits import base_url
@@ -16,7 +15,7 @@ from router.auth import TenantId
 from router.errors import ApiError
 from router.idempotency import idempotent
 from router.intake.images import load_image
-from router.intake.request import decode_b64, parse_edit_request
+from router.intake.request import decode_b64, json_object_field, parse_edit_request, read_json_object
 from router.models import EditResponse
 from router.service import Gateway, start_session
 from router.sessions import (
@@ -31,23 +30,23 @@ from router.sessions import (
     version_or_404,
     version_view,
 )
+from router.storage.store import MAX_INT32
+
+VersionNumber = Annotated[int, PathParameter(ge=0, le=MAX_INT32)]
+VersionQuery = Annotated[int, QueryParameter(ge=0, le=MAX_INT32)]
 
 
 async def _upload(request: Request) -> tuple[bytes, dict[str, Any]]:
     if request.content_type[0] == "application/json":
-        body = json.loads(await request.body() or b"{}")
+        body = await read_json_object(request)
         if "image" not in body:
             raise ApiError(422, "missing_image", "Send the source photo as base64 in 'image'.", "image")
-        return decode_b64(body["image"], "image"), body.get("metadata") or {}
+        return decode_b64(body["image"], "image"), json_object_field(body.get("metadata") or {}, "metadata")
     form = await request.form()
     image = form.get("image")
     if not isinstance(image, UploadFile):
         raise ApiError(422, "missing_image", "Send the source photo as the file part 'image'.", "image")
-    try:
-        meta = json.loads(form.get("metadata") or "{}")
-    except json.JSONDecodeError as exc:
-        raise ApiError(422, "invalid_parameter", "metadata must be a JSON object.", "metadata") from exc
-    return await image.read(), meta
+    return await image.read(), json_object_field(form.get("metadata") or "{}", "metadata")
 
 
 @post(
@@ -89,7 +88,7 @@ async def get_session(request: Request, tenant: TenantId, session_id: FromPath[s
 
 @get("/v1/sessions/{session_id:str}/versions/{number:int}", summary="One version", tags=["sessions"])
 async def get_version(
-    request: Request, tenant: TenantId, session_id: FromPath[str], number: FromPath[int]
+    request: Request, tenant: TenantId, session_id: FromPath[str], number: VersionNumber
 ) -> VersionView:
     return version_view(await version_or_404(request.app.state.gateway, tenant, session_id, number))
 
@@ -100,7 +99,7 @@ async def get_version(
     tags=["sessions"],
 )
 async def get_version_image(
-    request: Request, tenant: TenantId, session_id: FromPath[str], number: FromPath[int]
+    request: Request, tenant: TenantId, session_id: FromPath[str], number: VersionNumber
 ) -> File:
     gw: Gateway = request.app.state.gateway
     version = await version_or_404(gw, tenant, session_id, number)
@@ -114,15 +113,16 @@ async def get_version_image(
 
 @post("/v1/sessions/{session_id:str}/versions/{number:int}/retry", status_code=200, tags=["sessions"],
       summary="Run a failed version again")  # fmt: skip
-async def retry(request: Request, tenant: TenantId, session_id: FromPath[str], number: FromPath[int]) -> EditResponse:
+async def retry(request: Request, tenant: TenantId, session_id: FromPath[str], number: VersionNumber) -> EditResponse:
     gw: Gateway = request.app.state.gateway
     return await retry_version(gw, tenant, session_id, number, base_url(request, gw))
 
 
 @get("/v1/sessions/{session_id:str}/compare", summary="Difference heat-map and drift between two versions",
      tags=["sessions"])  # fmt: skip
-async def compare_versions(request: Request, tenant: TenantId, session_id: FromPath[str], a: FromQuery[int],
-                           b: FromQuery[int]) -> CompareView:  # fmt: skip
+async def compare_versions(
+    request: Request, tenant: TenantId, session_id: FromPath[str], a: VersionQuery, b: VersionQuery
+) -> CompareView:
     gw: Gateway = request.app.state.gateway
     return await compare(gw, tenant, session_id, a, b, base_url(request, gw))
 

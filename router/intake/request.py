@@ -90,10 +90,7 @@ async def parse_multipart(request: Request, image_required: bool = True) -> tupl
         elif key in _LIST_FIELDS:
             fields[key] = _list_value(values)
         elif key in _JSON_FIELDS:
-            try:
-                fields[key] = json.loads(values[-1])
-            except json.JSONDecodeError as exc:
-                raise ApiError(422, "invalid_parameter", f"{key} must be a JSON object.", key) from exc
+            fields[key] = json_object_field(values[-1], key)
         else:
             fields[key] = values[-1]
     req = parse_fields(fields)
@@ -116,13 +113,30 @@ def decode_b64(value: Any, param: str) -> bytes:
         raise ApiError(422, "invalid_base64", f"{param} is not valid base64.", param) from exc
 
 
-async def parse_json(request: Request, image_required: bool = True) -> tuple[EditRequest, RawInputs]:
+async def read_json_object(request: Request) -> dict[str, Any]:
     try:
         body = json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc}.") from exc
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "The body must be a JSON object.")
+    return body
+
+
+def json_object_field(value: Any, param: str) -> dict[str, Any]:
+    """A field that must hold a JSON object, given as one (JSON body) or as its text (form field)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            value = None
+    if not isinstance(value, dict):
+        raise ApiError(422, "invalid_parameter", f"{param} must be a JSON object.", param)
+    return value
+
+
+async def parse_json(request: Request, image_required: bool = True) -> tuple[EditRequest, RawInputs]:
+    body = await read_json_object(request)
     if "image" not in body and image_required and body.get("session_id") is None:
         raise ApiError(422, "missing_image", "Send the source photo as base64 in 'image'.", "image")
     image = decode_b64(body.pop("image"), "image") if "image" in body else b""

@@ -137,6 +137,10 @@ class Store:
                                 created_at=time.time()))  # fmt: skip
             await db.commit()
 
+    async def referenced(self, shas: list[str]) -> set[str]:
+        async with self.tx() as db:
+            return set(await db.scalars(select(Blob.sha256).where(Blob.sha256.in_(shas)))) if shas else set()
+
     async def owns_blob(self, tenant: str, sha: str) -> bool:
         async with self.tx() as db:
             q = select(exists().where(Blob.tenant_id == tenant, Blob.sha256 == sha))
