@@ -7,7 +7,7 @@ rule is refused at load time, never discovered by a request.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -58,6 +58,7 @@ class Experiment(BaseModel):
     enabled: bool = True
     applies_to_rules: list[str] = Field(default_factory=list, description="Empty: every rule-chosen route.")
     when: dict[str, Any] = Field(default_factory=dict)
+    _known_features = field_validator("when")(classmethod(lambda cls, when: check_conditions(when)))
     sticky_by: Literal["tenant", "session", "key"] = "tenant"
     holdout: float = Field(0.0, ge=0, lt=1, description="Share that keeps the rule's own route.")
     arms: list[Arm] = Field(min_length=1)
@@ -97,17 +98,25 @@ class Rule(BaseModel):
         False, description="Retry or fall back after a read timeout (the provider may have rendered and billed)."
     )
 
-    @field_validator("when")
-    @classmethod
-    def _known_features(cls, when: dict[str, Any]) -> dict[str, Any]:
-        for feature, cond in when.items():
-            if feature not in _FEATURE_NAMES:
-                raise ValueError(f"unknown feature {feature!r}; known: {sorted(_FEATURE_NAMES)}")
-            if isinstance(cond, dict):
-                for op in cond:
-                    if op not in Operator.__args__:
-                        raise ValueError(f"unknown operator {op!r} on {feature!r}; known: {Operator.__args__}")
-        return when
+    _known_features = field_validator("when")(classmethod(lambda cls, when: check_conditions(when)))
+
+
+def check_conditions(when: dict[str, Any]) -> dict[str, Any]:
+    """Refuse unknown features and operators, and values an enumerated feature can never take."""
+    for feature, cond in when.items():
+        if feature not in _FEATURE_NAMES:
+            raise ValueError(f"unknown feature {feature!r}; known: {sorted(_FEATURE_NAMES)}")
+        ops = cond if isinstance(cond, dict) else {"eq": cond}
+        allowed = get_args(Features.model_fields[feature].annotation)
+        for op, want in ops.items():
+            if op not in Operator.__args__:
+                raise ValueError(f"unknown operator {op!r} on {feature!r}; known: {Operator.__args__}")
+            values = want if op in ("in", "not_in") and isinstance(want, list) else [want]
+            if allowed and all(isinstance(a, str) for a in allowed) and op in ("eq", "ne", "in", "not_in"):
+                bad = [v for v in values if v not in allowed]
+                if bad:
+                    raise ValueError(f"{feature} can never be {bad}; its values are {list(allowed)}")
+    return when
 
 
 class Policy(BaseModel):

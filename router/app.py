@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from importlib import resources
+import signal
+from collections.abc import AsyncIterator, Callable
 
 import structlog
 from litestar import Litestar
@@ -15,11 +15,11 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from policies import Policy
-from policies.model import parse_policy
 from providers.pricing import load_prices
 from router.api.edits import create_edit, get_edit
 from router.api.files import get_file
 from router.api.meta import chips, healthz, readyz
+from router.api.routing import explain_route, get_policy
 from router.api.sessions import SESSION_HANDLERS
 from router.auth import resolve_tenant
 from router.blobs import DiskBlobStore
@@ -27,6 +27,7 @@ from router.breaker import Breakers
 from router.errors import EXCEPTION_HANDLERS
 from router.executor import Resources
 from router.logging import request_id_middleware
+from router.policy_source import PolicyReloader, read_policy
 from router.registry import build_providers
 from router.service import Gateway
 from router.sessions import sweeper
@@ -38,16 +39,10 @@ from router.workers import ImageWorkers
 log = structlog.get_logger("editgate.app")
 
 
-def load_policy_file(settings: Settings) -> Policy:
-    if settings.policy_file:
-        return parse_policy(settings.policy_file.read_text())
-    return parse_policy(resources.files("policies").joinpath("default.yaml").read_text())
-
-
 def build_gateway(settings: Settings) -> Gateway:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     workers = ImageWorkers(settings.image_workers)
-    policy = load_policy_file(settings)
+    policy = read_policy(settings.policy_file)
     engine = make_engine(database_url(settings.database_url, settings.data_dir))
     gateway = Gateway(
         settings=settings,
@@ -64,12 +59,20 @@ def build_gateway(settings: Settings) -> Gateway:
     return gateway
 
 
+def _apply_policy(gateway: Gateway) -> Callable[[Policy], None]:
+    def apply(policy: Policy) -> None:
+        gateway.providers = build_providers(gateway.settings, policy, gateway.workers.run)
+        gateway.set_policy(policy)
+
+    return apply
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings()
     gateway = build_gateway(settings)
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await migrate(gateway.store.engine)
         gateway.dev_tenant = await gateway.store.ensure_tenant(DEV_TENANT)
         keys = await gateway.store.keys_ever_created()
@@ -87,15 +90,30 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "no_api_keys",
                 note="running as the single development tenant 'dev'; the first `editgate keys create` enforces auth",
             )
-        sweep = asyncio.create_task(sweeper(gateway))
+        reloader = PolicyReloader(settings.policy_file, _apply_policy(gateway))
+        app.state.reloader = reloader
+        tasks = [asyncio.create_task(sweeper(gateway)), asyncio.create_task(reloader.watch())]
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread (tests)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.reload)
         try:
             yield
         finally:
-            sweep.cancel()
+            for task in tasks:
+                task.cancel()
             await gateway.store.engine.dispose()
 
     return Litestar(
-        route_handlers=[create_edit, get_edit, get_file, healthz, readyz, chips, *SESSION_HANDLERS],
+        route_handlers=[
+            create_edit,
+            get_edit,
+            get_file,
+            healthz,
+            readyz,
+            chips,
+            explain_route,
+            get_policy,
+            *SESSION_HANDLERS,
+        ],
         dependencies={"tenant": Provide(resolve_tenant)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[request_id_middleware],

@@ -159,6 +159,95 @@ def keys_list(data_dir: Path | None, database_url: str | None) -> None:
         click.echo(f"{tenant}\t{prefix}\t{'revoked' if revoked else 'active'}")
 
 
+@main.group()
+def policy() -> None:
+    """Validate routing policy files."""
+
+
+@policy.command("check")
+@click.argument("policy_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def policy_check(policy_file: Path) -> None:
+    """Validate POLICY_FILE and print its rules; errors point at the line."""
+    import yaml
+    from pydantic import ValidationError
+
+    from policies.model import parse_policy
+    from router.policy_source import explain_error
+
+    text = policy_file.read_text()
+    try:
+        parsed = parse_policy(text)
+    except (ValidationError, ValueError, yaml.YAMLError) as exc:
+        for message in explain_error(text, exc):
+            click.echo(f"{policy_file}: {message}", err=True)
+        raise SystemExit(1) from None
+    click.echo(f"{policy_file}: valid (version {parsed.version}, digest {parsed.digest})")
+    for i, rule in enumerate(parsed.rules, 1):
+        when = ", ".join(f"{k}={v}" for k, v in rule.when.items()) or "always"
+        click.echo(f"{i:>3}. {rule.name:<18} when {when}  ->  {' > '.join([rule.route, *rule.fallbacks])}")
+    click.echo(f"     {'default':<18} ->  {' > '.join([parsed.default_route, *parsed.default_fallbacks])}")
+    for exp in parsed.experiments:
+        arms = ", ".join(f"{a.name} {a.weight:g}" for a in exp.arms)
+        click.echo(f"experiment {exp.name}: sticky by {exp.sticky_by}, holdout {exp.holdout:g}, arms {arms}")
+
+
+@main.command()
+@click.argument("request_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@click.option("--tenant", default="dev", show_default=True)
+@click.option("--spent", type=float, default=0.0, show_default=True, help="Today's spend for budget checks (USD).")
+def explain(request_file: Path, policy_file: Path | None, tenant: str, spent: float) -> None:
+    """Print the routing decision for REQUEST_FILE without calling anything.
+
+    REQUEST_FILE is JSON with the fields of POST /v1/edits, and `image_path`, `mask_path`,
+    `reference_paths` (relative to the file) for the images.
+    """
+    import json as jsonlib
+
+    from policies import decide
+    from providers.pricing import load_prices
+    from router.intake.prepare import prepare
+    from router.intake.request import RawInputs, parse_fields
+    from router.policy_source import read_policy
+    from router.registry import configured_capabilities
+    from router.service import estimates_for
+
+    settings = Settings()
+    body = jsonlib.loads(request_file.read_text())
+    base = request_file.parent
+
+    def read(name: str | None) -> bytes | None:
+        return (base / name).read_bytes() if name else None
+
+    image = read(body.pop("image_path", None))
+    if image is None:
+        raise click.ClickException("the request needs image_path (the source photo)")
+    raw = RawInputs(image=image, mask=read(body.pop("mask_path", None)),
+                    references=[read(r) or b"" for r in body.pop("reference_paths", [])])  # fmt: skip
+    try:
+        prepared = prepare(parse_fields(body), raw, settings.limits, tenant)
+    except Exception as exc:  # an ApiError from intake: show it as the API would
+        raise click.ClickException(str(getattr(exc, "message", exc))) from None
+    running = read_policy(policy_file or settings.policy_file)
+    caps = configured_capabilities(settings, emulated=not settings.has_provider_keys())
+    decision = decide(
+        prepared.features.model_copy(update={"tenant": tenant}), running,
+        forced_provider=settings.image_edit_provider, capabilities=caps,
+        estimates=estimates_for(running, list(caps), prepared, load_prices(settings.pricing_file)),
+        spent_today_usd=spent, keys={"tenant": tenant, "key": prepared.request.experiment_key},
+    )  # fmt: skip
+    for step in decision.trace:
+        click.echo(f"{'MATCH' if step.matched else 'skip ':5} {step.rule:<24} {step.why}")
+    for dropped in decision.dropped:
+        click.echo(f"drop  {dropped.provider:<24} {'; '.join(dropped.reasons)}")
+    if decision.refusal:
+        click.echo(f"=> refused {decision.refusal.status} {decision.refusal.code}: {decision.refusal.message}")
+    else:
+        route_text = " > ".join(f"{c.provider} ({c.model}, est ${c.estimate_usd})" for c in decision.candidates)
+        click.echo(f"=> rule {decision.rule}: {route_text}")
+    click.echo(jsonlib.dumps(decision.model_dump(), indent=2))
+
+
 class _Spinner:
     """Elapsed time on stderr while a long provider call runs, so a minute-long edit is visibly alive."""
 

@@ -6,6 +6,7 @@ Credentials and base URLs come from the environment (``OPENAI_API_KEY``, ``OPENA
 
 from __future__ import annotations
 
+from policies.capabilities import Capabilities
 from policies.model import Policy
 from providers import gemini_image, openai_common
 from providers.base import Provider, RunBlocking
@@ -14,6 +15,19 @@ from providers.local import LocalProvider
 from providers.openai_images import OpenAIImagesProvider
 from providers.openai_responses import OpenAIResponsesProvider
 from router.settings import Settings
+
+CLOUD = {"openai-images": OpenAIImagesProvider, "openai-responses": OpenAIResponsesProvider,
+         "gemini": GeminiImageProvider}  # fmt: skip
+
+
+def configured_capabilities(settings: Settings, emulated: bool) -> dict[str, Capabilities]:
+    """What `serve` would configure with these settings (``emulated``: the built-in emulator stands in)."""
+    caps = {"local": LocalProvider.capabilities}
+    for name, cls in CLOUD.items():
+        key = settings.gemini_api_key if name == "gemini" else settings.openai_api_key
+        if key or emulated:
+            caps[name] = cls.capabilities
+    return caps
 
 
 def build_providers(settings: Settings, policy: Policy, run_blocking: RunBlocking) -> dict[str, Provider]:

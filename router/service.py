@@ -184,6 +184,15 @@ def usage_inputs(p: PreparedEdit) -> UsageInputs:
     return UsageInputs(p.prompt, sizes, out_w, out_h, p.request.quality, p.request.n, p.mask is not None)
 
 
+def estimates_for(policy: Policy, names: list[str], p: PreparedEdit, prices: PriceTable) -> dict[str, float | None]:
+    u = usage_inputs(p)
+    return {
+        name: estimate_usd(name, policy.providers[name].model, policy.providers[name].options, u, prices)
+        for name in names
+        if name in policy.providers
+    }
+
+
 def start_of_utc_day(now: float) -> float:
     return now - now % 86400
 
@@ -193,12 +202,7 @@ async def route(gw: Gateway, p: PreparedEdit, tenant: str, session_id: str | Non
     """Everything that varies, gathered for the pure engine: health, spend, estimates, sticky keys."""
     features = p.features.model_copy(update={"session_provider": session_provider, "tenant": tenant})
     names = list(gw.providers)
-    u = usage_inputs(p)
-    estimates = {
-        name: estimate_usd(name, gw.policy.providers[name].model, gw.options(name), u, gw.prices)
-        for name in names
-        if name in gw.policy.providers
-    }
+    estimates = estimates_for(gw.policy, names, p, gw.prices)
     spent = (
         await gw.store.spent_since(tenant, start_of_utc_day(time.time()))
         if gw.policy.budgets.limit_for(tenant) is not None

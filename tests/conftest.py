@@ -89,8 +89,9 @@ def emulator() -> Iterator[str]:
 def faults(emulator: str) -> Iterator[Callable[..., None]]:
     """Set the emulator's fault plan for one test: ``faults("images", rate_limit=1.0, latency_ms=...)``."""
 
-    def set_plan(endpoint: str, retry_after_s: float = 1.0, hang_s: float = 30.0, **rates: float) -> None:
-        plan = {"faults": rates, "retry_after_s": retry_after_s, "hang_s": hang_s}
+    def set_plan(endpoint: str, retry_after_s: float = 1.0, hang_s: float = 30.0, max_faults: int | None = None,
+                 **rates: float) -> None:  # fmt: skip
+        plan = {"faults": rates, "retry_after_s": retry_after_s, "hang_s": hang_s, "max_faults": max_faults}
         httpx.put(f"{emulator}/_emulator/config", json={"endpoints": {endpoint: plan}}).raise_for_status()
 
     yield set_plan

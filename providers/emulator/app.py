@@ -31,11 +31,18 @@ async def get_config(request: Request) -> dict[str, Any]:
     return request.app.state.config.model_dump()
 
 
+@get("/_emulator/stats")
+async def get_stats(request: Request) -> dict[str, Any]:
+    """Requests seen and faults injected per endpoint since the plan was last set."""
+    injector = request.app.state.injector
+    return {"requests": injector.requests, "faults_injected": injector.injected}
+
+
 def create_emulator_app(config: EmulatorConfig | None = None) -> FaultInjector:
     config = config or EmulatorConfig()
     state = State({"config": config, "responses": ResponseStore()})
     app = Litestar(
-        route_handlers=[images_edits, responses_create, generate_content, set_config, get_config],
+        route_handlers=[images_edits, responses_create, generate_content, set_config, get_config, get_stats],
         state=state,
         request_max_body_size=256 * 1024 * 1024,
         openapi_config=None,

@@ -28,6 +28,7 @@ class EndpointPlan(BaseModel):
     faults: dict[Fault, float] = Field(default_factory=dict, description="Fault -> probability per request.")
     retry_after_s: float = 1.0
     hang_s: float = 3600.0
+    max_faults: int | None = Field(None, ge=0, description="Stop injecting after this many faults.")
 
 
 class EmulatorConfig(BaseModel):
@@ -91,6 +92,8 @@ class FaultInjector:
     def configure(self, config: EmulatorConfig) -> None:
         self.config = config
         self._streams = {ep: random.Random(f"{config.seed}:{ep}") for ep in ("images", "responses", "gemini")}
+        self.requests = dict.fromkeys(self._streams, 0)
+        self.injected = dict.fromkeys(self._streams, 0)
 
     def _draw(self, endpoint: Endpoint, plan: EndpointPlan) -> tuple[float, Fault | None]:
         rng = self._streams[endpoint]
@@ -110,10 +113,16 @@ class FaultInjector:
 
         endpoint = endpoint_of(scope.get("path", "")) if scope["type"] == "http" else None
         plan = self.config.endpoints.get(endpoint) if endpoint else None
+        if endpoint is not None and plan is None:
+            self.requests[endpoint] += 1
         if endpoint is None or plan is None:
             await self.app(scope, receive, marked)  # type: ignore[arg-type]
             return
+        self.requests[endpoint] += 1
         delay, fault = self._draw(endpoint, plan)
+        if fault and plan.max_faults is not None and self.injected[endpoint] >= plan.max_faults:
+            fault = None
+        self.injected[endpoint] += fault is not None
         if delay:
             await asyncio.sleep(delay)
         scope.setdefault("state", {})["fault"] = fault

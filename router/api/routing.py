@@ -1,0 +1,59 @@
+"""``POST /v1/route/explain`` (the decision a request would get, nothing called or stored) and
+``GET /v1/policy`` (what is running)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, get, post
+
+from router.api.openapi import EditOperation
+from router.auth import TenantId
+from router.intake.prepare import prepare
+from router.intake.request import RawInputs, parse_edit_request
+from router.service import Gateway, route, usage_inputs
+from router.sessions import resolve_parent
+
+
+@post("/v1/route/explain", status_code=200, summary="Explain the routing decision for a request",
+      tags=["routing"], operation_class=EditOperation)  # fmt: skip
+async def explain_route(request: Request, tenant: TenantId) -> dict[str, Any]:
+    """Takes exactly what `POST /v1/edits` takes and runs the same intake and decision, with the live
+    breaker states and today's spend, but calls no provider and stores nothing."""
+    gw: Gateway = request.app.state.gateway
+    req, raw = await parse_edit_request(request)
+    session_provider = None
+    if req.session_id:
+        parent, image = await resolve_parent(gw, tenant, req.session_id, req.parent_version)
+        raw = RawInputs(image=image, mask=raw.mask, references=raw.references)
+        session_provider = parent.provider
+    p = await gw.workers.run(lambda: prepare(req, raw, gw.settings.limits, tenant))
+    decision = await route(gw, p, tenant, req.session_id, session_provider)
+    return {
+        "decision": decision.model_dump(),
+        "features": p.features.model_copy(update={"session_provider": session_provider, "tenant": tenant}).model_dump(),
+        "usage_inputs": {"out_w": usage_inputs(p).out_w, "out_h": usage_inputs(p).out_h, "quality": req.quality},
+        "breakers": gw.resources.breakers.states(),
+    }
+
+
+@get("/v1/policy", summary="The running routing policy", tags=["routing"])
+async def get_policy(request: Request, tenant: TenantId) -> dict[str, Any]:
+    gw: Gateway = request.app.state.gateway
+    policy = gw.policy
+    reloader = getattr(request.app.state, "reloader", None)
+    return {
+        "version": policy.version,
+        "digest": policy.digest,
+        "source": str(gw.settings.policy_file) if gw.settings.policy_file else "packaged default.yaml",
+        "loaded_at": int(reloader.loaded_at) if reloader else None,
+        "forced_provider": gw.forced_provider,
+        "providers": {n: p.model_dump() for n, p in policy.providers.items()},
+        "configured": sorted(gw.providers),
+        "rules": [r.model_dump() for r in policy.rules],
+        "default_route": [policy.default_route, *policy.default_fallbacks],
+        "experiments": [e.model_dump() for e in policy.experiments],
+        "budgets": policy.budgets.model_dump(),
+        "breakers": gw.resources.breakers.states(),
+        "pricing_version": gw.prices.version,
+    }
