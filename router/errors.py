@@ -14,6 +14,8 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from router.storage.store import SessionGone
+
 log = structlog.get_logger("editgate.errors")
 
 
@@ -70,8 +72,14 @@ def _unexpected_handler(request: Request, exc: Exception) -> Response[dict[str, 
     return error_response(ApiError(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "An unexpected error occurred."))
 
 
+def _session_gone_handler(_: Request, exc: Exception) -> Response[dict[str, Any]]:
+    message = "The session was deleted or expired while this request was using it."
+    return error_response(ApiError(404, "not_found", message, "session_id"))
+
+
 EXCEPTION_HANDLERS = {
     ApiError: _api_error_handler,
+    SessionGone: _session_gone_handler,
     HTTPException: _http_exception_handler,
     Exception: _unexpected_handler,
 }

@@ -121,14 +121,13 @@ async def start_session(
     gw: Gateway, tenant: str, source: LoadedImage, base_url: str, meta: dict[str, Any]
 ) -> tuple[str, Version]:
     """A new session whose version 0 is the uploaded (oriented, stripped) source."""
-    session_id = await gw.store.create_session(tenant, expiry(gw.settings), meta)
-    (sha,) = await store_blobs(gw, tenant, session_id, [(source.blob.data, "source")])
+    data = source.blob.data
+    sha = await gw.workers.run(lambda: gw.blobs.put(data))
     ref = file_ref(base_url, sha, source.blob, source.format)
-    v0 = await gw.store.add_version(
-        tenant, session_id, status="succeeded", source_sha=sha, image_sha=sha,
-        result={"image": ref.model_dump(), "warnings": source.notes}, finished_at=time.time(),
-    )  # fmt: skip
-    return session_id, v0
+    result = {"image": ref.model_dump(), "warnings": source.notes}
+    return await gw.store.start_session(
+        tenant, expiry(gw.settings), meta, sha, len(data), status="succeeded", result=result, finished_at=time.time()
+    )
 
 
 def _job(p: PreparedEdit, candidate: Candidate, timeout_s: float, previous_response_id: str | None) -> EditJob:

@@ -110,6 +110,22 @@ class Store:
 
     # --- sessions, versions, blobs -------------------------------------------------------------
 
+    async def start_session(self, tenant: str, expires_at: float | None, meta: dict[str, Any], source_sha: str,
+                            size: int, **v0: Any) -> tuple[str, Version]:  # fmt: skip
+        """A session, its source file's row and version 0, in one transaction: never half made."""
+        session_id, now = new_id("ses"), time.time()
+        async with self.tx() as db:
+            db.add(EditSession(id=session_id, tenant_id=tenant, created_at=now, expires_at=expires_at, meta=meta,
+                               next_version=1))  # fmt: skip
+            await db.flush()
+            db.add(Blob(tenant_id=tenant, session_id=session_id, sha256=source_sha, kind="source", size=size,
+                        created_at=now))  # fmt: skip
+            version = Version(id=new_id("ver"), tenant_id=tenant, session_id=session_id, number=0, created_at=now,
+                              source_sha=source_sha, image_sha=source_sha, **v0)  # fmt: skip
+            db.add(version)
+            await db.commit()
+        return session_id, version
+
     async def create_session(self, tenant: str, expires_at: float | None, meta: dict[str, Any]) -> str:
         session_id = new_id("ses")
         async with self.tx() as db:
