@@ -140,7 +140,11 @@ def _screen(
         else:
             kept.append(
                 Candidate(
-                    provider=name, model=settings.model, timeout_s=settings.timeout_s, estimate_usd=estimates.get(name)
+                    provider=name,
+                    model=settings.model,
+                    timeout_s=settings.timeout_s,
+                    connect_timeout_s=settings.connect_timeout_s,
+                    estimate_usd=estimates.get(name),
                 )
             )
     return kept, dropped

@@ -168,6 +168,7 @@ class Candidate(BaseModel):
     provider: str
     model: str
     timeout_s: float = 300.0
+    connect_timeout_s: float = 10.0
     estimate_usd: float | None = None
 
 

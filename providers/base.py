@@ -47,6 +47,8 @@ class EditJob:
     n: int = 1
     previous_response_id: str | None = None
     timeout_s: float = 600.0
+    """Read timeout of this call (the policy's per-provider value, capped by the route's deadline)."""
+    connect_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,13 +25,14 @@ REGION_SENTENCE = (
 )
 
 
-def make_client(api_key: str, base_url: str | None, http_client: httpx.AsyncClient | None = None) -> genai.Client:
+def make_client(api_key: str, base_url: str | None, http_client: httpx.AsyncClient | None = None,
+                connect_timeout_s: float = 10.0) -> genai.Client:  # fmt: skip
     """SDK retries off (the executor owns them); the long read timeout image calls need."""
     options = types.HttpOptions(
         base_url=base_url,
         timeout=300_000,
         retry_options=types.HttpRetryOptions(attempts=1),
-        httpx_async_client=http_client or httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=10.0)),
+        httpx_async_client=http_client or httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=connect_timeout_s)),
     )
     return genai.Client(api_key=api_key, http_options=options)
 

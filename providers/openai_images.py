@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 
+import httpx
 import openai
 
 from policies.capabilities import Capabilities
@@ -56,7 +57,8 @@ class OpenAIImagesProvider:
 
     async def edit(self, job: EditJob) -> ProviderResult:
         try:
-            raw = await self._client.images.with_raw_response.edit(**self.build_request(job), timeout=job.timeout_s)  # type: ignore[call-overload]
+            timeout = httpx.Timeout(job.timeout_s, connect=job.connect_timeout_s)
+            raw = await self._client.images.with_raw_response.edit(**self.build_request(job), timeout=timeout)  # type: ignore[call-overload]
             response = raw.parse()
         except Exception as exc:
             raise map_error(exc, self.name) from exc

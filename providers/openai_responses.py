@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import httpx
 import openai
 
 from policies.capabilities import Capabilities
@@ -71,7 +72,7 @@ class OpenAIResponsesProvider:
     async def edit(self, job: EditJob) -> ProviderResult:
         try:
             raw = await self._client.responses.with_raw_response.create(
-                **self.build_request(job), timeout=job.timeout_s
+                **self.build_request(job), timeout=httpx.Timeout(job.timeout_s, connect=job.connect_timeout_s)
             )
             response = raw.parse()
         except Exception as exc:

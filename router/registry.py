@@ -42,6 +42,9 @@ def build_providers(settings: Settings, policy: Policy, run_blocking: RunBlockin
             client, resp_opts.get("image_model", "gpt-image-2"), resp_opts.get("quality_map")
         )
     if settings.gemini_api_key:
-        client_g = gemini_image.make_client(settings.gemini_api_key, settings.gemini_base_url)
+        connect = policy.providers["gemini"].connect_timeout_s if "gemini" in policy.providers else 10.0
+        client_g = gemini_image.make_client(
+            settings.gemini_api_key, settings.gemini_base_url, connect_timeout_s=connect
+        )
         providers["gemini"] = GeminiImageProvider(client_g)
     return providers

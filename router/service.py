@@ -148,6 +148,7 @@ def _job(p: PreparedEdit, candidate: Candidate, timeout_s: float, previous_respo
         n=req.n,
         previous_response_id=previous_response_id if candidate.provider == CHAIN_PROVIDER else None,
         timeout_s=timeout_s,
+        connect_timeout_s=min(candidate.connect_timeout_s, timeout_s),
     )
 
 
@@ -267,7 +268,8 @@ class EditRun:
             trace=[t.model_dump() for t in decision.trace],
         )
         t_intake = time.perf_counter()
-        log.info("edit_routed", edit_id=self.version.id, rule=decision.rule, candidates=self.route_info.candidates)
+        log.info("edit_routed", edit_id=self.version.id, rule=decision.rule, candidates=self.route_info.candidates,
+                 experiment=decision.experiment, arm=decision.arm)  # fmt: skip
         if decision.refusal is not None:
             raise await self.fail(
                 ApiError(decision.refusal.status, decision.refusal.code, decision.refusal.message), []
