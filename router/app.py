@@ -18,7 +18,7 @@ from policies import Policy
 from providers.pricing import load_prices
 from router.api.edits import create_edit, get_edit
 from router.api.files import get_file
-from router.api.meta import chips, healthz, readyz
+from router.api.meta import chips, healthz, metrics, readyz
 from router.api.routing import explain_route, get_policy
 from router.api.sessions import SESSION_HANDLERS
 from router.auth import resolve_tenant
@@ -27,6 +27,7 @@ from router.breaker import Breakers
 from router.errors import EXCEPTION_HANDLERS
 from router.executor import Resources
 from router.logging import request_id_middleware
+from router.metrics import Metrics
 from router.policy_source import PolicyReloader, read_policy
 from router.registry import build_providers
 from router.service import Gateway
@@ -53,6 +54,7 @@ def build_gateway(settings: Settings) -> Gateway:
         workers=workers,
         resources=Resources(Breakers(policy.breaker)),
         prices=load_prices(settings.pricing_file),
+        metrics=Metrics(settings.metrics_tenant_labels),
         forced_provider=settings.image_edit_provider,
     )
     gateway.set_policy(policy)
@@ -110,6 +112,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             healthz,
             readyz,
             chips,
+            metrics,
             explain_route,
             get_policy,
             *SESSION_HANDLERS,

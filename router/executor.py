@@ -43,6 +43,7 @@ class Outcome:
     candidate: Candidate
     attempts: list[Attempt]
     provider_ms: float
+    queue_ms: float = 0.0
 
 
 @dataclass(slots=True)
@@ -96,7 +97,7 @@ async def execute(
 ) -> Outcome:
     attempts: list[Attempt] = []
     last: ProviderError | None = None
-    provider_ms = 0.0
+    provider_ms = queue_ms = 0.0
     ends = time.monotonic() + deadline_s
     try:
         with anyio.fail_after(deadline_s):
@@ -110,9 +111,11 @@ async def execute(
                         attempts.append(Attempt(provider=name, model=candidate.model, outcome="skipped_circuit_open",
                                                 latency_ms=0.0))  # fmt: skip
                         break
-                    started = time.perf_counter()
+                    queued = time.perf_counter()
                     try:
                         async with resources.limiter(name):
+                            started = time.perf_counter()
+                            queue_ms += (started - queued) * 1000
                             result = await providers[name].edit(job_for(candidate))
                     except ProviderError as exc:
                         ms = (time.perf_counter() - started) * 1000
@@ -145,7 +148,7 @@ async def execute(
                     attempts.append(
                         Attempt(provider=name, model=candidate.model, outcome="ok", latency_ms=round(ms, 2))
                     )
-                    return Outcome(result, candidate, attempts, provider_ms + ms)
+                    return Outcome(result, candidate, attempts, provider_ms + ms, queue_ms)
     except TimeoutError:
         raise ExecutionFailed(
             ApiError(504, "deadline_exceeded", f"No provider finished within {deadline_s:g} s."), attempts

@@ -30,7 +30,8 @@ async def idempotent(
 ) -> Response:  # fmt: skip
     key = request.headers.get("idempotency-key")
     if not key:
-        return Response(await run())
+        body = await run()
+        return Response(body, headers=edit_headers(body))
     if len(key) > 200:
         raise ApiError(422, "invalid_parameter", "Idempotency-Key is at most 200 characters.", "Idempotency-Key")
     stale_after = gw.settings.request_timeout_s + 60
@@ -40,11 +41,23 @@ async def idempotent(
     if claim.state == "in_progress":
         raise ApiError(409, "idempotency_in_progress", "A request with this Idempotency-Key is still running.")
     if claim.state == "replay":
-        return Response(claim.response, status_code=claim.status_code or 200, headers={"Idempotent-Replayed": "true"})
+        headers = {**edit_headers(claim.response or {}), "Idempotent-Replayed": "true"}
+        return Response(claim.response, status_code=claim.status_code or 200, headers=headers)
     try:
         body = await run()
     except BaseException:
         await gw.store.release_idempotency(tenant, key)
         raise
     await gw.store.complete_idempotency(tenant, key, body["id"], 200, body)
-    return Response(body)
+    return Response(body, headers=edit_headers(body))
+
+
+def edit_headers(body: dict) -> dict[str, str]:
+    """editgate's own metadata as headers, for clients (like OpenAI's SDK) that only read the body's image."""
+    cost = (body.get("cost") or {}).get("actual_usd")
+    return {
+        "x-editgate-provider": str(body.get("provider", "")),
+        "x-editgate-route-rule": str((body.get("route") or {}).get("rule", "")),
+        "x-editgate-cost-usd": "unknown" if cost is None else f"{cost:.6f}",
+        "x-editgate-edit-id": str(body.get("id", "")),
+    }

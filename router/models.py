@@ -107,6 +107,7 @@ class Cost(BaseModel):
 class Latency(BaseModel):
     total: float
     intake: float
+    queueing: float = Field(0.0, description="Waiting for a provider's concurrency limit.")
     provider: float
     normalize: float
     gateway: float = Field(description="total minus provider: what editgate itself added.")

@@ -26,6 +26,7 @@ from router.executor import ExecutionFailed, Outcome, Resources, execute
 from router.intake.images import LoadedImage
 from router.intake.prepare import PreparedEdit, prepare
 from router.intake.request import RawInputs
+from router.metrics import Metrics
 from router.models import (
     Attempt,
     Chain,
@@ -61,6 +62,7 @@ class Gateway:
     workers: ImageWorkers
     resources: Resources
     prices: PriceTable
+    metrics: Metrics
     forced_provider: str | None = None
     dev_tenant: str | None = None
 
@@ -232,6 +234,7 @@ class EditRun:
         self.decision: RouteDecision | None = None
         self.route_info = RouteInfo(rule="", policy_version=gw.policy.digest, candidates=[])
         self.ledgered = False
+        self.upload_bytes = 0
 
     @property
     def header(self) -> dict[str, Any]:
@@ -251,6 +254,13 @@ class EditRun:
         await self.gw.store.update_version(
             self.version.id, status="failed", rule=self.route_info.rule or None, result=record, finished_at=time.time()
         )
+        tried = [a for a in attempts if a.outcome != "skipped_circuit_open"]
+        self.gw.metrics.attempted(attempts)
+        self.gw.metrics.finished(
+            provider=tried[-1].provider if tried else "none", model=tried[-1].model if tried else "none",
+            rule=self.route_info.rule or "none", outcome=error.code, total_s=time.perf_counter() - self.t0,
+            tenant=self.target.tenant,
+        )  # fmt: skip
         log.info("edit_failed", edit_id=self.version.id, code=error.code)
         return error
 
@@ -268,6 +278,7 @@ class EditRun:
             trace=[t.model_dump() for t in decision.trace],
         )
         t_intake = time.perf_counter()
+        gw.metrics.decided(decision.rule, decision.experiment, decision.arm)
         log.info("edit_routed", edit_id=self.version.id, rule=decision.rule, candidates=self.route_info.candidates,
                  experiment=decision.experiment, arm=decision.arm)  # fmt: skip
         if decision.refusal is not None:
@@ -298,6 +309,8 @@ class EditRun:
                             outcome.result.usage, actual, None)  # fmt: skip
         await gw.store.add_attempts(rows)  # the provider was paid: ledger it before anything else can fail
         self.ledgered = True
+        gw.metrics.attempted(outcome.attempts)
+        gw.metrics.billed(served_by, outcome.candidate.model, outcome.result.usage, actual, self.target.tenant)
         try:
             lock, normalized = await self._normalize(outcome)
         except (OSError, ValueError, SyntaxError) as exc:  # the provider's bytes are not a usable image
@@ -310,6 +323,11 @@ class EditRun:
         await gw.store.extend_session(self.session_id, expires_at)
         total_ms = _ms(self.t0, t_end)
         provider_ms = round(outcome.provider_ms, 2)
+        gw.metrics.finished(provider=served_by, model=outcome.candidate.model, rule=decision.rule, outcome="ok",
+                            total_s=total_ms / 1000, tenant=self.target.tenant)  # fmt: skip
+        gw.metrics.images(
+            self.upload_bytes, p.work.width * p.work.height / 1e6, [n.width * n.height / 1e6 for n, _ in normalized]
+        )
         response = EditResponse(
             **self.header,
             status="succeeded",
@@ -328,6 +346,7 @@ class EditRun:
             latency_ms=Latency(
                 total=total_ms,
                 intake=_ms(self.t0, t_intake),
+                queueing=round(outcome.queue_ms, 2),
                 provider=provider_ms,
                 normalize=_ms(t_provider, t_end),
                 gateway=round(total_ms - provider_ms, 2),
@@ -431,6 +450,8 @@ async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTa
         references=[file_ref(url, s, r.blob, r.format) for s, r in zip(ref_shas, p.references, strict=True)],
     )
     run = EditRun(gw, p, target, session_id, parent, version, inputs, t0)
+    run.upload_bytes = len(raw.image) + len(raw.mask or b"") + sum(len(r) for r in raw.references)
+    gw.metrics.in_flight.inc()
     try:
         return await run.complete()
     except ApiError:
@@ -445,3 +466,5 @@ async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTa
         with anyio.CancelScope(shield=True):
             await run.fail(error, run.route_info.attempts)
         raise
+    finally:
+        gw.metrics.in_flight.dec()

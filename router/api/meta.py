@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from litestar import Request, Response, get
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from router.chips import CHIP_SENTENCES
 from router.service import Gateway
@@ -27,6 +28,12 @@ async def readyz(request: Request) -> Response[dict[str, Any]]:
     }
     ok = checks["data_dir_writable"] and checks["policy_loaded"] and bool(gw.providers)
     return Response({"status": "ok" if ok else "not_ready", **checks}, status_code=200 if ok else 503)
+
+
+@get("/metrics", summary="Prometheus metrics", tags=["meta"], media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request) -> Response[bytes]:
+    gw: Gateway = request.app.state.gateway
+    return Response(gw.metrics.exposition(gw.resources.breakers.states()), media_type=CONTENT_TYPE_LATEST)
 
 
 @get("/v1/chips", summary="Protection chips and their invariant sentences", tags=["edits"])

@@ -2,8 +2,9 @@
 
 tenants ─┬─ api_keys            (hashes only)
          ├─ sessions ─┬─ versions (a tree by parent_number; v0 is the uploaded source)
+         │            │   └─ feedback (accepted / rejected / 1-5; the latest counts)
          │            └─ blobs    (which content-addressed files the session uses)
-         ├─ attempts            (the ledger: one row per provider attempt)
+         ├─ attempts            (the ledger: one row per provider attempt; comparisons marked)
          └─ idempotency         (key -> request hash and stored response)
 """
 
@@ -102,6 +103,7 @@ class Attempt(Base):
     provider: Mapped[str] = mapped_column(String(40))
     model: Mapped[str] = mapped_column(String(80))
     rule: Mapped[str | None] = mapped_column(String(80), default=None)
+    experiment: Mapped[str | None] = mapped_column(String(80), default=None, index=True)
     arm: Mapped[str | None] = mapped_column(String(80), default=None)
     estimated_usd: Mapped[float | None] = mapped_column(Float, default=None)
     actual_usd: Mapped[float | None] = mapped_column(Float, default=None)
@@ -111,6 +113,20 @@ class Attempt(Base):
     error_code: Mapped[str | None] = mapped_column(String(60), default=None)
     comparison: Mapped[bool] = mapped_column(Boolean, default=False)
     usage: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Feedback(Base):
+    """A caller's verdict on an edit; the latest one per version counts."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    version_id: Mapped[str] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"), index=True)
+    verdict: Mapped[str | None] = mapped_column(String(20), default=None)
+    rating: Mapped[int | None] = mapped_column(Integer, default=None)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[float] = mapped_column(Float)
 
 
