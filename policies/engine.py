@@ -28,6 +28,7 @@ from policies.model import (
     RouteDecision,
     Rule,
     RuleTrace,
+    Shadow,
 )
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
@@ -78,6 +79,14 @@ def assign_arm(exp: Experiment, key: str) -> str:
         if u < acc:
             return arm.name
     return exp.arms[-1].name
+
+
+def shadow_for(features: Features, policy: Policy, key: str) -> Shadow | None:
+    """The shadow this request is sampled into, if any: a stable hash of ``key`` against each fraction."""
+    for shadow in policy.shadows:
+        if _match(shadow.when, features)[0] and assignment_unit(shadow.name, key) < shadow.fraction:
+            return shadow
+    return None
 
 
 def _route(f: Features, policy: Policy, forced: str | None) -> tuple[str, Rule | None, list[str], list[RuleTrace]]:

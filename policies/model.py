@@ -71,6 +71,18 @@ class Experiment(BaseModel):
         return self
 
 
+class Shadow(BaseModel):
+    """Send a share of requests also to ``provider`` in the background; the caller sees only the primary."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    provider: str
+    fraction: float = Field(gt=0, le=1)
+    when: dict[str, Any] = Field(default_factory=dict)
+    _known_features = field_validator("when")(classmethod(lambda cls, when: check_conditions(when)))
+
+
 class Budgets(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -133,6 +145,7 @@ class Policy(BaseModel):
     providers: dict[str, ProviderSettings]
     rules: list[Rule] = Field(default_factory=list)
     experiments: list[Experiment] = Field(default_factory=list)
+    shadows: list[Shadow] = Field(default_factory=list)
     budgets: Budgets = Field(default_factory=Budgets)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     digest: str = ""
@@ -146,6 +159,7 @@ class Policy(BaseModel):
         for exp in self.experiments:
             for arm in exp.arms:
                 routes += [arm.route, *arm.fallbacks]
+        routes += [shadow.provider for shadow in self.shadows]
         rule_names = [r.name for r in self.rules]
         if len(set(rule_names)) != len(rule_names):
             raise ValueError("rule names must be unique")

@@ -16,6 +16,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from policies import Policy
 from providers.pricing import load_prices
+from router.api.compare import compare_providers, experiment_report, feedback
 from router.api.edits import create_edit, get_edit
 from router.api.files import get_file
 from router.api.meta import chips, healthz, metrics, readyz
@@ -113,6 +114,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             readyz,
             chips,
             metrics,
+            compare_providers,
+            feedback,
+            experiment_report,
             explain_route,
             get_policy,
             *SESSION_HANDLERS,

@@ -248,6 +248,22 @@ def explain(request_file: Path, policy_file: Path | None, tenant: str, spent: fl
     click.echo(jsonlib.dumps(decision.model_dump(), indent=2))
 
 
+@main.command()
+@click.argument("experiment")
+@click.option("--tenant", default=None, help="Only this tenant's edits (default: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_with_db
+def report(experiment: str, tenant: str | None, as_json: bool, data_dir: Path | None, database_url: str | None) -> None:
+    """Per-arm results of EXPERIMENT (or a shadow) from the ledger, with 95% intervals."""
+    from router.reports import build_report, render
+
+    attempts, latest, versions = _with_store(data_dir, database_url, lambda s: s.experiment_rows(experiment, tenant))
+    if not attempts:
+        raise click.ClickException(f"no edits recorded for experiment {experiment!r}")
+    built = build_report(experiment, attempts, latest, versions)
+    click.echo(built.model_dump_json(indent=2) if as_json else render(built))
+
+
 class _Spinner:
     """Elapsed time on stderr while a long provider call runs, so a minute-long edit is visibly alive."""
 

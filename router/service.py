@@ -7,9 +7,10 @@ findable (``GET /v1/edits/{id}``, ``POST .../versions/{v}/retry``).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,8 @@ import anyio
 import structlog
 from sqlalchemy.exc import IntegrityError
 
-from policies import Candidate, Policy, RouteDecision, decide
+from policies import Candidate, Policy, RouteDecision, decide, shadow_for
+from policies.model import Shadow
 from providers.base import EditJob, ImageBlob, Provider
 from providers.pricing import PriceTable, UsageInputs, actual_usd, estimate_usd
 from router.blobs import BlobStore
@@ -65,6 +67,20 @@ class Gateway:
     metrics: Metrics
     forced_provider: str | None = None
     dev_tenant: str | None = None
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def spawn(self, work: Coroutine[Any, Any, Any], what: str) -> None:
+        """Run ``work`` after the response (shadow traffic); failures are logged, never raised."""
+
+        async def guarded() -> None:
+            try:
+                await work
+            except Exception as exc:  # the caller already has its answer
+                log.info("background_failed", what=what, error=getattr(exc, "code", type(exc).__name__))
+
+        task = asyncio.create_task(guarded())
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     def set_policy(self, policy: Policy) -> None:
         """Swap the running policy (reload); execution limits follow it."""
@@ -88,6 +104,11 @@ class EditTarget:
     retry_of: int | None = None
     base_url: str = ""
     extra_warnings: list[str] = field(default_factory=list)
+    comparison: bool = False
+    """Part of a side-by-side compare: ledger rows are marked so reports and budgets can tell."""
+    shadow_of: int | None = None
+    tag: tuple[str, str] | None = None
+    """(experiment, arm) to record instead of the decision's: shadow traffic and its primary."""
 
 
 def _ms(start: float, end: float) -> float:
@@ -158,6 +179,7 @@ def _ledger_rows(target: EditTarget, session_id: str, version_id: str, decision:
                  attempts: list[Attempt], usage: dict[str, int], actual: float | None,
                  total_ms: float | None) -> list[dict[str, Any]]:  # fmt: skip
     estimates = {c.provider: c.estimate_usd for c in decision.candidates}
+    experiment, arm = target.tag or (decision.experiment, decision.arm)
     return [
         {
             "tenant_id": target.tenant,
@@ -166,7 +188,9 @@ def _ledger_rows(target: EditTarget, session_id: str, version_id: str, decision:
             "provider": a.provider,
             "model": a.model,
             "rule": decision.rule,
-            "arm": decision.arm,
+            "experiment": experiment,
+            "arm": arm,
+            "comparison": target.comparison or target.shadow_of is not None,
             "estimated_usd": estimates.get(a.provider),
             "actual_usd": actual if a.outcome == "ok" else None,
             "provider_ms": a.latency_ms,
@@ -235,6 +259,7 @@ class EditRun:
         self.route_info = RouteInfo(rule="", policy_version=gw.policy.digest, candidates=[])
         self.ledgered = False
         self.upload_bytes = 0
+        self.raw: RawInputs | None = None
 
     @property
     def header(self) -> dict[str, Any]:
@@ -278,6 +303,7 @@ class EditRun:
             trace=[t.model_dump() for t in decision.trace],
         )
         t_intake = time.perf_counter()
+        shadow = self._sample_shadow(decision)
         gw.metrics.decided(decision.rule, decision.experiment, decision.arm)
         log.info("edit_routed", edit_id=self.version.id, rule=decision.rule, candidates=self.route_info.candidates,
                  experiment=decision.experiment, arm=decision.arm)  # fmt: skip
@@ -323,6 +349,7 @@ class EditRun:
         await gw.store.extend_session(self.session_id, expires_at)
         total_ms = _ms(self.t0, t_end)
         provider_ms = round(outcome.provider_ms, 2)
+        await gw.store.finish_attempts(self.version.id, total_ms)
         gw.metrics.finished(provider=served_by, model=outcome.candidate.model, rule=decision.rule, outcome="ok",
                             total_s=total_ms / 1000, tenant=self.target.tenant)  # fmt: skip
         gw.metrics.images(
@@ -373,7 +400,27 @@ class EditRun:
             chain_note=chain.note if chain else None, result=record, finished_at=time.time(),
         )  # fmt: skip
         log.info("edit_succeeded", edit_id=self.version.id, provider=served_by, total_ms=total_ms)
+        if shadow is not None and self.raw is not None:
+            shadow_req = p.request.model_copy(update={"provider": shadow.provider, "include_base64": False})
+            target = EditTarget(self.target.tenant, self.session_id, self.parent, base_url=self.target.base_url,
+                                shadow_of=self.version.number, tag=(shadow.name, shadow.provider))  # fmt: skip
+            gw.spawn(run_edit(gw, shadow_req, self.raw, target), f"shadow:{shadow.name}")
         return response
+
+    def _sample_shadow(self, decision: RouteDecision) -> Shadow | None:
+        """Shadow traffic for plain routed edits (not experiments, compares or shadows themselves)."""
+        if (
+            self.target.shadow_of is not None
+            or self.target.comparison
+            or decision.experiment
+            or not decision.candidates
+        ):
+            return None
+        shadow = shadow_for(self.p.features, self.gw.policy, self.version.id)
+        if shadow is None or shadow.provider == decision.candidates[0].provider:
+            return None
+        self.target.tag = (shadow.name, "primary")
+        return shadow
 
     async def _normalize(self, outcome: Outcome) -> tuple[bool, list[tuple[NormalizedImage, Any]]]:
         p, gw = self.p, self.gw
@@ -439,7 +486,7 @@ async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTa
         version = await gw.store.add_version(
             target.tenant, session_id, parent_number=parent.number, status="running", prompt=req.prompt,
             chips=p.chips, settings=req.model_dump(exclude={"include_base64"}), source_sha=source_sha,
-            mask_sha=mask_sha, reference_shas=ref_shas, retry_of=target.retry_of,
+            mask_sha=mask_sha, reference_shas=ref_shas, retry_of=target.retry_of, shadow_of=target.shadow_of,
         )  # fmt: skip
     except (SessionGone, IntegrityError):
         raise ApiError(404, "not_found", f"Session {session_id!r} was deleted.", "session_id") from None
@@ -450,6 +497,7 @@ async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTa
         references=[file_ref(url, s, r.blob, r.format) for s, r in zip(ref_shas, p.references, strict=True)],
     )
     run = EditRun(gw, p, target, session_id, parent, version, inputs, t0)
+    run.raw = raw
     run.upload_bytes = len(raw.image) + len(raw.mask or b"") + sum(len(r) for r in raw.references)
     gw.metrics.in_flight.inc()
     try:

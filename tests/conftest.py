@@ -98,15 +98,24 @@ def faults(emulator: str) -> Iterator[Callable[..., None]]:
     httpx.put(f"{emulator}/_emulator/config", json={}).raise_for_status()
 
 
+CLOUD_DB_URL: dict[str, str] = {}
+
+
 @pytest.fixture(scope="session")
-def cloud_server(make_server: Callable[..., str], emulator: str) -> str:
+def cloud_server(make_server: Callable[..., str], emulator: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """An editgate whose cloud providers are the emulator (as `editgate serve` does with no keys)."""
-    return make_server(
+    from router.storage.db import database_url
+
+    data_dir = tmp_path_factory.mktemp("cloud")
+    url = make_server(
+        data_dir=data_dir,
         openai_api_key="sk-test",
         openai_base_url=f"{emulator}/v1",
         gemini_api_key="g-test",
         gemini_base_url=emulator,
     )
+    CLOUD_DB_URL[url] = database_url(None, data_dir)
+    return url
 
 
 @pytest.fixture()
@@ -160,3 +169,28 @@ def fresh_db(backend: str, new_database: Callable[[], str]) -> Callable[[], str 
 @pytest.fixture(scope="session")
 def db_url(fresh_db: Callable[[], str | None]) -> str | None:
     return fresh_db()
+
+
+@pytest.fixture()
+def stack_ledger(cloud_server: str, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], list]:
+    """Ledger rows of a session on the `cloud` server (which uses SQLite in its own data dir)."""
+    import asyncio
+
+    from sqlalchemy import select
+
+    from router.storage.db import make_engine
+    from router.storage.models import Attempt
+
+    def rows(session_id: str) -> list:
+        async def query() -> list:
+            engine = make_engine(CLOUD_DB_URL[cloud_server])
+            try:
+                async with engine.connect() as conn:
+                    result = await conn.execute(select(Attempt).where(Attempt.session_id == session_id))
+                    return list(result)
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(query())
+
+    return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import httpx
 import pytest
@@ -43,6 +44,18 @@ def test_prompt_is_not_logged_and_request_id_is_on_every_line(client: httpx.Clie
         headers={"X-Request-ID": "trace-me-1"},
     )
     assert r.status_code == 200
+
+    def access_logged() -> bool:
+        return any(
+            isinstance(rec.msg, dict)
+            and rec.msg.get("event") == "request"
+            and rec.msg.get("request_id") == "trace-me-1"
+            for rec in list(collected.records)
+        )
+
+    deadline = time.monotonic() + 5  # the access line is written after the response has been sent
+    while not access_logged() and time.monotonic() < deadline:
+        time.sleep(0.01)
     request_events = {"request", "edit_routed", "edit_succeeded"}  # other live servers' sweepers log too
     ours = [
         rec for rec in collected.records if rec.name.startswith("editgate") and rec.msg.get("event") in request_events

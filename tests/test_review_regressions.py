@@ -123,3 +123,21 @@ def test_client_input_never_causes_a_500(
     r = cloud.request(method, path, **kwargs)
     assert r.status_code == status, r.text
     assert "error" in r.json()
+
+
+def test_concurrent_edits_of_one_session_claim_the_same_files(db_url: str | None, tmp_path: Path) -> None:
+    """Compare runs several edits of one session at once: claiming the shared source must not collide."""
+
+    async def run() -> int:
+        store = Store(make_engine(database_url(db_url, tmp_path)))
+        try:
+            await migrate(store.engine)
+            tenant = await store.ensure_tenant("claims")
+            sid = await store.create_session(tenant, None, {})
+            blobs = [("a" * 64, "source", 10), ("b" * 64, "mask", 5)]
+            await asyncio.gather(*(store.own_blobs(tenant, sid, blobs) for _ in range(20)))
+            return len(await store.referenced(["a" * 64, "b" * 64]))
+        finally:
+            await store.engine.dispose()
+
+    assert asyncio.run(run()) == 2

@@ -86,6 +86,8 @@ class Version(Base):
     chain_response_id: Mapped[str | None] = mapped_column(String(120), default=None)
     chain_note: Mapped[str | None] = mapped_column(String(200), default=None)
     retry_of: Mapped[int | None] = mapped_column(Integer, default=None)
+    shadow_of: Mapped[int | None] = mapped_column(Integer, default=None)
+    """Set on shadow-traffic versions: hidden from the caller's tree, recorded for experiment reports."""
     result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     """The EditResponse (or the error body) as returned; what GET /v1/edits/{id} serves."""
     created_at: Mapped[float] = mapped_column(Float)

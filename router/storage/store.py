@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from router.storage.models import ApiKey, Attempt, Blob, EditSession, Idempotency, Tenant, Version
+from router.storage.models import ApiKey, Attempt, Blob, EditSession, Feedback, Idempotency, Tenant, Version
 
 DEV_TENANT = "dev"
 TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}$")
@@ -142,15 +144,18 @@ class Store:
             )
 
     async def own_blobs(self, tenant: str, session_id: str, blobs: Iterable[tuple[str, str, int]]) -> None:
-        """Record that the session uses these (sha256, kind, size) files."""
+        """Record that the session uses these (sha256, kind, size) files. Concurrent edits of one session
+        claim the same files: the insert ignores a row that already exists instead of racing a check."""
+        rows = [
+            {"tenant_id": tenant, "session_id": session_id, "sha256": sha, "kind": kind, "size": size,
+             "created_at": time.time()}
+            for sha, kind, size in dict.fromkeys(blobs)
+        ]  # fmt: skip
+        if not rows:
+            return
+        insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
         async with self.tx() as db:
-            for sha, kind, size in dict.fromkeys(blobs):
-                exists_q = select(Blob.sha256).where(
-                    Blob.tenant_id == tenant, Blob.session_id == session_id, Blob.sha256 == sha
-                )
-                if await db.scalar(exists_q) is None:
-                    db.add(Blob(tenant_id=tenant, session_id=session_id, sha256=sha, kind=kind, size=size,
-                                created_at=time.time()))  # fmt: skip
+            await db.execute(insert(Blob).values(rows).on_conflict_do_nothing())
             await db.commit()
 
     async def referenced(self, shas: list[str]) -> set[str]:
@@ -195,7 +200,7 @@ class Store:
         async with self.tx() as db:
             rows = await db.scalars(
                 select(Version)
-                .where(Version.session_id == session_id, Version.tenant_id == tenant)
+                .where(Version.session_id == session_id, Version.tenant_id == tenant, Version.shadow_of.is_(None))
                 .order_by(Version.number)
             )
             return list(rows)
@@ -204,13 +209,20 @@ class Store:
         async with self.tx() as db:
             return await db.scalar(
                 select(Version).where(
-                    Version.session_id == session_id, Version.tenant_id == tenant, Version.number == number
+                    Version.session_id == session_id,
+                    Version.tenant_id == tenant,
+                    Version.number == number,
+                    Version.shadow_of.is_(None),
                 )
             )
 
     async def version_by_id(self, tenant: str, version_id: str) -> Version | None:
         async with self.tx() as db:
-            return await db.scalar(select(Version).where(Version.id == version_id, Version.tenant_id == tenant))
+            return await db.scalar(
+                select(Version).where(
+                    Version.id == version_id, Version.tenant_id == tenant, Version.shadow_of.is_(None)
+                )
+            )
 
     async def latest_good_version(self, tenant: str, session_id: str) -> Version | None:
         async with self.tx() as db:
@@ -220,6 +232,7 @@ class Store:
                     Version.session_id == session_id,
                     Version.tenant_id == tenant,
                     Version.status == "succeeded",
+                    Version.shadow_of.is_(None),
                 )
                 .order_by(Version.number.desc())
                 .limit(1)
@@ -261,6 +274,13 @@ class Store:
             db.add_all([Attempt(created_at=time.time(), **row) for row in rows])
             await db.commit()
 
+    async def finish_attempts(self, version_id: str, total_ms: float) -> None:
+        """The end-to-end latency is known only after normalization: fill it in on the paid attempt."""
+        async with self.tx() as db:
+            paid = (Attempt.version_id == version_id, Attempt.outcome == "ok")
+            await db.execute(update(Attempt).where(*paid).values(total_ms=total_ms))
+            await db.commit()
+
     async def spent_since(self, tenant: str, since: float) -> float:
         """Spend for budgets: actual cost where known, else the estimate."""
         async with self.tx() as db:
@@ -277,6 +297,38 @@ class Store:
             if version_id:
                 q = q.where(Attempt.version_id == version_id)
             return list(await db.scalars(q.order_by(Attempt.id)))
+
+    # --- feedback and experiment reports -------------------------------------------------------
+
+    async def add_feedback(self, tenant: str, version_id: str, verdict: str | None, rating: int | None,
+                           reason: str | None) -> Feedback:  # fmt: skip
+        async with self.tx() as db:
+            row = Feedback(tenant_id=tenant, version_id=version_id, verdict=verdict, rating=rating, reason=reason,
+                           created_at=time.time())  # fmt: skip
+            db.add(row)
+            await db.commit()
+            return row
+
+    async def experiment_rows(
+        self, experiment: str, tenant: str | None
+    ) -> tuple[list[Attempt], dict[str, Feedback], dict[str, Version]]:
+        """Ledger rows of an experiment, the latest feedback per version, and the versions (for preservation)."""
+        async with self.tx() as db:
+            q = select(Attempt).where(Attempt.experiment == experiment)
+            if tenant is not None:
+                q = q.where(Attempt.tenant_id == tenant)
+            attempts = list(await db.scalars(q.order_by(Attempt.id)))
+            ids = list({a.version_id for a in attempts if a.version_id})
+            latest: dict[str, Feedback] = {}
+            versions: dict[str, Version] = {}
+            for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+                for fb in await db.scalars(
+                    select(Feedback).where(Feedback.version_id.in_(chunk)).order_by(Feedback.id)
+                ):
+                    latest[fb.version_id] = fb
+                for v in await db.scalars(select(Version).where(Version.id.in_(chunk))):
+                    versions[v.id] = v
+            return attempts, latest, versions
 
     # --- idempotency -----------------------------------------------------------------------------
 

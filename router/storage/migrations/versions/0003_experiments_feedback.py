@@ -1,4 +1,4 @@
-"""Experiment name on ledger rows; feedback on versions.
+"""Experiment name on ledger rows; feedback on versions; shadow-traffic versions.
 
 Revision ID: 0003
 Revises: 0002
@@ -16,6 +16,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("versions") as batch:
+        batch.add_column(sa.Column("shadow_of", sa.Integer(), nullable=True))
     with op.batch_alter_table("attempts") as batch:
         batch.add_column(sa.Column("experiment", sa.String(length=80), nullable=True))
         batch.create_index("ix_attempts_experiment", ["experiment"])
@@ -41,3 +43,5 @@ def downgrade() -> None:
     with op.batch_alter_table("attempts") as batch:
         batch.drop_index("ix_attempts_experiment")
         batch.drop_column("experiment")
+    with op.batch_alter_table("versions") as batch:
+        batch.drop_column("shadow_of")

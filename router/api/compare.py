@@ -1,0 +1,93 @@
+"""``POST /v1/compare`` (one edit, several providers, side by side), ``POST /v1/edits/{id}/feedback``
+and ``GET /v1/experiments/{name}/report``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+from litestar import Request, get, post
+from litestar.params import FromPath, FromQuery, JSONBody
+from pydantic import BaseModel, Field, model_validator
+
+from router.api.edits import base_url
+from router.api.openapi import EditOperation
+from router.auth import TenantId
+from router.errors import ApiError
+from router.intake.prepare import prepare
+from router.intake.request import parse_edit_request
+from router.reports import Report, build_report
+from router.service import EditTarget, Gateway, route, run_edit, start_session
+from router.storage.store import VERSION_ID
+
+
+@post("/v1/compare", status_code=200, summary="One edit sent to several providers, side by side",
+      tags=["compare"], operation_class=EditOperation)  # fmt: skip
+async def compare_providers(
+    request: Request, tenant: TenantId, providers: FromQuery[str | None] = None
+) -> dict[str, Any]:
+    """Same body as `POST /v1/edits`. `?providers=gemini,openai-images` chooses who runs it; without
+    it, the policy's candidates for this request do. Every result (or error) comes back side by side,
+    each as a version of one new session, and the ledger marks these attempts as comparisons."""
+    gw: Gateway = request.app.state.gateway
+    req, raw = await parse_edit_request(request)
+    if req.session_id:
+        raise ApiError(
+            422, "invalid_parameter", "A compare starts from an uploaded image, not a session.", "session_id"
+        )
+    p = await gw.workers.run(lambda: prepare(req, raw, gw.settings.limits, tenant))
+    if providers:
+        names = list(dict.fromkeys(n.strip() for n in providers.split(",") if n.strip()))
+    else:
+        names = [c.provider for c in (await route(gw, p, tenant, None, None)).candidates]
+    if not names or len(names) > 8:
+        raise ApiError(422, "invalid_parameter", "Name 1 to 8 providers, or let the policy choose.", "providers")
+    url = base_url(request, gw)
+    session_id, v0 = await start_session(gw, tenant, p.source, url, {"compare": names})
+
+    async def one(name: str) -> dict[str, Any]:
+        target = EditTarget(tenant, session_id, v0, base_url=url, comparison=True)
+        try:
+            response = await run_edit(gw, req.model_copy(update={"provider": name}), raw, target)
+        except ApiError as err:
+            return {"provider": name, "status": "failed", "error": err.body()["error"]}
+        body = response.model_dump(mode="json")
+        keep = ("provider", "model", "status", "version", "images", "cost", "latency_ms", "preservation", "emulated")
+        return {k: body[k] for k in keep}
+
+    results = await asyncio.gather(*(one(n) for n in names))
+    return {"session_id": session_id, "providers": names, "results": list(results)}
+
+
+class FeedbackIn(BaseModel):
+    verdict: Literal["accepted", "rejected"] | None = None
+    rating: int | None = Field(None, ge=1, le=5)
+    reason: str | None = Field(None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _something(self) -> FeedbackIn:
+        if self.verdict is None and self.rating is None:
+            raise ValueError("send a verdict (accepted or rejected), a rating (1-5), or both")
+        return self
+
+
+@post("/v1/edits/{edit_id:str}/feedback", status_code=201, summary="Record a verdict on an edit", tags=["compare"])
+async def feedback(
+    request: Request, tenant: TenantId, edit_id: FromPath[str], data: JSONBody[FeedbackIn]
+) -> dict[str, Any]:
+    gw: Gateway = request.app.state.gateway
+    version = await gw.store.version_by_id(tenant, edit_id) if VERSION_ID.match(edit_id) else None
+    if version is None or version.number == 0:
+        raise ApiError(404, "not_found", f"No edit {edit_id!r}.", "edit_id")
+    row = await gw.store.add_feedback(tenant, version.id, data.verdict, data.rating, data.reason)
+    return {"id": row.id, "edit_id": version.id, "verdict": row.verdict, "rating": row.rating}
+
+
+@get("/v1/experiments/{name:str}/report", summary="An experiment's arms compared", tags=["compare"])
+async def experiment_report(request: Request, tenant: TenantId, name: FromPath[str]) -> Report:
+    """Your tenant's edits in this experiment (or shadow), per arm, with 95% intervals against the baseline."""
+    gw: Gateway = request.app.state.gateway
+    attempts, latest, versions = await gw.store.experiment_rows(name, tenant)
+    if not attempts:
+        raise ApiError(404, "not_found", f"No edits recorded for experiment {name!r}.", "name")
+    return build_report(name, attempts, latest, versions)
