@@ -18,6 +18,7 @@ class Capabilities(BaseModel):
     removal: bool = True
     outpaint: bool = True
     variation: bool = True
+    generation: bool = True
     native_mask: bool = False
     max_refs: int = 0
     max_n: int = 1
@@ -35,6 +36,8 @@ def missing_capabilities(caps: Capabilities, f: Features) -> list[str]:
         missing.append("variation (mode=variation)")
     if f.mode == "outpaint" and not caps.outpaint:
         missing.append("outpaint (mode=outpaint)")
+    if f.mode == "generate" and not caps.generation:
+        missing.append("generation (text-to-image)")
     if f.mode == "inpaint" and not caps.prompt_guided:
         if not f.has_mask:
             missing.append("prompt_guided (an edit without a mask needs a provider that follows the prompt)")

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-Mode = Literal["inpaint", "variation", "outpaint"]
+Mode = Literal["inpaint", "variation", "outpaint", "generate"]
 
 
 class Features(BaseModel):

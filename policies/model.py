@@ -143,6 +143,10 @@ class Policy(BaseModel):
         description="Tried when IMAGE_EDIT_PROVIDER forces a provider that cannot serve a request.",
     )
     providers: dict[str, ProviderSettings]
+    model_aliases: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {"editgate-auto": {}},
+        description="OpenAI-compatible `model` names that let the policy decide, with request fields they set.",
+    )
     rules: list[Rule] = Field(default_factory=list)
     experiments: list[Experiment] = Field(default_factory=list)
     shadows: list[Shadow] = Field(default_factory=list)

@@ -35,7 +35,8 @@ class EditJob:
     prompt: str
     model: str
     source: ImageBlob
-    mode: Literal["inpaint", "variation", "outpaint"] = "inpaint"
+    mode: Literal["inpaint", "variation", "outpaint", "generate"] = "inpaint"
+    """``generate``: ``source`` is only a neutral canvas of the requested size; nothing is sent for it."""
     mask: ImageBlob | None = None
     """Alpha convention: alpha 0 = edit. ``pixels`` holds the boolean edit region (True = edit)."""
     references: tuple[ImageBlob, ...] = ()

@@ -81,7 +81,9 @@ class GeminiImageProvider:
         self._client = client
 
     def build_request(self, job: EditJob) -> tuple[list[types.Part], types.GenerateContentConfig]:
-        parts = [types.Part.from_bytes(data=job.source.data, mime_type=job.source.mime)]
+        parts = (
+            [] if job.mode == "generate" else [types.Part.from_bytes(data=job.source.data, mime_type=job.source.mime)]
+        )
         text = job.prompt
         if job.mask is not None and job.mask.pixels is not None:
             parts.append(types.Part.from_bytes(data=region_png(job.mask.pixels), mime_type="image/png"))

@@ -47,6 +47,7 @@ class LocalProvider:
         removal=True,
         outpaint=True,
         variation=False,
+        generation=False,
         native_mask=True,
         max_refs=0,
         max_n=1,

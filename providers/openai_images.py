@@ -58,7 +58,12 @@ class OpenAIImagesProvider:
     async def edit(self, job: EditJob) -> ProviderResult:
         try:
             timeout = httpx.Timeout(job.timeout_s, connect=job.connect_timeout_s)
-            raw = await self._client.images.with_raw_response.edit(**self.build_request(job), timeout=timeout)  # type: ignore[call-overload]
+            request = self.build_request(job)
+            if job.mode == "generate":  # text-to-image: the canvas is not sent
+                request = {k: v for k, v in request.items() if k not in ("image", "mask")}
+                raw = await self._client.images.with_raw_response.generate(**request, timeout=timeout)  # type: ignore[call-overload]
+            else:
+                raw = await self._client.images.with_raw_response.edit(**request, timeout=timeout)  # type: ignore[call-overload]
             response = raw.parse()
         except Exception as exc:
             raise map_error(exc, self.name) from exc

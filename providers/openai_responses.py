@@ -54,7 +54,7 @@ class OpenAIResponsesProvider:
             "background": job.background,
         }
         content: list[dict[str, Any]] = [{"type": "input_text", "text": job.prompt}]
-        if job.previous_response_id is None:
+        if job.previous_response_id is None and job.mode != "generate":
             content += [
                 {"type": "input_image", "image_url": data_url(b.data, b.mime)} for b in (job.source, *job.references)
             ]

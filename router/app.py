@@ -20,6 +20,7 @@ from router.api.compare import compare_providers, experiment_report, feedback
 from router.api.edits import create_edit, get_edit
 from router.api.files import get_file
 from router.api.meta import chips, healthz, metrics, readyz
+from router.api.openai_compat import openai_images_edit, openai_images_generate
 from router.api.routing import explain_route, get_policy
 from router.api.sessions import SESSION_HANDLERS
 from router.auth import resolve_tenant
@@ -115,6 +116,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             chips,
             metrics,
             compare_providers,
+            openai_images_edit,
+            openai_images_generate,
             feedback,
             experiment_report,
             explain_route,

@@ -34,14 +34,29 @@ class ApiError(Exception):
         return {"error": {"code": self.code, "message": self.message, "param": self.param, **self.extra}}
 
 
-def error_response(exc: ApiError) -> Response[dict[str, Any]]:
+OPENAI_PATHS = "/v1/images/"
+_OPENAI_STATUS = {413: 400, 415: 400, 422: 400, 402: 429}
+"""OpenAI answers validation problems with 400 and quota problems with 429; its SDK picks its exception by status."""
+
+
+def error_response(exc: ApiError, openai_shape: bool = False) -> Response[dict[str, Any]]:
     retry_after = exc.extra.get("retry_after")
     headers = {"Retry-After": str(math.ceil(retry_after))} if retry_after is not None else None
-    return Response(exc.body(), status_code=exc.status, headers=headers)
+    if not openai_shape:
+        return Response(exc.body(), status_code=exc.status, headers=headers)
+    status = _OPENAI_STATUS.get(exc.status, exc.status)
+    code = "insufficient_quota" if exc.status == 402 else exc.code
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    body = {"error": {"message": exc.message, "type": kind, "param": exc.param, "code": code}}
+    return Response(body, status_code=status, headers=headers)
 
 
-def _api_error_handler(_: Request, exc: ApiError) -> Response[dict[str, Any]]:
-    return error_response(exc)
+def _openai(request: Request) -> bool:
+    return request.url.path.startswith(OPENAI_PATHS)
+
+
+def _api_error_handler(request: Request, exc: ApiError) -> Response[dict[str, Any]]:
+    return error_response(exc, _openai(request))
 
 
 _LITESTAR_CODES = {
@@ -54,7 +69,7 @@ _LITESTAR_CODES = {
 }
 
 
-def _http_exception_handler(_: Request, exc: HTTPException) -> Response[dict[str, Any]]:
+def _http_exception_handler(request: Request, exc: HTTPException) -> Response[dict[str, Any]]:
     status = exc.status_code
     code = _LITESTAR_CODES.get(status, "http_error")
     message = exc.detail
@@ -64,17 +79,18 @@ def _http_exception_handler(_: Request, exc: HTTPException) -> Response[dict[str
         message = "No such resource."
     elif isinstance(exc, ValidationException) and exc.extra:
         message = f"{exc.detail}: {exc.extra}"
-    return error_response(ApiError(status, code, str(message)))
+    return error_response(ApiError(status, code, str(message)), _openai(request))
 
 
 def _unexpected_handler(request: Request, exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled_error", path=request.url.path, error_type=type(exc).__name__)
-    return error_response(ApiError(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "An unexpected error occurred."))
+    error = ApiError(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "An unexpected error occurred.")
+    return error_response(error, _openai(request))
 
 
-def _session_gone_handler(_: Request, exc: Exception) -> Response[dict[str, Any]]:
+def _session_gone_handler(request: Request, exc: Exception) -> Response[dict[str, Any]]:
     message = "The session was deleted or expired while this request was using it."
-    return error_response(ApiError(404, "not_found", message, "session_id"))
+    return error_response(ApiError(404, "not_found", message, "session_id"), _openai(request))
 
 
 EXCEPTION_HANDLERS = {

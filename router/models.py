@@ -19,7 +19,9 @@ class EditRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     prompt: str = Field(min_length=1, description="What to change. Never logged unless enabled.")
-    mode: Literal["inpaint", "variation", "outpaint"] = "inpaint"
+    mode: Literal["inpaint", "variation", "outpaint", "generate"] = Field(
+        "inpaint", description="'generate' makes an image from the prompt alone (no source image)."
+    )
     protect: list[str] = Field(default_factory=list, description="Protection chips; see GET /v1/chips.")
     tier: Literal["standard", "pro"] = "standard"
     quality: Literal["draft", "final"] = "final"

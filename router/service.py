@@ -206,7 +206,8 @@ def _ledger_rows(target: EditTarget, session_id: str, version_id: str, decision:
 
 def usage_inputs(p: PreparedEdit) -> UsageInputs:
     out_w, out_h = p.out_size or (p.work.width, p.work.height)
-    sizes = ((p.work.width, p.work.height), *((r.blob.width, r.blob.height) for r in p.references))
+    refs = tuple((r.blob.width, r.blob.height) for r in p.references)
+    sizes = refs if p.request.mode == "generate" else ((p.work.width, p.work.height), *refs)
     return UsageInputs(p.prompt, sizes, out_w, out_h, p.request.quality, p.request.n, p.mask is not None)
 
 
@@ -378,7 +379,7 @@ class EditRun:
                 normalize=_ms(t_provider, t_end),
                 gateway=round(total_ms - provider_ms, 2),
             ),
-            preservation=normalized[0][1] if normalized else None,
+            preservation=normalized[0][1] if normalized and p.request.mode != "generate" else None,
             mask=MaskReport(convention=p.mask_convention, coverage=round(p.mask.coverage, 6))  # type: ignore[arg-type]
             if p.mask and p.mask_convention
             else None,

@@ -15,7 +15,7 @@ from litestar.params import JSONBody
 
 from providers.emulator.faults import EmulatorConfig, FaultInjector
 from providers.emulator.gemini_api import generate_content
-from providers.emulator.openai_api import ResponseStore, images_edits, responses_create
+from providers.emulator.openai_api import ResponseStore, images_edits, images_generations, responses_create
 
 
 @put("/_emulator/config")
@@ -42,7 +42,15 @@ def create_emulator_app(config: EmulatorConfig | None = None) -> FaultInjector:
     config = config or EmulatorConfig()
     state = State({"config": config, "responses": ResponseStore()})
     app = Litestar(
-        route_handlers=[images_edits, responses_create, generate_content, set_config, get_config, get_stats],
+        route_handlers=[
+            images_edits,
+            images_generations,
+            responses_create,
+            generate_content,
+            set_config,
+            get_config,
+            get_stats,
+        ],
         state=state,
         request_max_body_size=256 * 1024 * 1024,
         openapi_config=None,

@@ -231,6 +231,56 @@ async def _images_edits(request: Request) -> Response[bytes]:
     return json_response(body, headers={"x-request-id": _req_id(), "openai-processing-ms": str(ms)})
 
 
+@post("/v1/images/generations")
+async def images_generations(request: Request) -> Response[bytes]:
+    try:
+        check_key(request, request.app.state.config.invalid_keys_prefix)
+        return await _images_generations(request)
+    except OpenAIRequestError as err:
+        return err.response()
+
+
+async def _images_generations(request: Request) -> Response[bytes]:
+    facts = catalog()["openai_images"]
+    try:
+        body = json.loads(await request.body())
+    except json.JSONDecodeError:
+        raise OpenAIRequestError(400, "We could not parse the JSON body of your request.") from None
+    if not isinstance(body, dict):
+        raise OpenAIRequestError(400, "The body must be a JSON object.")
+    unknown = sorted(set(body) - _IMAGE_FIELDS - {"style"})
+    if unknown:
+        raise OpenAIRequestError(400, f"Unrecognized request argument supplied: {unknown[0]}", unknown[0])
+    prompt, model = body.get("prompt"), body.get("model") or ""
+    if not prompt:
+        raise OpenAIRequestError(400, "Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter")
+    if model not in facts["models"]:
+        raise OpenAIRequestError(400, f"Invalid value for 'model' = {model or None}.", "model", "invalid_value")
+    n = _int(body.get("n", 1), "n", *facts["n"])
+    size = body.get("size") or "auto"
+    if err := openai_size_error(model, size):
+        raise OpenAIRequestError(400, err, "size", "invalid_value")
+    quality = body.get("quality") or "auto"
+    _check_choice(quality, facts["qualities"], "quality")
+    fmt = body.get("output_format") or "png"
+    _check_choice(fmt, facts["formats"], "output_format")
+    if request.scope.get("state", {}).get("fault") == "safety":
+        raise OpenAIRequestError(400, "Your request was rejected as a result of our safety system. (emulated)",
+                                 code="moderation_blocked", type_="image_generation_user_error")  # fmt: skip
+    w, h = (1024, 1024) if size == "auto" else (int(x) for x in size.split("x"))
+    q = "high" if quality == "auto" else quality
+
+    def work() -> dict[str, Any]:
+        canvas = np.full((h, w, 3), 128, np.uint8)
+        data = [
+            {"b64_json": b64_image(render_edit(canvas, None, f"{prompt}#{i}", (w, h), "small"), fmt)} for i in range(n)
+        ]
+        return {"created": int(time.time()), "data": data, "background": "opaque", "output_format": fmt, "quality": q,
+                "size": f"{w}x{h}", "usage": image_usage(prompt, [], w, h, q, n)}  # fmt: skip
+
+    return json_response(await anyio.to_thread.run_sync(work), headers={"x-request-id": _req_id()})
+
+
 class ResponseStore:
     """Output images by response id, so ``previous_response_id`` can continue a chain (bounded LRU)."""
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from policies.features import Features
 from providers.base import ImageBlob
 from providers.imaging import encode
@@ -105,8 +107,18 @@ def _outpaint(req: EditRequest, source: LoadedImage, limits: Limits) -> tuple[Im
     return work, Mask(blob=mask_blob, convention="alpha", coverage=float(edit.mean()))
 
 
+def blank_canvas(req: EditRequest) -> bytes:
+    """Generation's starting point: a neutral canvas of the requested size (1024x1024 unless given)."""
+    w, h = req.explicit_size() or (1024, 1024)
+    return encode(np.full((h, w, 3), 128, np.uint8), "png")
+
+
 def prepare(req: EditRequest, raw: RawInputs, limits: Limits, tenant: str | None = None) -> PreparedEdit:
     chips = _check_cheap(req, raw, limits)
+    if req.mode == "generate":
+        if raw.image or raw.mask is not None:
+            raise ApiError(422, "invalid_parameter", "A generation takes no image or mask.", "image")
+        raw = RawInputs(image=blank_canvas(req), references=raw.references)
     source = load_image(raw.image, "image", limits)
     refs = [load_image(r, f"reference[{i}]", limits) for i, r in enumerate(raw.references)]
     warnings = list(source.notes)

@@ -95,7 +95,7 @@ async def parse_multipart(request: Request, image_required: bool = True) -> tupl
             fields[key] = values[-1]
     req = parse_fields(fields)
     if not images:
-        if image_required and req.session_id is None:
+        if image_required and req.session_id is None and req.mode != "generate":
             raise ApiError(422, "missing_image", "Send the source photo as the file part 'image'.", "image")
         return req, RawInputs(image=b"", mask=mask, references=refs)
     # Extra images beyond the first are references, as in OpenAI's image[] convention.
@@ -137,7 +137,7 @@ def json_object_field(value: Any, param: str) -> dict[str, Any]:
 
 async def parse_json(request: Request, image_required: bool = True) -> tuple[EditRequest, RawInputs]:
     body = await read_json_object(request)
-    if "image" not in body and image_required and body.get("session_id") is None:
+    if "image" not in body and image_required and body.get("session_id") is None and body.get("mode") != "generate":
         raise ApiError(422, "missing_image", "Send the source photo as base64 in 'image'.", "image")
     image = decode_b64(body.pop("image"), "image") if "image" in body else b""
     mask = decode_b64(body.pop("mask"), "mask") if body.get("mask") is not None else body.pop("mask", None)

@@ -1,0 +1,170 @@
+"""OpenAI-compatible ``POST /v1/images/edits`` and ``/v1/images/generations``: change ``base_url``, nothing else.
+
+The request is what ``client.images.edit`` / ``client.images.generate`` send; the answer is the SDK's
+``ImagesResponse``; errors use OpenAI's error JSON and status codes so the SDK raises the matching
+exception. ``model`` picks the route: a provider's model name pins that provider, a policy alias
+(``editgate-auto``, ``editgate-standard``, ``editgate-pro``) lets the policy decide. editgate's own
+fields (``protect``, ``tier``, ``session_id``, ...) ride along as ``extra_body``. Streaming is refused
+with a clear 400: results arrive whole.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+from litestar import Request, Response, post
+from litestar.datastructures import UploadFile
+
+from router.api.edits import base_url
+from router.auth import TenantId
+from router.errors import ApiError
+from router.idempotency import edit_headers
+from router.intake.request import RawInputs, parse_fields, read_json_object
+from router.models import EditResponse
+from router.service import EditTarget, Gateway, run_edit
+from router.sessions import edit_in_session
+
+_OPENAI_ACCEPTED = {"model", "prompt", "n", "size", "quality", "background", "output_format", "output_compression",
+                    "user", "input_fidelity", "moderation", "safety_identifier", "response_format", "stream",
+                    "partial_images", "style"}  # fmt: skip
+_EDITGATE_EXTRAS = {"protect", "tier", "session_id", "parent_version", "mode", "aspect", "anchor", "mask_convention",
+                    "text_in_output", "experiment_key", "metadata", "provider", "include_base64"}  # fmt: skip
+_QUALITY = {"low": "draft", "medium": "draft", "high": "final", "auto": "final", "standard": "final", "hd": "final"}
+
+
+def _model_route(gw: Gateway, model: str | None) -> dict[str, Any]:
+    """Request fields a ``model`` implies: a pinned provider, or an alias's fields."""
+    aliases = gw.policy.model_aliases
+    if not model:
+        return dict(aliases.get("editgate-auto", {}))
+    if model in aliases:
+        return dict(aliases[model])
+    by_model = {p.model: name for name, p in gw.policy.providers.items()}
+    if model in by_model:
+        return {"provider": by_model[model]}
+    known = sorted([*aliases, *by_model])
+    raise ApiError(
+        400, "invalid_value", f"Invalid value for 'model' = {model}. Use one of: {', '.join(known)}.", "model"
+    )
+
+
+def _edit_request(gw: Gateway, fields: dict[str, Any], mode: str | None) -> tuple[Any, str]:
+    unknown = sorted(set(fields) - _OPENAI_ACCEPTED - _EDITGATE_EXTRAS)
+    if unknown:
+        raise ApiError(400, "unknown_parameter", f"Unrecognized request argument supplied: {unknown[0]}", unknown[0])
+    if str(fields.get("stream", "")).lower() in ("true", "1"):
+        raise ApiError(400, "unsupported_parameter", "editgate does not stream partial images; send stream=false "
+                       "(the finished image arrives in one response).", "stream")  # fmt: skip
+    response_format = fields.get("response_format") or "b64_json"
+    if response_format not in ("b64_json", "url"):
+        raise ApiError(400, "invalid_value", "response_format must be 'b64_json' or 'url'.", "response_format")
+    req: dict[str, Any] = {k: v for k, v in fields.items() if k in _EDITGATE_EXTRAS}
+    req.update(_model_route(gw, fields.get("model")))
+    if isinstance(req.get("metadata"), str):
+        req["metadata"] = json.loads(req["metadata"] or "{}")
+    if fields.get("user"):
+        req["metadata"] = {**(req.get("metadata") or {}), "user": fields["user"]}
+    if isinstance(req.get("protect"), str):
+        req["protect"] = [c for c in req["protect"].replace("[", "").replace("]", "").replace('"', "").split(",") if c]
+    req["prompt"] = fields.get("prompt") or ""
+    size = fields.get("size")
+    req["size"] = "auto" if size in (None, "auto") else size
+    for name in ("n", "background", "output_format", "output_compression"):
+        if fields.get(name) not in (None, ""):
+            req[name] = fields[name]
+    if fields.get("quality"):
+        if fields["quality"] not in _QUALITY:
+            raise ApiError(400, "invalid_value", f"Invalid value for 'quality' = {fields['quality']}.", "quality")
+        req["quality"] = _QUALITY[fields["quality"]]
+    if mode:
+        req["mode"] = mode
+    return parse_fields(req), response_format
+
+
+def _usage(usage: dict[str, int]) -> dict[str, Any]:
+    text_in = usage.get("input_text_tokens", 0) + usage.get("model_input_tokens", 0)
+    image_in = usage.get("input_image_tokens", 0)
+    image_out = usage.get("output_image_tokens", 0)
+    text_out = usage.get("output_text_tokens", 0) + usage.get("model_output_tokens", 0)
+    return {
+        "input_tokens": text_in + image_in,
+        "input_tokens_details": {"text_tokens": text_in, "image_tokens": image_in},
+        "output_tokens": image_out + text_out,
+        "output_tokens_details": {"image_tokens": image_out, "text_tokens": text_out},
+        "total_tokens": text_in + image_in + image_out + text_out,
+    }
+
+
+async def _respond(gw: Gateway, response: EditResponse, response_format: str, quality: str | None,
+                   transparent: bool) -> Response:  # fmt: skip
+    data = []
+    for image in response.images:
+        if response_format == "url":
+            data.append({"url": image.url})
+        else:
+            path = gw.blobs.path(image.sha256)
+            raw = await gw.workers.run(path.read_bytes) if path else b""
+            data.append({"b64_json": base64.b64encode(raw).decode()})
+    first = response.images[0] if response.images else None
+    body = {
+        "created": int(time.time()),
+        "data": data,
+        "background": "transparent" if transparent else "opaque",
+        "output_format": first.format if first else None,
+        "quality": quality if quality in ("low", "medium", "high") else "high",
+        "size": f"{first.width}x{first.height}" if first else None,
+        "usage": _usage(response.cost.usage),
+    }
+    if response.revised_prompt:
+        for item in data:
+            item["revised_prompt"] = response.revised_prompt
+    return Response(body, headers=edit_headers(response.model_dump(mode="json")))
+
+
+async def _run(request: Request, gw: Gateway, tenant: str, req: Any, raw: RawInputs) -> EditResponse:
+    url = base_url(request, gw)
+    if req.session_id:
+        return await edit_in_session(gw, tenant, req, raw, req.session_id, url)
+    return await run_edit(gw, req, raw, EditTarget(tenant, base_url=url))
+
+
+@post("/v1/images/edits", status_code=200, summary="OpenAI-compatible image edit", tags=["openai-compatible"])
+async def openai_images_edit(request: Request, tenant: TenantId) -> Response:
+    """What `OpenAI(base_url=EDITGATE/v1).images.edit(...)` sends: multipart `image` or `image[]`, `mask`,
+    `prompt`, `model`, `n`, `size`, `quality`, `background`, `output_format`, `output_compression`, `user`."""
+    gw: Gateway = request.app.state.gateway
+    form = await request.form()
+    fields: dict[str, Any] = {}
+    images: list[bytes] = []
+    mask: bytes | None = None
+    for key in form:
+        for value in form.getall(key):
+            if key in ("image", "image[]") and isinstance(value, UploadFile):
+                images.append(await value.read())
+            elif key == "mask" and isinstance(value, UploadFile):
+                mask = await value.read()
+            elif not isinstance(value, UploadFile):
+                fields[key] = value
+    if not images and not fields.get("session_id"):
+        raise ApiError(400, "missing_required_parameter", "Missing required parameter: 'image'.", "image")
+    if mask is not None:
+        fields.setdefault("mask_convention", "alpha")  # OpenAI's convention: alpha 0 = edit
+    req, response_format = _edit_request(gw, fields, None)
+    # The SDK insists on `image`; in a session the source is the session's version, so the first image is ignored.
+    source = b"" if req.session_id else (images[0] if images else b"")
+    raw = RawInputs(image=source, mask=mask, references=images[1:])
+    response = await _run(request, gw, tenant, req, raw)
+    return await _respond(gw, response, response_format, fields.get("quality"), req.background == "transparent")
+
+
+@post("/v1/images/generations", status_code=200, summary="OpenAI-compatible generation", tags=["openai-compatible"])
+async def openai_images_generate(request: Request, tenant: TenantId) -> Response:
+    """What `client.images.generate(...)` sends (JSON). Routed like an edit; `local` cannot generate."""
+    gw: Gateway = request.app.state.gateway
+    fields = await read_json_object(request)
+    req, response_format = _edit_request(gw, {k: v for k, v in fields.items() if v is not None}, "generate")
+    response = await run_edit(gw, req, RawInputs(image=b""), EditTarget(tenant, base_url=base_url(request, gw)))
+    return await _respond(gw, response, response_format, fields.get("quality"), req.background == "transparent")
