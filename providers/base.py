@@ -19,15 +19,26 @@ RunBlocking = Callable[[Callable[[], T]], Awaitable[T]]
 """Runs CPU-bound image work off the event loop; injected so providers share the gateway's pool."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ImageBlob:
-    """Encoded bytes ready to send, with the pixels intake already decoded (RGB or RGBA, uint8)."""
+    """Encoded bytes ready to send; pixels (RGB or RGBA, uint8) only once something needs them.
+
+    Intake decodes nothing it does not have to: bytes that need no change pass through, and
+    :meth:`decoded` decodes on first use (always from a worker thread, never on the event loop).
+    """
 
     data: bytes
     mime: str
     width: int
     height: int
     pixels: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def decoded(self) -> np.ndarray:
+        if self.pixels is None:
+            from providers.imaging import decode
+
+            self.pixels = decode(self.data)
+        return self.pixels
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,11 +59,12 @@ class LocalProvider:
         self._run_blocking = run_blocking
 
     async def edit(self, job: EditJob) -> ProviderResult:
-        if job.mask is None or job.mask.pixels is None or job.source.pixels is None:
+        if job.mask is None or job.mask.pixels is None:
             raise InvalidForProvider("local needs a mask marking what to remove or fill", provider=self.name)
-        source, edit = job.source.pixels, job.mask.pixels
+        edit = job.mask.pixels
 
         def work() -> tuple[np.ndarray, bytes]:
+            source = job.source.decoded()
             rgb = np.ascontiguousarray(source[..., :3])
             out = fill_region(rgb, edit)
             if source.shape[2] == 4:

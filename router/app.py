@@ -96,7 +96,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             )
         reloader = PolicyReloader(settings.policy_file, _apply_policy(gateway))
         app.state.reloader = reloader
-        tasks = [asyncio.create_task(sweeper(gateway)), asyncio.create_task(reloader.watch())]
+        tasks = [
+            asyncio.create_task(sweeper(gateway)),
+            asyncio.create_task(reloader.watch()),
+            asyncio.create_task(gateway.metrics.watch_loop_lag()),
+        ]
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread (tests)
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.reload)
         try:

@@ -4,6 +4,8 @@ tenant only when an operator turns ``EDITGATE_METRICS_TENANT_LABELS`` on.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterable, Mapping
 from itertools import pairwise
 
@@ -59,6 +61,11 @@ class Metrics:
         self.request_bytes = Histogram(
             "editgate_request_image_bytes", "Uploaded image bytes per edit", buckets=BYTES_BUCKETS, registry=r
         )
+        self.loop_lag = Gauge("editgate_event_loop_lag_seconds", "Worst event-loop lag in the last second", registry=r)
+        self.loop_lag_peak = Gauge(
+            "editgate_event_loop_lag_peak_seconds", "Worst event-loop lag since start", registry=r
+        )
+        self._peak = 0.0
         self.megapixels = Histogram(
             "editgate_image_megapixels", "Image size", ("direction",), buckets=MEGAPIXEL_BUCKETS, registry=r
         )
@@ -105,6 +112,21 @@ class Metrics:
         self.megapixels.labels("input").observe(megapixels_in)
         for mp in megapixels_out:
             self.megapixels.labels("output").observe(mp)
+
+    async def watch_loop_lag(self, interval_s: float = 0.05) -> None:
+        """How late the event loop wakes up: blocking work on the loop shows here first."""
+        worst, window_start = 0.0, time.monotonic()
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(interval_s)
+            now = time.monotonic()
+            worst = max(worst, now - before - interval_s)
+            if now - window_start >= 1.0:
+                self.loop_lag.set(worst)
+                if worst > self._peak:
+                    self._peak = worst
+                    self.loop_lag_peak.set(worst)
+                worst, window_start = 0.0, now
 
     def exposition(self, breaker_states: Mapping[str, str]) -> bytes:
         for provider, state in breaker_states.items():

@@ -379,7 +379,7 @@ class EditRun:
                 normalize=_ms(t_provider, t_end),
                 gateway=round(total_ms - provider_ms, 2),
             ),
-            preservation=normalized[0][1] if normalized and p.request.mode != "generate" else None,
+            preservation=normalized[0][1] if normalized else None,
             mask=MaskReport(convention=p.mask_convention, coverage=round(p.mask.coverage, 6))  # type: ignore[arg-type]
             if p.mask and p.mask_convention
             else None,
@@ -428,16 +428,17 @@ class EditRun:
         provider = gw.providers[outcome.candidate.provider]
         edit = p.mask.blob.pixels if p.mask else None
         lock = edit is not None and ("only_mask" in p.chips or not provider.capabilities.native_mask)
-        assert p.work.pixels is not None
-        work_pixels, req = p.work.pixels, p.request
+        canvas, req = p.work, p.request
+        score = req.preservation and req.mode != "generate"
 
         def work() -> list[tuple[NormalizedImage, Any]]:
             return [
                 normalize(
                     image,
-                    source=work_pixels,
+                    source=canvas,
                     edit=edit,
                     lock=lock,
+                    score=score,
                     out_size=p.out_size,
                     fmt=req.output_format,
                     quality=req.output_compression,

@@ -98,8 +98,8 @@ def test_colour_modes_become_rgb_or_rgba(mode: str, expect: str) -> None:
         img = _photo("RGBA" if mode == "LA" else "RGB").convert(mode)
     data = _save(img, "JPEG" if mode == "CMYK" else "PNG")
     loaded = load_image(data, "image", LIMITS)
-    pixels = loaded.blob.pixels
-    assert pixels is not None and pixels.dtype == np.uint8
+    pixels = loaded.blob.decoded()
+    assert pixels.dtype == np.uint8
     assert pixels.shape == (48, 64, len(expect))
     assert Image.open(io.BytesIO(loaded.blob.data)).mode == expect
     if mode == "I;16":
@@ -111,13 +111,13 @@ def test_palette_with_transparency_keeps_alpha() -> None:
     img.putpalette([255, 0, 0, 0, 255, 0] + [0] * 762)
     img.info["transparency"] = 0
     loaded = load_image(_save(img, "PNG", transparency=0), "image", LIMITS)
-    assert loaded.blob.pixels is not None and loaded.blob.pixels.shape[2] == 4
-    assert loaded.blob.pixels[..., 3].max() == 0
+    assert loaded.blob.decoded().shape[2] == 4
+    assert loaded.blob.decoded()[..., 3].max() == 0
 
 
 def test_grayscale_fixture_is_normalized() -> None:
     loaded = load_image(fixture_bytes("text.png"), "image", LIMITS)
-    assert loaded.blob.pixels is not None and loaded.blob.pixels.shape == (172, 448, 3)
+    assert loaded.blob.decoded().shape == (172, 448, 3)
     assert loaded.converted_from == "L"
 
 
@@ -126,7 +126,7 @@ def test_animated_webp_uses_first_frame() -> None:
     buf = io.BytesIO()
     frames[0].save(buf, "WEBP", save_all=True, append_images=frames[1:], lossless=True)
     loaded = load_image(buf.getvalue(), "image", LIMITS)
-    assert loaded.blob.pixels is not None and tuple(loaded.blob.pixels[0, 0, :3]) == (255, 0, 0)
+    assert tuple(loaded.blob.decoded()[0, 0, :3]) == (255, 0, 0)
 
 
 @pytest.mark.parametrize(

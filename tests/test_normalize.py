@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from providers.base import ResultImage
+from providers.base import ImageBlob, ResultImage
 from providers.imaging import encode
 from router.normalize import fit, mask_lock, normalize
 from tests.conftest import decode
@@ -24,9 +24,10 @@ def _drifted() -> np.ndarray:
 def _norm(result: np.ndarray, data: bytes | None = None, **kw: object):
     image = ResultImage(data=data or encode(result, "png"), mime="image/png")
     args = {
-        "source": SOURCE,
+        "source": ImageBlob(b"", "image/png", 80, 60, SOURCE),
         "edit": EDIT,
         "lock": False,
+        "score": True,
         "out_size": None,
         "fmt": "png",
         "quality": None,
@@ -82,3 +83,28 @@ def test_fit_crops_instead_of_stretching() -> None:
     wide[:, 50:150] = 255
     out = fit(wide, (50, 50))
     assert out.shape == (50, 50, 3) and (out == 255).all()
+
+
+def test_large_images_are_scored_at_reduced_resolution_and_a_lock_still_scores_zero() -> None:
+    rng = np.random.default_rng(3)
+    big = rng.integers(0, 255, (1200, 1600, 3), dtype=np.uint8)
+    edit = np.zeros((1200, 1600), bool)
+    edit[300:700, 500:1100] = True
+    drifted = np.clip(big.astype(int) + 12, 0, 255).astype(np.uint8)
+    drifted[edit] = 0
+    source = ImageBlob(b"", "image/png", 1600, 1200, big)
+    image = ResultImage(data=encode(drifted, "png"), mime="image/png")
+    args = {"source": source, "edit": edit, "out_size": None, "fmt": "png", "quality": None, "opaque": False,
+            "feather_px": 3, "score": True}  # fmt: skip
+    _, loose = normalize(image, lock=False, **args)
+    assert loose is not None and abs(loose.mean_abs_diff - 12) < 0.5  # the reduced copy measures the same drift
+    _, locked = normalize(image, lock=True, **args)
+    assert locked is not None and locked.mean_abs_diff == 0.0 and locked.changed_share == 0.0
+
+
+def test_pass_through_without_scoring_decodes_nothing() -> None:
+    data = encode(SOURCE, "png")
+    never = ImageBlob(b"not an image: decoding it would fail", "image/png", 80, 60)
+    out, pres = normalize(ResultImage(data=data, mime="image/png"), source=never, edit=None, lock=False, score=False,
+                          out_size=(80, 60), fmt="png", quality=None, opaque=False, feather_px=3)  # fmt: skip
+    assert out.data == data and pres is None and never.pixels is None

@@ -40,7 +40,7 @@ async def get_stats(request: Request) -> dict[str, Any]:
 
 def create_emulator_app(config: EmulatorConfig | None = None) -> FaultInjector:
     config = config or EmulatorConfig()
-    state = State({"config": config, "responses": ResponseStore()})
+    state = State({"config": config, "responses": ResponseStore(), "render_cache": {}})
     app = Litestar(
         route_handlers=[
             images_edits,

@@ -37,6 +37,9 @@ class EmulatorConfig(BaseModel):
     seed: int = 0
     endpoints: dict[Endpoint, EndpointPlan] = Field(default_factory=dict)
     invalid_keys_prefix: str = Field("invalid", description="API keys starting with this are refused (401).")
+    cache_renders: bool = Field(
+        False, description="Reuse the rendered image for identical inputs: makes the emulator cheap for benchmarks."
+    )
 
 
 def endpoint_of(path: str) -> Endpoint | None:

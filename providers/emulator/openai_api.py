@@ -7,6 +7,7 @@ counted by the formulas in ``providers/catalog.yaml``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -226,7 +227,17 @@ async def _images_edits(request: Request) -> Response[bytes]:
         }
 
     started = time.perf_counter()
-    body = await anyio.to_thread.run_sync(work)
+    cache = request.app.state.render_cache if request.app.state.config.cache_renders else None
+    body = key = None
+    if cache is not None:
+        fields = sorted((k, v) for k, v in form.items() if isinstance(v, str))
+        key = hashlib.sha256(b"".join(images) + (masks[0] if masks else b"") + repr(fields).encode()).digest()
+        body = cache.get(key)
+    if body is None:
+        body = await anyio.to_thread.run_sync(work)
+        if cache is not None:
+            cache[key] = body
+    body = {**body, "created": int(time.time())}
     ms = int((time.perf_counter() - started) * 1000)
     return json_response(body, headers={"x-request-id": _req_id(), "openai-processing-ms": str(ms)})
 

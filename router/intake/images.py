@@ -100,8 +100,67 @@ def _to_srgb(img: Image.Image, icc: bytes | None) -> tuple[Image.Image, bool]:
     return (converted or img), True
 
 
+def _is_srgb(icc: bytes) -> bool:
+    try:
+        return "srgb" in ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).lower()
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return True  # unreadable: nothing to convert from; the profile is dropped with the metadata
+
+
+def _container_sound(data: bytes, fmt: str) -> bool:
+    """Cheap integrity without decompressing pixels: PNG chunk CRCs to IEND, a JPEG that ends with EOI.
+    (WebP chunk bounds are checked by the stripper.) Anything doubtful takes the full decode instead."""
+    if fmt == "png":
+        try:
+            with Image.open(io.BytesIO(data), formats=["PNG"]) as img:
+                img.verify()
+        except Exception:
+            return False
+        return True
+    if fmt == "jpeg":
+        return data.rstrip(b"\x00")[-2:] == b"\xff\xd9"
+    return True
+
+
+def _orientation(img: Image.Image, data: bytes, fmt: str) -> int | None:
+    """EXIF orientation from the header alone (None: unknown). Pillow's PNG ``getexif`` decodes the whole
+    image to look for an eXIf chunk after the pixels, so a PNG with any eXIf chunk takes the decode path."""
+    if fmt == "png":
+        return None if b"eXIf" in data else 1
+    raw = img.info.get("exif")
+    if not raw:
+        return 1
+    exif = Image.Exif()
+    exif.load(raw)
+    return int(exif.get(0x0112, 1) or 1)
+
+
+def _pass_through(data: bytes, fmt: str, img: Image.Image) -> LoadedImage | None:
+    """The upload as it is, metadata stripped at the container level, when its pixels need no change:
+    orientation 1, RGB/RGBA, sRGB (or no profile), one frame. Pixels are then decoded only if needed."""
+    try:
+        orientation = _orientation(img, data, fmt)
+        icc = img.info.get("icc_profile")
+        frames = getattr(img, "n_frames", 1)
+    except Exception:  # anything odd in the header: the full decode path will judge the file
+        return None
+    if orientation != 1 or img.mode not in ("RGB", "RGBA") or frames > 1:
+        return None
+    if icc and not _is_srgb(icc):
+        return None
+    try:
+        out = strip_metadata(data, fmt)
+    except StripError:
+        return None
+    if not _container_sound(data, fmt):
+        return None
+    w, h = img.size
+    return LoadedImage(blob=ImageBlob(data=out, mime=MIME[fmt], width=w, height=h), format=fmt, reencoded=False)
+
+
 def load_image(data: bytes, param: str, limits: Limits, max_bytes: int | None = None) -> LoadedImage:
-    """Check, decode once, orient, normalize colour, strip metadata; keep bytes if pixels are unchanged."""
+    """Check limits from the header; pass the bytes through (stripped) when the pixels need no change,
+    else decode once, orient, normalize colour and re-encode losslessly."""
     max_bytes = max_bytes or limits.max_file_bytes
     if not data:
         raise ApiError(422, "empty_file", f"{param} is empty (0 bytes).", param)
@@ -116,7 +175,10 @@ def load_image(data: bytes, param: str, limits: Limits, max_bytes: int | None = 
             param,
             detected=fmt,
         )
-    img = _decode(_open(data, fmt, param, limits), fmt, param)
+    header = _open(data, fmt, param, limits)
+    if passed := _pass_through(data, fmt, header):
+        return passed
+    img = _decode(header, fmt, param)
     if getattr(img, "n_frames", 1) > 1:
         img.seek(0)
     orientation = int(img.getexif().get(0x0112, 1) or 1)

@@ -54,7 +54,7 @@ def edit_region(pixels: np.ndarray, convention: Convention) -> tuple[np.ndarray,
 
 
 def convert_mask(
-    pixels: np.ndarray, convention: Convention, source_size: tuple[int, int]
+    pixels: np.ndarray, convention: Convention, source_size: tuple[int, int], uploaded: ImageBlob | None = None
 ) -> tuple[Mask | None, str | None]:
     """Validate against the source and convert; a full mask is dropped with a warning saying so."""
     h, w = pixels.shape[:2]
@@ -79,5 +79,10 @@ def convert_mask(
         )
     if coverage == 1.0:
         return None, "The mask covers the whole image, so it was treated as an edit without a mask."
-    blob = ImageBlob(data=alpha_mask_png(edit), mime="image/png", width=w, height=h, pixels=edit)
+    exact = (
+        uploaded is not None and uploaded.mime == "image/png" and used == "alpha" and pixels.shape[2] == 4
+        and bool(np.isin(pixels[..., 3], (0, 255)).all())
+    )  # fmt: skip
+    data = uploaded.data if exact and uploaded else alpha_mask_png(edit)  # already what providers take: no re-encode
+    blob = ImageBlob(data=data, mime="image/png", width=w, height=h, pixels=edit)
     return Mask(blob=blob, convention=used, coverage=coverage), None

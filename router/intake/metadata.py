@@ -25,6 +25,7 @@ def strip_png(data: bytes) -> bytes:
         raise StripError("not a PNG")
     out = [_PNG_SIG]
     pos = len(_PNG_SIG)
+    dropped = False
     while pos + 8 <= len(data):
         (length,) = struct.unpack(">I", data[pos : pos + 4])
         kind = data[pos + 4 : pos + 8]
@@ -33,9 +34,11 @@ def strip_png(data: bytes) -> bytes:
             raise StripError("PNG chunk runs past the end of the file")
         if kind in _PNG_KEEP:
             out.append(data[pos:end])
+        else:
+            dropped = True
         pos = end
         if kind == b"IEND":
-            return b"".join(out)
+            return b"".join(out) if dropped or end != len(data) else data  # nothing to strip: no copy
     raise StripError("PNG has no IEND chunk")
 
 

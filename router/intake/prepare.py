@@ -84,8 +84,7 @@ def _check_cheap(req: EditRequest, raw: RawInputs, limits: Limits) -> list[str]:
 
 
 def _outpaint(req: EditRequest, source: LoadedImage, limits: Limits) -> tuple[ImageBlob, Mask]:
-    pixels = source.blob.pixels
-    assert pixels is not None
+    pixels = source.blob.decoded()
     h, w = pixels.shape[:2]
     if req.aspect:
         aw, ah = (int(x) for x in req.aspect.split(":"))
@@ -130,8 +129,9 @@ def prepare(req: EditRequest, raw: RawInputs, limits: Limits, tenant: str | None
         convention = "outpaint"
     elif raw.mask is not None:
         loaded = load_image(raw.mask, "mask", limits, max_bytes=limits.max_mask_bytes)
-        assert loaded.blob.pixels is not None
-        mask, warning = convert_mask(loaded.blob.pixels, req.mask_convention, (work.width, work.height))
+        mask, warning = convert_mask(
+            loaded.blob.decoded(), req.mask_convention, (work.width, work.height), uploaded=loaded.blob
+        )
         if warning:
             warnings.append(warning)
         convention = mask.convention if mask else None

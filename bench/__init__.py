@@ -1,0 +1,1 @@
+"""editgate's benchmark: `python -m bench` (see README "Performance")."""
