@@ -137,7 +137,8 @@ async def run_load(send, concurrency: int, total: int) -> dict[str, Any]:
 
 def gateway_sender(client: httpx.AsyncClient, url: str, image: bytes, mask: bytes, **fields: str):
     files = [("image", ("photo.png", image, "image/png")), ("mask", ("mask.png", mask, "image/png"))]
-    data = {"prompt": "replace the helmet with a bouquet", "provider": "openai-images", **fields}
+    data = {"prompt": "replace the helmet with a bouquet", "provider": "openai-images", "preservation": "false",
+            **fields}  # fmt: skip
 
     async def send() -> bool:
         r = await client.post(f"{url}/v1/edits", files=files, data=data)
@@ -150,7 +151,7 @@ def floor_sender(emulator: str, image: bytes, mask: bytes):
     import openai
 
     sdk = openai.AsyncOpenAI(api_key="bench", base_url=f"{emulator}/v1", max_retries=0, timeout=300,
-                             http_client=httpx.AsyncClient(limits=httpx.Limits(max_connections=2000), timeout=300))  # fmt: skip
+                             http_client=httpx.AsyncClient(limits=httpx.Limits(max_connections=2000)))  # fmt: skip
 
     async def send() -> bool:
         await sdk.images.edit(model="gpt-image-2", image=("photo.png", image, "image/png"),
@@ -166,7 +167,7 @@ def added_latency(url: str, emulator: str, image: bytes, mask: bytes, smoke: boo
     for concurrency in (1, 8, 32):
         total = max(8, concurrency * (2 if smoke else 6))
 
-        async def measure() -> tuple[dict, dict]:
+        async def measure(concurrency: int = concurrency, total: int = total) -> tuple[dict, dict]:
             limits = httpx.Limits(max_connections=2000)
             async with httpx.AsyncClient(timeout=300, limits=limits) as client:
                 gw = gateway_sender(client, url, image, mask)
@@ -189,9 +190,10 @@ def added_latency(url: str, emulator: str, image: bytes, mask: bytes, smoke: boo
 def cpu_per_edit(url: str, pid: int, image: bytes, mask: bytes, smoke: bool) -> dict[str, float]:
     out = {}
     n = 5 if smoke else 30
-    for name, fields in (("pass_through", {}), ("full", {"protect": "only_mask", "output_format": "webp"})):
+    full = {"protect": "only_mask", "output_format": "webp", "preservation": "true"}
+    for name, fields in (("pass_through", {}), ("full", full)):
 
-        async def measure() -> float:
+        async def measure(fields: dict[str, str] = fields) -> float:
             async with httpx.AsyncClient(timeout=300) as client:
                 send = gateway_sender(client, url, image, mask, **fields)
                 await send()
@@ -300,20 +302,28 @@ def main() -> None:
 
 
 def render(r: dict[str, Any]) -> str:
-    lines = [f"editgate benchmark ({'smoke' if r['smoke'] else 'full'}) on {r['machine']['cpus']} CPUs, "
-             f"Python {r['machine']['python']}; photo 1024x1024 PNG {r['photo']['png_bytes'] / 1e6:.2f} MB", ""]  # fmt: skip
+    mode = "smoke" if r["smoke"] else "full"
+    lines = [
+        f"editgate benchmark ({mode}) on {r['machine']['cpus']} CPUs, Python {r['machine']['python']}; "
+        f"photo 1024x1024 PNG {r['photo']['png_bytes'] / 1e6:.2f} MB",
+        "",
+    ]
     lines.append("1. added latency (gateway minus SDK straight to the emulator), ms")
     lines.append(
-        f"   {'conc':>4} {'floor p50':>10} {'gw p50':>8} {'added p50':>10} {'added p90':>10} {'added p99':>10} {'gw rps':>7}"
+        "   "
+        + " ".join(f"{h:>10}" for h in ("conc", "floor p50", "gw p50", "added p50", "added p90", "added p99", "rps"))
     )
     for c, v in r["added_latency_ms"].items():
-        lines.append(f"   {c[1:]:>4} {v['floor']['p50']:>10.1f} {v['gateway']['p50']:>8.1f} {v['added_p50_ms']:>10.1f} "
-                     f"{v['added_p90_ms']:>10.1f} {v['added_p99_ms']:>10.1f} {v['gateway']['throughput_rps']:>7.1f}")  # fmt: skip
+        row = (v["floor"]["p50"], v["gateway"]["p50"], v["added_p50_ms"], v["added_p90_ms"], v["added_p99_ms"],
+               v["gateway"]["throughput_rps"])  # fmt: skip
+        lines.append(f"   {c[1:]:>10} " + " ".join(f"{x:>10.1f}" for x in row))
     cpu = r["cpu_ms_per_edit"]
     lines.append(f"2. gateway CPU per edit: pass-through {cpu['pass_through']:.1f} ms, full {cpu['full']:.1f} ms")
     f = r["in_flight"]
-    lines.append(f"3. in flight: {f['edits']} edits x {f['provider_latency_ms'] / 1000:g} s provider latency: "
-                 f"{f['errors']} errors, peak RSS {f['peak_rss_mb']:.0f} MB, loop lag peak {f['event_loop_lag_peak_ms']:.0f} ms")  # fmt: skip
+    lines.append(
+        f"3. in flight: {f['edits']} edits x {f['provider_latency_ms'] / 1000:g} s provider latency: "
+        f"{f['errors']} errors, peak RSS {f['peak_rss_mb']:.0f} MB, loop lag peak {f['event_loop_lag_peak_ms']:.0f} ms"
+    )
     lines.append("4. image path, ms (best of runs): " + ", ".join(f"{k} {v:.1f}" for k, v in r["micro_ms"].items()))
     lines.append("5. policy decision, us: " + ", ".join(f"{k} {v:.1f}" for k, v in r["decision_us"].items()))
     return "\n".join(lines)

@@ -499,7 +499,8 @@ async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTa
         references=[file_ref(url, s, r.blob, r.format) for s, r in zip(ref_shas, p.references, strict=True)],
     )
     run = EditRun(gw, p, target, session_id, parent, version, inputs, t0)
-    run.raw = raw
+    if gw.policy.shadows:  # only shadow traffic needs the raw upload again after intake
+        run.raw = raw
     run.upload_bytes = len(raw.image) + len(raw.mask or b"") + sum(len(r) for r in raw.references)
     gw.metrics.in_flight.inc()
     try:

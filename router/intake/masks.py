@@ -81,7 +81,7 @@ def convert_mask(
         return None, "The mask covers the whole image, so it was treated as an edit without a mask."
     exact = (
         uploaded is not None and uploaded.mime == "image/png" and used == "alpha" and pixels.shape[2] == 4
-        and bool(np.isin(pixels[..., 3], (0, 255)).all())
+        and bool(((pixels[..., 3] == 0) | (pixels[..., 3] == 255)).all())
     )  # fmt: skip
     data = uploaded.data if exact and uploaded else alpha_mask_png(edit)  # already what providers take: no re-encode
     blob = ImageBlob(data=data, mime="image/png", width=w, height=h, pixels=edit)

@@ -29,7 +29,8 @@ def database_url(url: str | None, data_dir: Path) -> str:
 
 def make_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # a burst of edits waits for a connection (queueing, bounded by the request deadline), it does not fail
+        engine = create_async_engine(url, connect_args={"timeout": 60}, pool_size=8, max_overflow=8, pool_timeout=600)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -40,7 +41,7 @@ def make_engine(url: str) -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, pool_timeout=600)
 
 
 def alembic_config() -> Config:
