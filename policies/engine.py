@@ -208,6 +208,12 @@ def decide(
     return _apply_budget(decision, features, policy, capabilities, health, estimates, spent_today_usd)
 
 
+def _over_budget(decision: RouteDecision, why: str) -> RouteDecision:
+    decision.candidates = []
+    decision.refusal = Refusal(status=402, code="budget_exceeded", message=f"{why}; it resets at 00:00 UTC.")
+    return decision
+
+
 def _apply_budget(
     decision: RouteDecision,
     f: Features,
@@ -228,27 +234,13 @@ def _apply_budget(
         return decision
     if policy.budgets.on_exceed == "reject":
         check.action = "reject"
-        decision.candidates = []
-        decision.refusal = Refusal(
-            status=402,
-            code="budget_exceeded",
-            message=f"Tenant {f.tenant}'s daily budget of ${limit:.2f} is used (${spent:.4f} spent); "
-            "it resets at 00:00 UTC.",
-        )
-        return decision
+        return _over_budget(decision, f"Tenant {f.tenant}'s daily budget of ${limit:.2f} is used (${spent:.4f} spent)")
     everyone, _ = _screen(list(policy.providers), f, policy, capabilities, health, estimates)
     affordable = [c for c in everyone if c.estimate_usd is not None and spent + c.estimate_usd <= limit]
     priced = sorted(affordable or [c for c in everyone if c.estimate_usd == 0], key=lambda c: c.estimate_usd or 0.0)
     check.action = "downgrade"
     if not priced:
-        decision.candidates = []
-        decision.refusal = Refusal(
-            status=402,
-            code="budget_exceeded",
-            message=f"Tenant {f.tenant}'s daily budget of ${limit:.2f} leaves no capable provider within it; "
-            "it resets at 00:00 UTC.",
-        )
-        return decision
+        return _over_budget(decision, f"Tenant {f.tenant}'s daily budget of ${limit:.2f} leaves no capable provider")
     decision.candidates = priced[:1]
     decision.trace.append(
         RuleTrace(rule="budget", matched=True, why=f"over ${limit:.2f}/day: downgraded to {priced[0].provider}")

@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio.to_thread
@@ -58,6 +59,25 @@ def check_key(request: Request, invalid_prefix: str) -> None:
         raise OpenAIRequestError(401, "You didn't provide an API key.", code=None)
     if key.startswith(invalid_prefix):
         raise OpenAIRequestError(401, "Incorrect API key provided.", code="invalid_api_key")
+
+
+async def _answer(request: Request, handler: Callable[[Request], Awaitable[Response[bytes]]]) -> Response[bytes]:
+    """Authenticate, run, and answer any refusal in OpenAI's error shape."""
+    try:
+        check_key(request, request.app.state.config.invalid_keys_prefix)
+        return await handler(request)
+    except OpenAIRequestError as err:
+        return err.response()
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body())
+    except json.JSONDecodeError:
+        raise OpenAIRequestError(400, "We could not parse the JSON body of your request.") from None
+    if not isinstance(body, dict):
+        raise OpenAIRequestError(400, "The body must be a JSON object.")
+    return body
 
 
 def _int(value: Any, param: str, lo: int, hi: int) -> int:
@@ -120,11 +140,7 @@ async def _files(form: Any, key: str) -> list[bytes]:
 
 @post("/v1/images/edits")
 async def images_edits(request: Request) -> Response[bytes]:
-    try:
-        check_key(request, request.app.state.config.invalid_keys_prefix)
-        return await _images_edits(request)
-    except OpenAIRequestError as err:
-        return err.response()
+    return await _answer(request, _images_edits)
 
 
 async def _images_edits(request: Request) -> Response[bytes]:
@@ -244,21 +260,12 @@ async def _images_edits(request: Request) -> Response[bytes]:
 
 @post("/v1/images/generations")
 async def images_generations(request: Request) -> Response[bytes]:
-    try:
-        check_key(request, request.app.state.config.invalid_keys_prefix)
-        return await _images_generations(request)
-    except OpenAIRequestError as err:
-        return err.response()
+    return await _answer(request, _images_generations)
 
 
 async def _images_generations(request: Request) -> Response[bytes]:
     facts = catalog()["openai_images"]
-    try:
-        body = json.loads(await request.body())
-    except json.JSONDecodeError:
-        raise OpenAIRequestError(400, "We could not parse the JSON body of your request.") from None
-    if not isinstance(body, dict):
-        raise OpenAIRequestError(400, "The body must be a JSON object.")
+    body = await _json_body(request)
     unknown = sorted(set(body) - _IMAGE_FIELDS - {"style"})
     if unknown:
         raise OpenAIRequestError(400, f"Unrecognized request argument supplied: {unknown[0]}", unknown[0])
@@ -343,19 +350,12 @@ def _image_tool(body: dict[str, Any]) -> dict[str, Any] | None:
 
 @post("/v1/responses")
 async def responses_create(request: Request) -> Response[bytes]:
-    try:
-        check_key(request, request.app.state.config.invalid_keys_prefix)
-        return await _responses_create(request)
-    except OpenAIRequestError as err:
-        return err.response()
+    return await _answer(request, _responses_create)
 
 
 async def _responses_create(request: Request) -> Response[bytes]:
     facts = catalog()["openai_images"]
-    try:
-        body = json.loads(await request.body())
-    except json.JSONDecodeError:
-        raise OpenAIRequestError(400, "We could not parse the JSON body of your request.") from None
+    body = await _json_body(request)
     model = body.get("model")
     if not model:
         raise OpenAIRequestError(400, "Missing required parameter: 'model'.", "model", "missing_required_parameter")
