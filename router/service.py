@@ -474,6 +474,12 @@ class EditRun:
 async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTarget) -> EditResponse:
     t0 = time.perf_counter()
     p = await gw.workers.run(lambda: prepare(req, raw, gw.settings.limits, target.tenant))
+    upload_bytes = len(raw.image) + len(raw.mask or b"") + sum(len(r) for r in raw.references)
+    if not gw.policy.shadows:  # intake holds what it needs; release the upload (other frames still reference `raw`)
+        kept_raw = None
+        raw.image, raw.mask, raw.references = b"", None, []
+    else:
+        kept_raw = raw
     session_id, parent = target.session_id, target.parent
     if session_id is None or parent is None:
         session_id, parent = await start_session(gw, target.tenant, p.source, target.base_url, {})
@@ -499,9 +505,8 @@ async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTa
         references=[file_ref(url, s, r.blob, r.format) for s, r in zip(ref_shas, p.references, strict=True)],
     )
     run = EditRun(gw, p, target, session_id, parent, version, inputs, t0)
-    if gw.policy.shadows:  # only shadow traffic needs the raw upload again after intake
-        run.raw = raw
-    run.upload_bytes = len(raw.image) + len(raw.mask or b"") + sum(len(r) for r in raw.references)
+    run.raw = kept_raw  # only shadow traffic needs the upload again after intake
+    run.upload_bytes = upload_bytes
     gw.metrics.in_flight.inc()
     try:
         return await run.complete()

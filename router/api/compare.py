@@ -15,7 +15,7 @@ from router.api.openapi import EditOperation
 from router.auth import TenantId
 from router.errors import ApiError
 from router.intake.prepare import prepare
-from router.intake.request import parse_edit_request
+from router.intake.request import RawInputs, parse_edit_request
 from router.reports import Report, build_report
 from router.service import EditTarget, Gateway, route, run_edit, start_session
 from router.storage.store import VERSION_ID
@@ -48,7 +48,8 @@ async def compare_providers(
     async def one(name: str) -> dict[str, Any]:
         target = EditTarget(tenant, session_id, v0, base_url=url, comparison=True)
         try:
-            response = await run_edit(gw, req.model_copy(update={"provider": name}), raw, target)
+            own = RawInputs(raw.image, raw.mask, list(raw.references))  # each run releases its inputs after intake
+            response = await run_edit(gw, req.model_copy(update={"provider": name}), own, target)
         except ApiError as err:
             return {"provider": name, "status": "failed", "error": err.body()["error"]}
         body = response.model_dump(mode="json")

@@ -144,8 +144,10 @@ async def openai_images_edit(request: Request, tenant: TenantId) -> Response:
         for value in form.getall(key):
             if key in ("image", "image[]") and isinstance(value, UploadFile):
                 images.append(await value.read())
+                await value.close()
             elif key == "mask" and isinstance(value, UploadFile):
                 mask = await value.read()
+                await value.close()
             elif not isinstance(value, UploadFile):
                 fields[key] = value
     if not images and not fields.get("session_id"):

@@ -46,7 +46,9 @@ async def _upload(request: Request) -> tuple[bytes, dict[str, Any]]:
     image = form.get("image")
     if not isinstance(image, UploadFile):
         raise ApiError(422, "missing_image", "Send the source photo as the file part 'image'.", "image")
-    return await image.read(), json_object_field(form.get("metadata") or "{}", "metadata")
+    data = await image.read()
+    await image.close()
+    return data, json_object_field(form.get("metadata") or "{}", "metadata")
 
 
 @post(

@@ -67,7 +67,9 @@ def _list_value(values: list[str]) -> list[str]:
 
 async def _file_bytes(value: Any, param: str) -> bytes:
     if isinstance(value, UploadFile):
-        return await value.read()
+        data = await value.read()
+        await value.close()  # free the spooled copy now: the request may wait minutes on a provider
+        return data
     raise ApiError(422, "not_a_file", f"{param} must be sent as a file part (curl: -F {param}=@photo.png).", param)
 
 
