@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
+import anyio.to_thread
 import numpy as np
 
 from policies.capabilities import Capabilities
@@ -17,6 +18,11 @@ from policies.capabilities import Capabilities
 T = TypeVar("T")
 RunBlocking = Callable[[Callable[[], T]], Awaitable[T]]
 """Runs CPU-bound image work off the event loop; injected so providers share the gateway's pool."""
+
+
+async def in_worker_thread(fn: Callable[[], T]) -> T:
+    """The default :data:`RunBlocking` for an adapter used outside the gateway (scripts, tests)."""
+    return await anyio.to_thread.run_sync(fn)
 
 
 @dataclass(slots=True)
@@ -32,12 +38,26 @@ class ImageBlob:
     width: int
     height: int
     pixels: np.ndarray | None = field(default=None, repr=False, compare=False)
+    sha256: str | None = field(default=None, repr=False, compare=False)
+    """Set by whoever hashes ``data`` first (the blob store), so nobody hashes it again."""
 
     def decoded(self) -> np.ndarray:
         if self.pixels is None:
             from providers.imaging import decode
 
             self.pixels = decode(self.data)
+        return self.pixels
+
+    def edit_region(self) -> np.ndarray:
+        """This blob read as an alpha-convention mask: the boolean edit region (True where alpha < 128).
+
+        Intake measures the region and lets it go rather than hold a byte per pixel through a provider call
+        that may last minutes; whoever needs it again (a lock, a score, an engine without native masks)
+        decodes it here on first use, from a worker thread."""
+        if self.pixels is None or self.pixels.dtype != np.bool_:
+            from providers.imaging import decode
+
+            self.pixels = decode(self.data)[..., 3] < 128
         return self.pixels
 
 
@@ -49,7 +69,7 @@ class EditJob:
     mode: Literal["inpaint", "variation", "outpaint", "generate"] = "inpaint"
     """``generate``: ``source`` is only a neutral canvas of the requested size; nothing is sent for it."""
     mask: ImageBlob | None = None
-    """Alpha convention: alpha 0 = edit. ``pixels`` holds the boolean edit region (True = edit)."""
+    """Alpha convention: alpha 0 = edit; :meth:`ImageBlob.edit_region` gives the boolean region (True = edit)."""
     references: tuple[ImageBlob, ...] = ()
     out_w: int = 1024
     out_h: int = 1024

@@ -13,7 +13,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from policies.capabilities import Capabilities
-from providers.base import EditJob, ProviderResult, ResultImage
+from providers.base import EditJob, ProviderResult, ResultImage, RunBlocking, in_worker_thread
 from providers.catalog import catalog, gemini_image_size, nearest_gemini_aspect
 from providers.errors import AuthError, InvalidForProvider, ProviderError, RateLimited, Rejected, Unavailable
 from providers.imaging import encode
@@ -77,16 +77,17 @@ class GeminiImageProvider:
         max_edge=4096,
     )
 
-    def __init__(self, client: genai.Client) -> None:
+    def __init__(self, client: genai.Client, run_blocking: RunBlocking = in_worker_thread) -> None:
         self._client = client
+        self._run_blocking = run_blocking
 
     def build_request(self, job: EditJob) -> tuple[list[types.Part], types.GenerateContentConfig]:
         parts = (
             [] if job.mode == "generate" else [types.Part.from_bytes(data=job.source.data, mime_type=job.source.mime)]
         )
         text = job.prompt
-        if job.mask is not None and job.mask.pixels is not None:
-            parts.append(types.Part.from_bytes(data=region_png(job.mask.pixels), mime_type="image/png"))
+        if job.mask is not None:
+            parts.append(types.Part.from_bytes(data=region_png(job.mask.edit_region()), mime_type="image/png"))
             text += "\n\n" + REGION_SENTENCE
         if job.references:
             parts += [types.Part.from_bytes(data=r.data, mime_type=r.mime) for r in job.references]
@@ -103,7 +104,7 @@ class GeminiImageProvider:
         return parts, config
 
     async def edit(self, job: EditJob) -> ProviderResult:
-        parts, config = self.build_request(job)
+        parts, config = await self._run_blocking(lambda: self.build_request(job))  # a mask is decoded and re-encoded
         try:
             response = await self._client.aio.models.generate_content(model=job.model, contents=parts, config=config)
         except Exception as exc:

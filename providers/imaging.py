@@ -1,12 +1,24 @@
-"""Pixel-level helpers shared by providers and normalization: encode and decode with fast settings."""
+"""Pixel-level helpers shared by providers and normalization: encode and decode with fast settings.
+
+Library choice is by measurement (``python -m bench`` prints both beside each other): libvips decodes PNG about
+twice as fast as Pillow and encodes it about three times as fast at a similar size, and encodes WebP faster; Pillow
+stays for JPEG and for every image the fast path does not cover (16-bit, grey, CMYK, damaged files, where its
+errors are the ones callers expect).
+"""
 
 from __future__ import annotations
 
 import io
+import logging
 from typing import Literal
 
 import numpy as np
+import pyvips
 from PIL import Image
+
+pyvips.cache_set_max(0)  # no operation cache: it would keep past requests' images alive
+pyvips.concurrency_set(1)  # the gateway's worker pool already runs one image job per core
+logging.getLogger("pyvips").setLevel(logging.WARNING)  # its debug lines print arguments, image buffers included
 
 Format = Literal["png", "jpeg", "webp"]
 MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
@@ -14,8 +26,20 @@ FORMAT_OF_MIME = {v: k for k, v in MIME.items()}
 _PIL_NAME = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 
 
+_PNG_FILTER_SUB = 0x10
+_KEEP_NONE = 0  # libvips otherwise writes its own EXIF block into every file
+_MAX_FAST_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+"""Above this, decoding goes through Pillow, whose decompression-bomb check then refuses it."""
+
+
 def encode(pixels: np.ndarray, fmt: Format, quality: int | None = None) -> bytes:
-    """Encode RGB/RGBA pixels. PNG uses a low zlib level: 5-10x faster for a few % more bytes."""
+    """Encode RGB/RGBA (or grey) uint8 pixels. PNG uses zlib level 2 with the Sub filter: ~3x faster than
+    Pillow's level 1 for ~10% more bytes on photos."""
+    if fmt != "jpeg" and pixels.dtype == np.uint8:
+        img = pyvips.Image.new_from_array(np.ascontiguousarray(pixels))
+        if fmt == "png":
+            return img.pngsave_buffer(compression=2, filter=_PNG_FILTER_SUB, keep=_KEEP_NONE)
+        return img.webpsave_buffer(Q=quality or 90, effort=1, keep=_KEEP_NONE)
     img = Image.fromarray(pixels)
     if fmt == "jpeg" and img.mode == "RGBA":
         img = flatten(img)
@@ -37,7 +61,20 @@ def flatten(img: Image.Image, color: tuple[int, int, int] = (255, 255, 255)) -> 
 
 
 def decode(data: bytes) -> np.ndarray:
-    """Decode provider output (trusted to be an image, but not to be a sane one) to RGB or RGBA."""
+    """Decode provider output or validated uploads (images, but not necessarily sane ones) to RGB or RGBA uint8."""
+    try:
+        img = pyvips.Image.new_from_buffer(data, "", access="sequential", fail_on="error")
+        if (
+            img.format == "uchar" and img.bands in (3, 4) and img.interpretation == "srgb"
+            and img.width * img.height <= _MAX_FAST_PIXELS
+        ):  # fmt: skip
+            return img.numpy()
+    except pyvips.Error:
+        pass  # damaged or unusual: Pillow decodes it or raises the error callers handle
+    return _pil_decode(data)
+
+
+def _pil_decode(data: bytes) -> np.ndarray:
     with Image.open(io.BytesIO(data)) as img:
         img.load()
         if img.mode not in ("RGB", "RGBA"):

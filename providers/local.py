@@ -59,11 +59,12 @@ class LocalProvider:
         self._run_blocking = run_blocking
 
     async def edit(self, job: EditJob) -> ProviderResult:
-        if job.mask is None or job.mask.pixels is None:
+        if job.mask is None:
             raise InvalidForProvider("local needs a mask marking what to remove or fill", provider=self.name)
-        edit = job.mask.pixels
+        mask = job.mask
 
         def work() -> tuple[np.ndarray, bytes]:
+            edit = mask.edit_region()
             source = job.source.decoded()
             rgb = np.ascontiguousarray(source[..., :3])
             out = fill_region(rgb, edit)

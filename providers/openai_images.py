@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
 
 import httpx
@@ -12,7 +11,7 @@ from policies.capabilities import Capabilities
 from providers.base import EditJob, ProviderResult, ResultImage
 from providers.catalog import snap_openai_size
 from providers.imaging import MIME
-from providers.openai_common import EMULATOR_HEADER, map_error, token_usage
+from providers.openai_common import EMULATOR_HEADER, image_bytes, map_error, token_usage
 
 DEFAULT_QUALITY = {"draft": "medium", "final": "high"}
 
@@ -65,10 +64,10 @@ class OpenAIImagesProvider:
             else:
                 raw = await self._client.images.with_raw_response.edit(**request, timeout=timeout)  # type: ignore[call-overload]
             response = raw.parse()
+            mime = MIME.get(response.output_format or job.output_format, "image/png")
+            images = [ResultImage(data=image_bytes(d.b64_json), mime=mime) for d in response.data or [] if d.b64_json]
         except Exception as exc:
             raise map_error(exc, self.name) from exc
-        mime = MIME.get(response.output_format or job.output_format, "image/png")
-        images = [ResultImage(data=base64.b64decode(d.b64_json), mime=mime) for d in response.data or [] if d.b64_json]
         if not images:
             raise map_error(ValueError("the response carried no image"), self.name)
         return ProviderResult(

@@ -6,7 +6,6 @@ Each round returns the response id as chain state; the next round of the same se
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import httpx
@@ -17,7 +16,7 @@ from providers.base import EditJob, ProviderResult, ResultImage
 from providers.catalog import snap_openai_size
 from providers.errors import InvalidForProvider, Rejected, Unavailable
 from providers.imaging import MIME
-from providers.openai_common import EMULATOR_HEADER, data_url, map_error, token_usage
+from providers.openai_common import EMULATOR_HEADER, data_url, image_bytes, map_error, token_usage
 from providers.openai_images import DEFAULT_QUALITY
 
 
@@ -88,10 +87,13 @@ class OpenAIResponsesProvider:
             message = error.message if error else "the image tool returned no image"
             family = Rejected if error and error.code == "moderation_blocked" else Unavailable
             raise family(message, provider=self.name, request_id=request_id)
-        images = [
-            ResultImage(data=base64.b64decode(c.result or ""), mime=MIME.get(c.output_format or "png", "image/png"))
-            for c in calls
-        ]
+        try:
+            images = [
+                ResultImage(data=image_bytes(c.result or ""), mime=MIME.get(c.output_format or "png", "image/png"))
+                for c in calls
+            ]
+        except ValueError as exc:
+            raise map_error(exc, self.name) from exc
         usage = token_usage(response.tool_usage.image_gen if response.tool_usage else None)
         if response.usage:
             usage["model_input_tokens"] = response.usage.input_tokens

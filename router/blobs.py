@@ -18,7 +18,7 @@ _SHA = re.compile(r"^[0-9a-f]{64}$")
 
 
 class BlobStore(Protocol):
-    def put(self, data: bytes) -> str: ...
+    def put(self, data: bytes, sha256: str | None = None) -> str: ...
     def path(self, sha256: str) -> Path | None: ...
     def delete(self, sha256: str, grace_s: float = 0.0) -> None: ...
     def idle(self, older_than_s: float, limit: int) -> list[str]: ...
@@ -32,9 +32,10 @@ class DiskBlobStore:
     def _where(self, sha: str) -> Path:
         return self.root / sha[:2] / sha[2:4] / sha
 
-    def put(self, data: bytes) -> str:
-        """Write once (atomically); an identical blob is stored only once."""
-        sha = hashlib.sha256(data).hexdigest()
+    def put(self, data: bytes, sha256: str | None = None) -> str:
+        """Write once (atomically); an identical blob is stored only once. A caller that has already hashed
+        ``data`` passes the digest, so a megabyte is not hashed twice per edit."""
+        sha = sha256 or hashlib.sha256(data).hexdigest()
         target = self._where(sha)
         if target.exists():
             os.utime(target)  # "in use now": a concurrent delete of another session's copy spares it

@@ -41,6 +41,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
     import uvicorn
 
     from providers.emulator import create_emulator_app
+    from router.allocator import pin_mmap_threshold
     from router.app import create_app
     from router.logging import configure_logging
     from router.threaded import serve_in_thread
@@ -50,6 +51,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
     }
     settings = Settings(**overrides)
     configure_logging(settings.log_level)
+    pin_mmap_threshold()
     with ExitStack() as stack:
         if settings.emulator == "on" or (settings.emulator == "auto" and not settings.has_provider_keys()):
             url = stack.enter_context(serve_in_thread(create_emulator_app(), port=settings.emulator_port))

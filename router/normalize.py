@@ -89,14 +89,23 @@ def drift(result: np.ndarray, source: np.ndarray, keep: np.ndarray | None) -> Dr
 
 
 def mask_lock(result: np.ndarray, source: np.ndarray, edit: np.ndarray, feather_px: int) -> np.ndarray:
-    """Paste the source back outside ``edit``; the feather ramps inward, so outside stays exact."""
-    weight = cv2.distanceTransform(edit.astype(np.uint8), cv2.DIST_L2, 3)
-    weight = np.clip(weight / max(feather_px, 1), 0.0, 1.0)[..., None]
+    """Paste the source back outside ``edit``; the feather ramps inward, so outside stays exact.
+
+    Only the feather band (edit pixels closer than ``feather_px`` to the edge) is blended; the rest is one
+    masked copy on contiguous planes, so a 1 MP lock costs a few ms instead of a float blend over every pixel."""
+    feather = max(feather_px, 1)
     channels = min(result.shape[2], source.shape[2])
-    blended = result[..., :channels] * weight + source[..., :channels] * (1.0 - weight)
-    out = result.copy()
-    out[..., :channels] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
-    return out
+    colour = result[..., :channels].copy()  # contiguous, and never the caller's array
+    cv2.copyTo(np.ascontiguousarray(source[..., :channels]), (~edit).view(np.uint8), colour)  # in place
+    distance = cv2.distanceTransform(np.ascontiguousarray(edit).view(np.uint8), cv2.DIST_L2, 3)
+    band = np.flatnonzero(edit & (distance < feather))  # flat indices: one scan of the mask, not three
+    if band.size:
+        weight = (distance.reshape(-1)[band] / feather)[:, None]
+        flat = colour.reshape(-1, channels)
+        mixed = result.reshape(-1, result.shape[2])[band, :channels] * weight
+        mixed += source.reshape(-1, source.shape[2])[band, :channels] * (1.0 - weight)
+        flat[band] = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+    return colour if channels == result.shape[2] else np.dstack([colour, result[..., channels:]])
 
 
 def _header_size(data: bytes) -> tuple[int, int] | None:

@@ -46,5 +46,5 @@ def build_providers(settings: Settings, policy: Policy, run_blocking: RunBlockin
         client_g = gemini_image.make_client(
             settings.gemini_api_key, settings.gemini_base_url, connect_timeout_s=connect
         )
-        providers["gemini"] = GeminiImageProvider(client_g)
+        providers["gemini"] = GeminiImageProvider(client_g, run_blocking)
     return providers

@@ -8,13 +8,13 @@ findable (``GET /v1/edits/{id}``, ``POST .../versions/{v}/retry``).
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import pybase64
 import structlog
 from sqlalchemy.exc import IntegrityError
 
@@ -131,11 +131,15 @@ def expiry(settings: Settings) -> float:
     return time.time() + settings.retention_days * 86400
 
 
-async def store_blobs(gw: Gateway, tenant: str, session_id: str, items: list[tuple[bytes, str]]) -> list[str]:
+StoredFile = tuple[bytes, str, str | None]
+"""Bytes, kind (source, mask, result, ...), and their sha256 when something already computed it."""
+
+
+async def store_blobs(gw: Gateway, tenant: str, session_id: str, items: list[StoredFile]) -> list[str]:
     """Write files (content-addressed, off the loop) and record that the session uses them."""
-    shas = await gw.workers.run(lambda: [gw.blobs.put(data) for data, _ in items])
+    shas = await gw.workers.run(lambda: [gw.blobs.put(data, sha) for data, _, sha in items])
     await gw.store.own_blobs(
-        tenant, session_id, [(sha, kind, len(data)) for sha, (data, kind) in zip(shas, items, strict=True)]
+        tenant, session_id, [(sha, kind, len(data)) for sha, (data, kind, _) in zip(shas, items, strict=True)]
     )
     return shas
 
@@ -145,7 +149,7 @@ async def start_session(
 ) -> tuple[str, Version]:
     """A new session whose version 0 is the uploaded (oriented, stripped) source."""
     data = source.blob.data
-    sha = await gw.workers.run(lambda: gw.blobs.put(data))
+    sha = source.blob.sha256 = await gw.workers.run(lambda: gw.blobs.put(data, source.blob.sha256))
     ref = file_ref(base_url, sha, source.blob, source.format)
     result = {"image": ref.model_dump(), "warnings": source.notes}
     return await gw.store.start_session(
@@ -343,7 +347,8 @@ class EditRun:
         except (OSError, ValueError, SyntaxError) as exc:  # the provider's bytes are not a usable image
             message = f"{served_by} returned an image that cannot be decoded ({type(exc).__name__})."
             raise await self.fail(ApiError(502, "provider_bad_output", message, provider=served_by), []) from None
-        await store_blobs(gw, self.target.tenant, self.session_id, [(n.data, "result") for n, _ in normalized])
+        results: list[StoredFile] = [(n.data, "result", n.sha256) for n, _ in normalized]
+        await store_blobs(gw, self.target.tenant, self.session_id, results)
         t_end = time.perf_counter()
         chain = self._chain(served_by, previous)
         expires_at = expiry(gw.settings)
@@ -426,12 +431,13 @@ class EditRun:
     async def _normalize(self, outcome: Outcome) -> tuple[bool, list[tuple[NormalizedImage, Any]]]:
         p, gw = self.p, self.gw
         provider = gw.providers[outcome.candidate.provider]
-        edit = p.mask.blob.pixels if p.mask else None
-        lock = edit is not None and ("only_mask" in p.chips or not provider.capabilities.native_mask)
+        mask = p.mask.blob if p.mask else None
+        lock = mask is not None and ("only_mask" in p.chips or not provider.capabilities.native_mask)
         canvas, req = p.work, p.request
         score = req.preservation and req.mode != "generate"
 
         def work() -> list[tuple[NormalizedImage, Any]]:
+            edit = mask.edit_region() if mask is not None and (lock or score) else None
             return [
                 normalize(
                     image,
@@ -459,7 +465,7 @@ class EditRun:
             format=n.format,
             sha256=n.sha256,
             bytes=len(n.data),
-            b64_json=base64.b64encode(n.data).decode() if self.p.request.include_base64 else None,
+            b64_json=pybase64.b64encode(n.data).decode() if self.p.request.include_base64 else None,
         )
 
     def _chain(self, served_by: str, previous: str | None) -> Chain | None:
@@ -483,10 +489,10 @@ async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTa
     session_id, parent = target.session_id, target.parent
     if session_id is None or parent is None:
         session_id, parent = await start_session(gw, target.tenant, p.source, target.base_url, {})
-    files = [(p.source.blob.data, "source")]
+    files: list[StoredFile] = [(p.source.blob.data, "source", p.source.blob.sha256)]
     if p.mask is not None:
-        files.append((p.mask.blob.data, "mask"))
-    files += [(r.blob.data, "reference") for r in p.references]
+        files.append((p.mask.blob.data, "mask", None))
+    files += [(r.blob.data, "reference", None) for r in p.references]
     try:
         shas = await store_blobs(gw, target.tenant, session_id, files)
         source_sha, mask_sha = shas[0], shas[1] if p.mask is not None else None

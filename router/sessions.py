@@ -160,7 +160,7 @@ async def compare(gw: Gateway, tenant: str, session_id: str, a: int, b: int, bas
             raise ApiError(422, "parent_not_usable", f"Version {v.number} has no image to compare.", "a")
     image_a, image_b = await read_blob(gw, va.image_sha), await read_blob(gw, vb.image_sha)  # type: ignore[arg-type]
     png, d, w, h = await gw.workers.run(lambda: _heatmap(image_a, image_b))
-    (sha,) = await store_blobs(gw, tenant, session_id, [(png, "heatmap")])
+    (sha,) = await store_blobs(gw, tenant, session_id, [(png, "heatmap", None)])
     ref = file_ref(base_url, sha, ImageBlob(png, "image/png", w, h), "png")
     return CompareView(a=a, b=b, drift=d, heatmap=ref.model_dump())
 

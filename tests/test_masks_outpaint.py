@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from providers.base import ImageBlob
+from providers.imaging import encode
 from router.errors import ApiError
 from router.intake.masks import convert_mask, edit_region
 from router.intake.outpaint import build_canvas, size_for_aspect
@@ -79,3 +81,25 @@ def test_canvas_places_source_at_anchor(anchor: str, corner: tuple[int, int]) ->
     x, y = corner
     assert (canvas[y : y + 10, x : x + 20, :3] == 200).all() and (canvas[y : y + 10, x : x + 20, 3] == 255).all()
     assert edit.sum() == 40 * 20 - 10 * 20 and (canvas[edit][:, 3] == 0).all()
+
+
+def test_converted_mask_holds_no_region_and_decodes_the_same_one_on_demand() -> None:
+    """The region is not kept through a provider call (memory); edit_region() recovers exactly what intake measured."""
+    pixels = np.zeros((40, 60, 3), np.uint8)
+    pixels[5:20, 10:50] = 255
+    mask, _ = convert_mask(pixels, "black_white", (60, 40))
+    assert mask is not None and mask.blob.pixels is None
+    assert np.array_equal(mask.blob.edit_region(), pixels[..., 0] == 255)
+
+
+def test_exact_alpha_png_passes_through_and_soft_alpha_is_rewritten() -> None:
+    rgba = np.zeros((40, 60, 4), np.uint8)
+    rgba[..., 3] = 255
+    rgba[5:20, 10:50, 3] = 0
+    exact = ImageBlob(data=encode(rgba, "png"), mime="image/png", width=60, height=40)
+    mask, _ = convert_mask(rgba, "auto", (60, 40), uploaded=exact)
+    assert mask is not None and mask.blob.data is exact.data and mask.coverage == pytest.approx(600 / 2400)
+    soft = rgba.copy()
+    soft[0, 0, 3] = 200  # still "keep" (>= 128), but not a value providers read the same way
+    mask, _ = convert_mask(soft, "auto", (60, 40), uploaded=ImageBlob(encode(soft, "png"), "image/png", 60, 40))
+    assert mask is not None and set(np.unique(decode(mask.blob.data)[..., 3])) == {0, 255}

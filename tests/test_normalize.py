@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
+import pytest
 
 from providers.base import ImageBlob, ResultImage
 from providers.imaging import encode
@@ -108,3 +110,19 @@ def test_pass_through_without_scoring_decodes_nothing() -> None:
     out, pres = normalize(ResultImage(data=data, mime="image/png"), source=never, edit=None, lock=False, score=False,
                           out_size=(80, 60), fmt="png", quality=None, opaque=False, feather_px=3)  # fmt: skip
     assert out.data == data and pres is None and never.pixels is None
+
+
+@pytest.mark.parametrize(("result_ch", "source_ch"), [(3, 3), (4, 3), (3, 4), (4, 4)])
+@pytest.mark.parametrize("feather", [0, 3, 12])
+def test_mask_lock_equals_the_full_float_blend(result_ch: int, source_ch: int, feather: int) -> None:
+    """The fast lock (masked copy + blend of the feather band only) gives the reference blend's exact bytes."""
+    result = RNG.integers(0, 256, (60, 80, result_ch), dtype=np.uint8)
+    source = RNG.integers(0, 256, (60, 80, source_ch), dtype=np.uint8)
+    edit = EDIT.copy()
+    edit[50:, :5] = True  # a second region touching the border
+    weight = cv2.distanceTransform(edit.astype(np.uint8), cv2.DIST_L2, 3)
+    weight = np.clip(weight / max(feather, 1), 0.0, 1.0)[..., None]
+    c = min(result_ch, source_ch)
+    expected = result.copy()
+    expected[..., :c] = np.clip(result[..., :c] * weight + source[..., :c] * (1.0 - weight) + 0.5, 0, 255)
+    assert np.array_equal(mask_lock(result, source, edit, feather), expected)

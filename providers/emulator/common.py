@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 from typing import Any
 
 import numpy as np
+import pybase64
 from litestar import Response
 from PIL import Image
 
@@ -32,13 +32,13 @@ def decode_any(data: bytes) -> np.ndarray:
 
 
 def b64_image(pixels: np.ndarray, fmt: str, quality: int | None = None) -> str:
-    return base64.b64encode(encode(pixels, fmt, quality)).decode()  # type: ignore[arg-type]
+    return pybase64.b64encode(encode(pixels, fmt, quality)).decode()  # type: ignore[arg-type]
 
 
 def data_url_bytes(url: str) -> bytes:
     if not url.startswith("data:") or "," not in url:
         raise ValueError("expected a base64 data URL")
-    return base64.b64decode(url.partition(",")[2], validate=True)
+    return pybase64.b64decode(url.partition(",")[2], validate=True)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response[bytes]:

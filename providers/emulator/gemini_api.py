@@ -9,7 +9,6 @@ whole frame drifts, as a real mask-less edit does.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import uuid
@@ -17,6 +16,7 @@ from typing import Any
 
 import anyio.to_thread
 import numpy as np
+import pybase64
 from litestar import Request, Response, post
 from litestar.params import FromPath
 
@@ -67,7 +67,7 @@ def _parts(body: dict[str, Any]) -> tuple[str, list[bytes]]:
             if blob:
                 try:
                     data = blob.get("data", "").replace("-", "+").replace("_", "/")  # either alphabet
-                    images.append(base64.b64decode(data, validate=True))
+                    images.append(pybase64.b64decode(data, validate=True))
                 except (binascii.Error, ValueError):
                     raise GoogleRequestError(
                         400,

@@ -10,11 +10,11 @@ with a clear 400: results arrive whole.
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from typing import Any
 
+import pybase64
 from litestar import Request, Response, post
 from litestar.datastructures import UploadFile
 
@@ -107,7 +107,7 @@ async def _respond(gw: Gateway, response: EditResponse, response_format: str, qu
         else:
             path = gw.blobs.path(image.sha256)
             raw = await gw.workers.run(path.read_bytes) if path else b""
-            data.append({"b64_json": base64.b64encode(raw).decode()})
+            data.append({"b64_json": pybase64.b64encode(raw).decode()})
     first = response.images[0] if response.images else None
     body = {
         "created": int(time.time()),

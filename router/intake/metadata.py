@@ -10,7 +10,8 @@ from __future__ import annotations
 import struct
 
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
-_PNG_KEEP = frozenset({b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"sBIT"})
+# pHYs (pixel density) says nothing about who or where; libvips writes it into every PNG it encodes
+_PNG_KEEP = frozenset({b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"sBIT", b"pHYs"})
 _JPEG_KEEP_APP = frozenset({0xE0, 0xEE})  # APP0 (JFIF), APP14 (Adobe: colour transform flag)
 _WEBP_DROP = frozenset({b"EXIF", b"XMP ", b"ICCP"})
 _VP8X_CLEAR = 0x20 | 0x08 | 0x04  # ICC, EXIF, XMP flags

@@ -5,12 +5,12 @@ Only parsing happens here; the bytes are validated by ``intake.prepare`` in a wo
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import pybase64
 from litestar import Request
 from litestar.datastructures import UploadFile
 from pydantic import ValidationError
@@ -110,7 +110,7 @@ def decode_b64(value: Any, param: str) -> bytes:
     if value.startswith("data:"):
         value = value.partition(",")[2]
     try:
-        return base64.b64decode(value, validate=True)
+        return pybase64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ApiError(422, "invalid_base64", f"{param} is not valid base64.", param) from exc
 
