@@ -35,7 +35,8 @@ async def idempotent(
     if len(key) > 200:
         raise ApiError(422, "invalid_parameter", "Idempotency-Key is at most 200 characters.", "Idempotency-Key")
     stale_after = gw.settings.request_timeout_s + 60
-    claim = await gw.store.claim_idempotency(tenant, key, request_digest(request.url.path, req, raw), stale_after)
+    digest = await gw.workers.run(lambda: request_digest(request.url.path, req, raw.load()))
+    claim = await gw.store.claim_idempotency(tenant, key, digest, stale_after)
     if claim.state == "conflict":
         raise ApiError(409, "idempotency_key_reused", "This Idempotency-Key was used with a different request.")
     if claim.state == "in_progress":

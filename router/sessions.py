@@ -120,11 +120,10 @@ async def resolve_parent(gw: Gateway, tenant: str, session_id: str, number: int 
 
 async def edit_in_session(gw: Gateway, tenant: str, req: EditRequest, raw: RawInputs, session_id: str,
                           base_url: str) -> EditResponse:  # fmt: skip
-    if raw.image:
+    if raw.sent_image:
         raise ApiError(422, "invalid_parameter", "A session edit takes its source from a version; send no image.",
                        "image")  # fmt: skip
-    parent, image = await resolve_parent(gw, tenant, session_id, req.parent_version)
-    raw = RawInputs(image=image, mask=raw.mask, references=raw.references)
+    parent, raw.image = await resolve_parent(gw, tenant, session_id, req.parent_version)
     return await run_edit(gw, req, raw, EditTarget(tenant, session_id, parent, base_url=base_url))
 
 

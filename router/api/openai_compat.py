@@ -138,16 +138,14 @@ async def openai_images_edit(request: Request, tenant: TenantId) -> Response:
     gw: Gateway = request.app.state.gateway
     form = await request.form()
     fields: dict[str, Any] = {}
-    images: list[bytes] = []
-    mask: bytes | None = None
+    images: list[UploadFile] = []
+    mask: UploadFile | None = None
     for key in form:
         for value in form.getall(key):
             if key in ("image", "image[]") and isinstance(value, UploadFile):
-                images.append(await value.read())
-                await value.close()
+                images.append(value)
             elif key == "mask" and isinstance(value, UploadFile):
-                mask = await value.read()
-                await value.close()
+                mask = value
             elif not isinstance(value, UploadFile):
                 fields[key] = value
     if not images and not fields.get("session_id"):
@@ -156,8 +154,9 @@ async def openai_images_edit(request: Request, tenant: TenantId) -> Response:
         fields.setdefault("mask_convention", "alpha")  # OpenAI's convention: alpha 0 = edit
     req, response_format = _edit_request(gw, fields, None)
     # The SDK insists on `image`; in a session the source is the session's version, so the first image is ignored.
-    source = b"" if req.session_id else (images[0] if images else b"")
-    raw = RawInputs(image=source, mask=mask, references=images[1:])
+    raw = RawInputs(image=b"", spooled=[] if req.session_id else [("image", f) for f in images[:1]])
+    raw.spooled += [("mask", mask)] if mask is not None else []
+    raw.spooled += [("reference", f) for f in images[1:]]
     response = await _run(request, gw, tenant, req, raw)
     return await _respond(gw, response, response_format, fields.get("quality"), req.background == "transparent")
 

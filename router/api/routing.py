@@ -10,7 +10,7 @@ from litestar import Request, get, post
 from router.api.openapi import EditOperation
 from router.auth import TenantId
 from router.intake.prepare import prepare
-from router.intake.request import RawInputs, parse_edit_request
+from router.intake.request import parse_edit_request
 from router.service import Gateway, route, usage_inputs
 from router.sessions import resolve_parent
 
@@ -24,8 +24,7 @@ async def explain_route(request: Request, tenant: TenantId) -> dict[str, Any]:
     req, raw = await parse_edit_request(request)
     session_provider = None
     if req.session_id:
-        parent, image = await resolve_parent(gw, tenant, req.session_id, req.parent_version)
-        raw = RawInputs(image=image, mask=raw.mask, references=raw.references)
+        parent, raw.image = await resolve_parent(gw, tenant, req.session_id, req.parent_version)
         session_provider = parent.provider
     p = await gw.workers.run(lambda: prepare(req, raw, gw.settings.limits, tenant))
     decision = await route(gw, p, tenant, req.session_id, session_provider)

@@ -113,6 +113,7 @@ def blank_canvas(req: EditRequest) -> bytes:
 
 
 def prepare(req: EditRequest, raw: RawInputs, limits: Limits, tenant: str | None = None) -> PreparedEdit:
+    raw.load()
     chips = _check_cheap(req, raw, limits)
     if req.mode == "generate":
         if raw.image or raw.mask is not None:

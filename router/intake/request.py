@@ -8,7 +8,7 @@ from __future__ import annotations
 import binascii
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pybase64
 from litestar import Request
@@ -25,9 +25,32 @@ _JSON_FIELDS = {"metadata"}
 
 @dataclass(slots=True)
 class RawInputs:
+    """The uploaded bytes. Multipart files stay in their spooled upload files (on disk past 1 MB) until
+    :meth:`load` runs in a worker thread, so a request queued for intake holds no image in memory."""
+
     image: bytes
     mask: bytes | None = None
     references: list[bytes] = field(default_factory=list)
+    spooled: list[tuple[Literal["image", "mask", "reference"], UploadFile]] = field(default_factory=list)
+
+    @property
+    def sent_image(self) -> bool:
+        return bool(self.image) or any(role == "image" for role, _ in self.spooled)
+
+    def load(self) -> RawInputs:
+        """Read the spooled files into the fields (blocking: call from a worker) and delete them."""
+        for role, upload in self.spooled:
+            upload.file.seek(0)
+            data = upload.file.read()
+            upload.file.close()
+            if role == "image":
+                self.image = data
+            elif role == "mask":
+                self.mask = data
+            else:
+                self.references.append(data)
+        self.spooled = []
+        return self
 
 
 def validation_error(exc: ValidationError) -> ApiError:
@@ -65,30 +88,28 @@ def _list_value(values: list[str]) -> list[str]:
     return out
 
 
-async def _file_bytes(value: Any, param: str) -> bytes:
+def _file(value: Any, param: str) -> UploadFile:
     if isinstance(value, UploadFile):
-        data = await value.read()
-        await value.close()  # free the spooled copy now: the request may wait minutes on a provider
-        return data
+        return value
     raise ApiError(422, "not_a_file", f"{param} must be sent as a file part (curl: -F {param}=@photo.png).", param)
 
 
 async def parse_multipart(request: Request, image_required: bool = True) -> tuple[EditRequest, RawInputs]:
     form = await request.form()
     fields: dict[str, Any] = {}
-    images: list[bytes] = []
-    mask: bytes | None = None
-    refs: list[bytes] = []
+    images: list[UploadFile] = []
+    mask: UploadFile | None = None
+    refs: list[UploadFile] = []
     for key in form:
         values = form.getall(key)
         if key in ("image", "image[]"):
-            images += [await _file_bytes(v, "image") for v in values]
+            images += [_file(v, "image") for v in values]
         elif key == "mask":
             if len(values) > 1:
                 raise ApiError(422, "too_many_masks", "Send at most one mask.", "mask")
-            mask = await _file_bytes(values[0], "mask")
+            mask = _file(values[0], "mask")
         elif key in _FILE_FIELDS:
-            refs += [await _file_bytes(v, "reference") for v in values]
+            refs += [_file(v, "reference") for v in values]
         elif key in _LIST_FIELDS:
             fields[key] = _list_value(values)
         elif key in _JSON_FIELDS:
@@ -96,12 +117,13 @@ async def parse_multipart(request: Request, image_required: bool = True) -> tupl
         else:
             fields[key] = values[-1]
     req = parse_fields(fields)
-    if not images:
-        if image_required and req.session_id is None and req.mode != "generate":
-            raise ApiError(422, "missing_image", "Send the source photo as the file part 'image'.", "image")
-        return req, RawInputs(image=b"", mask=mask, references=refs)
+    if not images and image_required and req.session_id is None and req.mode != "generate":
+        raise ApiError(422, "missing_image", "Send the source photo as the file part 'image'.", "image")
     # Extra images beyond the first are references, as in OpenAI's image[] convention.
-    return req, RawInputs(image=images[0], mask=mask, references=images[1:] + refs)
+    spooled: list[tuple[Literal["image", "mask", "reference"], UploadFile]] = [("image", f) for f in images[:1]]
+    spooled += [("mask", mask)] if mask is not None else []
+    spooled += [("reference", f) for f in images[1:] + refs]
+    return req, RawInputs(image=b"", spooled=spooled)
 
 
 def decode_b64(value: Any, param: str) -> bytes:
