@@ -230,9 +230,13 @@ def timed(fn, repeat: int) -> float:
 
 
 def micro(image: bytes, mask: bytes, smoke: bool) -> dict[str, float]:
-    import cv2
+    """Each step of the image path beside the library floors, so the choice of library stays a measurement."""
+    import base64
 
-    from providers.imaging import encode
+    import cv2
+    import pybase64
+
+    from providers.imaging import decode, encode
     from router.intake.images import load_image
     from router.intake.masks import convert_mask
     from router.intake.metadata import strip_png
@@ -240,23 +244,37 @@ def micro(image: bytes, mask: bytes, smoke: bool) -> dict[str, float]:
     from router.settings import Limits
 
     r = 3 if smoke else 10
-    pixels = np.asarray(Image.open(io.BytesIO(image)).convert("RGB"))
-    mask_px = np.asarray(Image.open(io.BytesIO(mask)))
-    edit = mask_px[..., 3] < 128
+    pixels = np.ascontiguousarray(decode(image)[..., :3])
+    uploaded_mask = load_image(mask, "mask", Limits()).blob
+    edit = decode(mask)[..., 3] < 128
     other = np.clip(pixels.astype(np.int16) + 3, 0, 255).astype(np.uint8)
+    b64 = base64.b64encode(encode(other, "png")).decode()
+
+    def pillow(fmt: str, **kw: Any) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, fmt, **kw)
+        return buf.getvalue()
+
     return {
-        "pillow_decode_png": timed(lambda: Image.open(io.BytesIO(image)).load(), r),
-        "cv2_decode_png": timed(lambda: cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR), r),
+        "pillow_decode_png": timed(lambda: np.asarray(Image.open(io.BytesIO(image))), r),
+        "cv2_decode_png": timed(lambda: cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_UNCHANGED), r),
+        "editgate_decode_png_vips": timed(lambda: decode(image), r),
         "intake_load_image": timed(lambda: load_image(image, "image", Limits()), r),
         "metadata_strip_png": timed(lambda: strip_png(image), r),
-        "mask_conversion": timed(lambda: convert_mask(mask_px, "auto", (1024, 1024)), r),
+        "mask_intake_decode_and_convert": timed(
+            lambda: convert_mask(decode(mask), "auto", (1024, 1024), uploaded=uploaded_mask), r
+        ),
         "preservation_score": timed(lambda: drift(other, pixels, ~edit), r),
         "mask_lock": timed(lambda: mask_lock(other, pixels, edit, 3), r),
-        "pillow_encode_png_default": timed(lambda: Image.fromarray(pixels).save(io.BytesIO(), "PNG"), r),
-        "editgate_encode_png_level1": timed(lambda: encode(pixels, "png"), r),
+        "pillow_encode_png_default": timed(lambda: pillow("PNG"), r),
+        "pillow_encode_png_level1": timed(lambda: pillow("PNG", compress_level=1), r),
         "cv2_encode_png_level1": timed(lambda: cv2.imencode(".png", pixels, [cv2.IMWRITE_PNG_COMPRESSION, 1]), r),
-        "editgate_encode_webp": timed(lambda: encode(pixels, "webp"), r),
+        "editgate_encode_png_vips": timed(lambda: encode(pixels, "png"), r),
+        "pillow_encode_webp_method2": timed(lambda: pillow("WEBP", quality=90, method=2), r),
+        "editgate_encode_webp_vips": timed(lambda: encode(pixels, "webp"), r),
         "editgate_encode_jpeg": timed(lambda: encode(pixels, "jpeg"), r),
+        "stdlib_b64decode_result": timed(lambda: base64.b64decode(b64), r),
+        "editgate_b64decode_result": timed(lambda: pybase64.b64decode(b64, validate=True), r),
     }
 
 

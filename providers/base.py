@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+from pathlib import Path
+from typing import Any, BinaryIO, Literal, Protocol, TypeVar, runtime_checkable
 
 import anyio.to_thread
 import numpy as np
@@ -25,21 +26,53 @@ async def in_worker_thread(fn: Callable[[], T]) -> T:
     return await anyio.to_thread.run_sync(fn)
 
 
-@dataclass(slots=True)
 class ImageBlob:
     """Encoded bytes ready to send; pixels (RGB or RGBA, uint8) only once something needs them.
 
     Intake decodes nothing it does not have to: bytes that need no change pass through, and
     :meth:`decoded` decodes on first use (always from a worker thread, never on the event loop).
+    Once stored, a blob can :meth:`release_to` its stored file: a request then waits on its provider
+    holding no image in memory, and the bytes are read back (or streamed) when something needs them.
     """
 
-    data: bytes
-    mime: str
-    width: int
-    height: int
-    pixels: np.ndarray | None = field(default=None, repr=False, compare=False)
-    sha256: str | None = field(default=None, repr=False, compare=False)
-    """Set by whoever hashes ``data`` first (the blob store), so nobody hashes it again."""
+    __slots__ = ("_data", "height", "mime", "nbytes", "path", "pixels", "sha256", "width")
+
+    def __init__(
+        self, data: bytes, mime: str, width: int, height: int,
+        pixels: np.ndarray | None = None, sha256: str | None = None,
+    ) -> None:  # fmt: skip
+        self._data: bytes | None = data
+        self.mime = mime
+        self.width = width
+        self.height = height
+        self.pixels = pixels
+        self.sha256 = sha256
+        """Set by whoever hashes ``data`` first (the blob store), so nobody hashes it again."""
+        self.nbytes = len(data)
+        self.path: Path | None = None
+
+    def __repr__(self) -> str:
+        where = f"path={str(self.path)!r}" if self._data is None else f"{self.nbytes} bytes"
+        return f"ImageBlob({self.mime}, {self.width}x{self.height}, {where})"
+
+    @property
+    def data(self) -> bytes:
+        """The encoded bytes; read back from the stored file after :meth:`release_to` (not kept again)."""
+        if self._data is not None:
+            return self._data
+        assert self.path is not None
+        return self.path.read_bytes()
+
+    def release_to(self, path: Path) -> None:
+        """Drop the in-memory bytes and pixels; ``path`` holds exactly these bytes (content-addressed)."""
+        self.path, self._data, self.pixels = path, None, None
+
+    def upload(self) -> bytes | BinaryIO:
+        """What an SDK should send: the bytes, or an open stored file it streams in chunks (caller closes it)."""
+        if self._data is not None:
+            return self._data
+        assert self.path is not None
+        return self.path.open("rb")
 
     def decoded(self) -> np.ndarray:
         if self.pixels is None:

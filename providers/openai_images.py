@@ -39,7 +39,7 @@ class OpenAIImagesProvider:
         """SDK arguments: size snapped for the model, quality mapped, no ``input_fidelity``."""
         w, h = snap_openai_size(job.model, job.out_w, job.out_h)
         ext = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
-        images = [(f"image-{i}.{ext[b.mime]}", b.data, b.mime) for i, b in enumerate((job.source, *job.references))]
+        images = [(f"image-{i}.{ext[b.mime]}", b.upload(), b.mime) for i, b in enumerate((job.source, *job.references))]
         request: dict[str, object] = {
             "model": job.model,
             "prompt": job.prompt,
@@ -57,12 +57,17 @@ class OpenAIImagesProvider:
     async def edit(self, job: EditJob) -> ProviderResult:
         try:
             timeout = httpx.Timeout(job.timeout_s, connect=job.connect_timeout_s)
-            request = self.build_request(job)
             if job.mode == "generate":  # text-to-image: the canvas is not sent
-                request = {k: v for k, v in request.items() if k not in ("image", "mask")}
+                request = {k: v for k, v in self.build_request(job).items() if k not in ("image", "mask")}
                 raw = await self._client.images.with_raw_response.generate(**request, timeout=timeout)  # type: ignore[call-overload]
             else:
-                raw = await self._client.images.with_raw_response.edit(**request, timeout=timeout)  # type: ignore[call-overload]
+                request = self.build_request(job)
+                try:  # stored images are streamed from their files, not held in memory through the call
+                    raw = await self._client.images.with_raw_response.edit(**request, timeout=timeout)  # type: ignore[call-overload]
+                finally:
+                    for _, content, _ in request["image"]:  # type: ignore[attr-defined]
+                        if not isinstance(content, bytes):
+                            content.close()
             response = raw.parse()
             mime = MIME.get(response.output_format or job.output_format, "image/png")
             images = [ResultImage(data=image_bytes(d.b64_json), mime=mime) for d in response.data or [] if d.b64_json]

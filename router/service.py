@@ -123,7 +123,7 @@ def file_ref(base_url: str, sha: str, blob: ImageBlob, fmt: str) -> FileRef:
         height=blob.height,
         format=fmt,
         sha256=sha,
-        bytes=len(blob.data),
+        bytes=blob.nbytes,
     )
 
 
@@ -495,6 +495,7 @@ async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTa
     files += [(r.blob.data, "reference", None) for r in p.references]
     try:
         shas = await store_blobs(gw, target.tenant, session_id, files)
+        del files  # this frame lives as long as the provider call: it must not keep the bytes alive
         source_sha, mask_sha = shas[0], shas[1] if p.mask is not None else None
         ref_shas = shas[2:] if p.mask is not None else shas[1:]
         version = await gw.store.add_version(
@@ -504,6 +505,9 @@ async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTa
         )  # fmt: skip
     except (SessionGone, IntegrityError):
         raise ApiError(404, "not_found", f"Session {session_id!r} was deleted.", "session_id") from None
+    for sha, blob in ((source_sha, p.source.blob), *zip(ref_shas, (r.blob for r in p.references), strict=True)):
+        if (path := gw.blobs.path(sha)) is not None:
+            blob.release_to(path)  # the stored file holds these exact bytes: nothing keeps them in memory meanwhile
     url = target.base_url
     inputs = Inputs(
         source=file_ref(url, source_sha, p.source.blob, p.source.format),

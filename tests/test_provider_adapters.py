@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -190,3 +192,21 @@ def test_faults_are_deterministic_by_seed(emulator: str) -> None:
         assert first == second and {200, 503} == set(first)
     finally:
         httpx.put(f"{emulator}/_emulator/config", json={}).raise_for_status()
+
+
+@pytest.mark.parametrize("name", list(ADAPTERS))
+def test_a_released_source_is_read_back_or_streamed_from_its_stored_file(
+    emulator: str, name: str, tmp_path: Path
+) -> None:
+    """After storage the gateway drops a source's bytes; each adapter still sends exactly the stored file,
+    and no stored file is left open after the call."""
+    stored = tmp_path / "source.png"
+    stored.write_bytes(SOURCE.data)
+    source = ImageBlob(SOURCE.data, "image/png", SOURCE.width, SOURCE.height)
+    source.release_to(stored)
+    assert source.pixels is None and source.data == stored.read_bytes() and "path=" in repr(source)
+    factory, model, _ = ADAPTERS[name]
+    result = run(factory(emulator), _job(model, source=source))
+    assert decode(result.images[0].data).ndim == 3
+    open_files = {os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")}
+    assert str(stored.resolve()) not in open_files
