@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import timeit
+from collections import Counter
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -74,7 +75,7 @@ def wait_http(url: str, timeout: float = 30) -> None:
 
 
 @contextmanager
-def processes(latency_ms: float, tmp: Path):
+def processes(latency_ms: float, tmp: Path, logs: Path):
     emu_port, gw_port = free_port(), free_port()
     config = tmp / "emulator.yaml"
     config.write_text(yaml.safe_dump({"cache_renders": True, "endpoints": {"images": {"latency_ms": latency_ms}}}))
@@ -87,10 +88,11 @@ def processes(latency_ms: float, tmp: Path):
            "EDITGATE_POLICY_FILE": str(tmp / "policy.yaml"), "EDITGATE_LOG_LEVEL": "warning",
            "EDITGATE_LIMIT_MAX_REQUEST_BYTES": str(200 * 2**20)}  # fmt: skip
     cli = [sys.executable, "-m", "router.cli"]
+    logs.mkdir(parents=True, exist_ok=True)  # warnings and errors of both processes, for a post-mortem
     emu = subprocess.Popen([*cli, "emulate", "--port", str(emu_port), "--config", str(config)], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                           stdout=subprocess.DEVNULL, stderr=(logs / "emulator.log").open("w"))  # fmt: skip
     gw = subprocess.Popen([*cli, "serve", "--port", str(gw_port), "--data-dir", str(tmp / "data")], env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                          stdout=subprocess.DEVNULL, stderr=(logs / "gateway.log").open("w"))  # fmt: skip
     try:
         wait_http(f"http://127.0.0.1:{emu_port}/_emulator/config")
         wait_http(f"http://127.0.0.1:{gw_port}/healthz")
@@ -112,27 +114,27 @@ def pct(values: list[float], q: float) -> float:
 
 async def run_load(send, concurrency: int, total: int) -> dict[str, Any]:
     latencies: list[float] = []
-    errors = 0
+    errors: Counter[str] = Counter()
     sem = asyncio.Semaphore(concurrency)
 
     async def one() -> None:
-        nonlocal errors
         async with sem:
             t = time.perf_counter()
             try:
-                ok = await send()
-            except Exception:
-                ok = False
-            if ok:
+                failure = await send()
+            except Exception as exc:
+                failure = type(exc).__name__
+            if failure is None:
                 latencies.append((time.perf_counter() - t) * 1000)
             else:
-                errors += 1
+                errors[failure] += 1
 
     started = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(total)))
     wall = time.perf_counter() - started
     return {"p50": pct(latencies, 50), "p90": pct(latencies, 90), "p99": pct(latencies, 99),
-            "throughput_rps": len(latencies) / wall, "errors": errors, "n": total}  # fmt: skip
+            "throughput_rps": len(latencies) / wall, "errors": sum(errors.values()),
+            "error_kinds": dict(errors), "n": total}  # fmt: skip
 
 
 def gateway_sender(client: httpx.AsyncClient, url: str, image: bytes, mask: bytes, **fields: str):
@@ -140,9 +142,14 @@ def gateway_sender(client: httpx.AsyncClient, url: str, image: bytes, mask: byte
     data = {"prompt": "replace the helmet with a bouquet", "provider": "openai-images", "preservation": "false",
             **fields}  # fmt: skip
 
-    async def send() -> bool:
+    async def send() -> str | None:
         r = await client.post(f"{url}/v1/edits", files=files, data=data)
-        return r.status_code == 200
+        if r.status_code == 200:
+            return None
+        try:
+            return f"{r.status_code} {r.json()['error']['code']}"
+        except (ValueError, KeyError, TypeError):
+            return str(r.status_code)
 
     return send
 
@@ -153,11 +160,10 @@ def floor_sender(emulator: str, image: bytes, mask: bytes):
     sdk = openai.AsyncOpenAI(api_key="bench", base_url=f"{emulator}/v1", max_retries=0, timeout=300,
                              http_client=httpx.AsyncClient(limits=httpx.Limits(max_connections=2000)))  # fmt: skip
 
-    async def send() -> bool:
+    async def send() -> None:
         await sdk.images.edit(model="gpt-image-2", image=("photo.png", image, "image/png"),
                               mask=("mask.png", mask, "image/png"), prompt="replace the helmet with a bouquet",
                               size="1024x1024", quality="high", output_format="png", background="auto")  # fmt: skip
-        return True
 
     return send
 
@@ -199,7 +205,8 @@ def cpu_per_edit(url: str, pid: int, image: bytes, mask: bytes, smoke: bool) -> 
                 await send()
                 before = cpu_seconds(pid)
                 for _ in range(n):
-                    assert await send(), "edit failed"
+                    failure = await send()
+                    assert failure is None, f"edit failed: {failure}"
                 return (cpu_seconds(pid) - before) / n * 1000
 
         out[name] = asyncio.run(measure())
@@ -221,6 +228,7 @@ def in_flight(url: str, emulator: str, pid: int, image: bytes, mask: bytes, smok
                 if line.startswith("editgate_event_loop_lag_peak_seconds")), float("nan"))  # fmt: skip
     set_latency(emulator, 0)
     return {"edits": count, "provider_latency_ms": latency_ms, "errors": result["errors"],
+            "error_kinds": result["error_kinds"],
             "peak_rss_mb": peak_rss_mb(pid), "event_loop_lag_peak_ms": lag * 1000,
             "p50_ms": result["p50"], "p99_ms": result["p99"]}  # fmt: skip
 
@@ -309,7 +317,7 @@ def main() -> None:
     }
     results["micro_ms"] = micro(image, mask, args.smoke)
     results["decision_us"] = decision_us(args.smoke)
-    with tempfile.TemporaryDirectory() as tmp, processes(0, Path(tmp)) as (url, emulator, pid):
+    with tempfile.TemporaryDirectory() as tmp, processes(0, Path(tmp), args.out.parent) as (url, emulator, pid):
         results["added_latency_ms"] = added_latency(url, emulator, image, mask, args.smoke)
         results["cpu_ms_per_edit"] = cpu_per_edit(url, pid, image, mask, args.smoke)
         results["in_flight"] = in_flight(url, emulator, pid, image, mask, args.smoke)
@@ -340,7 +348,8 @@ def render(r: dict[str, Any]) -> str:
     f = r["in_flight"]
     lines.append(
         f"3. in flight: {f['edits']} edits x {f['provider_latency_ms'] / 1000:g} s provider latency: "
-        f"{f['errors']} errors, peak RSS {f['peak_rss_mb']:.0f} MB, loop lag peak {f['event_loop_lag_peak_ms']:.0f} ms"
+        f"{f['errors']} errors {f['error_kinds'] or ''}, peak RSS {f['peak_rss_mb']:.0f} MB, "
+        f"loop lag peak {f['event_loop_lag_peak_ms']:.0f} ms, p50 {f['p50_ms'] / 1000:.0f} s"
     )
     lines.append("4. image path, ms (best of runs): " + ", ".join(f"{k} {v:.1f}" for k, v in r["micro_ms"].items()))
     lines.append("5. policy decision, us: " + ", ".join(f"{k} {v:.1f}" for k, v in r["decision_us"].items()))
