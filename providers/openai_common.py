@@ -9,14 +9,21 @@ from __future__ import annotations
 import httpx
 import openai
 import pybase64
+from openai._constants import DEFAULT_CONNECTION_LIMITS
 
 from providers.errors import AuthError, InvalidForProvider, ProviderError, RateLimited, Rejected, Unavailable
 
 EMULATOR_HEADER = "x-emulator"
 
 
-def make_client(api_key: str, base_url: str | None, http_client: httpx.AsyncClient | None = None) -> openai.AsyncOpenAI:
-    """SDK retries are off: the executor owns retries, fallbacks and the overall deadline."""
+def make_client(
+    api_key: str, base_url: str | None, http_client: httpx.AsyncClient | None = None, max_connections: int | None = None
+) -> openai.AsyncOpenAI:
+    """SDK retries are off: the executor owns retries, fallbacks and the overall deadline. ``max_connections``
+    sizes the SDK's pool to the policy's concurrency (its default of 1,000 would fail the 1,001st call)."""
+    if http_client is None and max_connections is not None:
+        limits = type(DEFAULT_CONNECTION_LIMITS)(max_connections=max_connections, max_keepalive_connections=100)
+        http_client = openai.DefaultAsyncHttpxClient(limits=limits)  # the SDK's own client type, resized
     return openai.AsyncOpenAI(
         api_key=api_key,
         base_url=base_url,

@@ -34,7 +34,9 @@ def build_providers(settings: Settings, policy: Policy, run_blocking: RunBlockin
     providers: dict[str, Provider] = {"local": LocalProvider(run_blocking)}
     options = {name: p.options for name, p in policy.providers.items()}
     if settings.openai_api_key:
-        client = openai_common.make_client(settings.openai_api_key, settings.openai_base_url)
+        openai_names = [n for n in ("openai-images", "openai-responses") if n in policy.providers]
+        pool = sum(policy.providers[n].max_concurrency for n in openai_names) + 16  # both adapters share one client
+        client = openai_common.make_client(settings.openai_api_key, settings.openai_base_url, max_connections=pool)
         images_opts = options.get("openai-images", {})
         providers["openai-images"] = OpenAIImagesProvider(client, images_opts.get("quality_map"))
         resp_opts = options.get("openai-responses", {})

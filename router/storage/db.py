@@ -30,7 +30,7 @@ def database_url(url: str | None, data_dir: Path) -> str:
 def make_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         # a burst of edits waits for a connection (queueing, bounded by the request deadline), it does not fail
-        engine = create_async_engine(url, connect_args={"timeout": 60}, pool_size=8, max_overflow=8, pool_timeout=600)
+        engine = create_async_engine(url, connect_args={"timeout": 600}, pool_size=8, max_overflow=8, pool_timeout=600)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -38,7 +38,9 @@ def make_engine(url: str) -> AsyncEngine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")  # WAL's recommended level: no fsync per commit, still crash-safe
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(
+                "PRAGMA busy_timeout=600000"
+            )  # wait for the write lock as long as a request may (no 500s in bursts)
             cur.close()
 
         return engine
