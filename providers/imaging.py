@@ -23,7 +23,6 @@ logging.getLogger("pyvips").setLevel(logging.WARNING)  # its debug lines print a
 Format = Literal["png", "jpeg", "webp"]
 MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 FORMAT_OF_MIME = {v: k for k, v in MIME.items()}
-_PIL_NAME = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 
 
 _PNG_FILTER_SUB = 0x10

@@ -27,10 +27,17 @@ def database_url(url: str | None, data_dir: Path) -> str:
     return url
 
 
+WAIT_S = 600
+"""How long a burst of edits waits for a pooled connection, and on SQLite for the write lock, before failing:
+as long as a request may wait (queueing, bounded by the request deadline), so bursts queue instead of failing."""
+
+
 def make_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
-        # a burst of edits waits for a connection (queueing, bounded by the request deadline), it does not fail
-        engine = create_async_engine(url, connect_args={"timeout": 600}, pool_size=8, max_overflow=8, pool_timeout=600)
+        # sqlite3's `timeout` is SQLite's busy timeout: one setting, not a second one in a PRAGMA
+        engine = create_async_engine(
+            url, connect_args={"timeout": WAIT_S}, pool_size=8, max_overflow=8, pool_timeout=WAIT_S
+        )
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -38,13 +45,10 @@ def make_engine(url: str) -> AsyncEngine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")  # WAL's recommended level: no fsync per commit, still crash-safe
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute(
-                "PRAGMA busy_timeout=600000"
-            )  # wait for the write lock as long as a request may (no 500s in bursts)
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, pool_timeout=600)
+    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, pool_timeout=WAIT_S)
 
 
 def alembic_config() -> Config:
