@@ -154,9 +154,8 @@ async def openai_images_edit(request: Request, tenant: TenantId) -> Response:
         fields.setdefault("mask_convention", "alpha")  # OpenAI's convention: alpha 0 = edit
     req, response_format = _edit_request(gw, fields, None)
     # The SDK insists on `image`; in a session the source is the session's version, so the first image is ignored.
-    raw = RawInputs(image=b"", spooled=[] if req.session_id else [("image", f) for f in images[:1]])
-    raw.spooled += [("mask", mask)] if mask is not None else []
-    raw.spooled += [("reference", f) for f in images[1:]]
+    source = None if req.session_id or not images else images[0]
+    raw = RawInputs.from_uploads(source, mask, images[1:])
     response = await _run(request, gw, tenant, req, raw)
     return await _respond(gw, response, response_format, fields.get("quality"), req.background == "transparent")
 

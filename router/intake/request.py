@@ -33,6 +33,17 @@ class RawInputs:
     references: list[bytes] = field(default_factory=list)
     spooled: list[tuple[Literal["image", "mask", "reference"], UploadFile]] = field(default_factory=list)
 
+    @classmethod
+    def from_uploads(
+        cls, source: UploadFile | None, mask: UploadFile | None, references: list[UploadFile]
+    ) -> RawInputs:
+        """Uploads still in their spooled files; :meth:`load` reads them."""
+        spooled: list[tuple[Literal["image", "mask", "reference"], UploadFile]] = []
+        spooled += [("image", source)] if source is not None else []
+        spooled += [("mask", mask)] if mask is not None else []
+        spooled += [("reference", f) for f in references]
+        return cls(image=b"", spooled=spooled)
+
     @property
     def sent_image(self) -> bool:
         return bool(self.image) or any(role == "image" for role, _ in self.spooled)
@@ -120,10 +131,7 @@ async def parse_multipart(request: Request, image_required: bool = True) -> tupl
     if not images and image_required and req.session_id is None and req.mode != "generate":
         raise ApiError(422, "missing_image", "Send the source photo as the file part 'image'.", "image")
     # Extra images beyond the first are references, as in OpenAI's image[] convention.
-    spooled: list[tuple[Literal["image", "mask", "reference"], UploadFile]] = [("image", f) for f in images[:1]]
-    spooled += [("mask", mask)] if mask is not None else []
-    spooled += [("reference", f) for f in images[1:] + refs]
-    return req, RawInputs(image=b"", spooled=spooled)
+    return req, RawInputs.from_uploads(images[0] if images else None, mask, images[1:] + refs)
 
 
 def decode_b64(value: Any, param: str) -> bytes:
