@@ -77,7 +77,8 @@ async def idempotent(
     if claim.state == "conflict":
         raise ApiError(409, "idempotency_key_reused", "This Idempotency-Key was used with a different request.")
     if claim.state == "in_progress":
-        raise ApiError(409, "idempotency_in_progress", "A request with this Idempotency-Key is still running.")
+        message = "A request with this Idempotency-Key is still running; retry to receive its answer."
+        raise ApiError(409, "idempotency_in_progress", message, retry_after=1)
     if claim.state == "replay":
         return Answer.from_stored(claim.response or {}).response(replayed=True)
     try:

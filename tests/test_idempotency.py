@@ -72,7 +72,7 @@ def _one_ran(responses: list[httpx.Response], openai_shape: bool = False) -> htt
         if r.status_code != 200:
             assert r.status_code == 409, r.text[:300]
             error = r.json()["error"]
-            assert error["code"] == "idempotency_in_progress"
+            assert error["code"] == "idempotency_in_progress" and r.headers["retry-after"] == "1"
             assert ("type" in error) is openai_shape
     return first[0]
 
