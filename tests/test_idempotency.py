@@ -242,3 +242,13 @@ def test_unexpected_failure_after_the_version_exists_names_its_edit(
         raw_sdk.images.edit(model="gpt-image-2", image=("coffee.png", COFFEE), prompt=PROMPT)
     error = caught.value.response.json()["error"]
     assert cloud.get(f"/v1/edits/{error['edit_id']}").json()["status"] == "failed"
+
+
+def test_a_key_stored_by_0_1_0_still_replays() -> None:
+    from router.idempotency import Answer
+
+    stored = {"id": "ver_1", "provider": "gemini", "route": {"rule": "standard-tier"}, "cost": {"actual_usd": 0.04}}
+    answer = Answer.from_stored(stored)
+    assert answer.body == stored
+    assert answer.headers["x-editgate-edit-id"] == "ver_1" and answer.headers["x-editgate-provider"] == "gemini"
+    assert Answer.from_stored(Answer(stored, {"x": "y"}, "ver_1").stored()).headers == {"x": "y"}
