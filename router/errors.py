@@ -40,14 +40,21 @@ _OPENAI_STATUS = {413: 400, 415: 400, 422: 400, 402: 429}
 
 
 def error_response(exc: ApiError, openai_shape: bool = False) -> Response[dict[str, Any]]:
-    retry_after = exc.extra.get("retry_after")
-    headers = {"Retry-After": str(math.ceil(retry_after))} if retry_after is not None else None
+    """The error in editgate's shape, or OpenAI's on the drop-in; a failed edit's id rides along in both
+    (``edit_id`` and ``x-editgate-edit-id``) so the caller can find its stored inputs."""
+    headers: dict[str, str] = {}
+    if (retry_after := exc.extra.get("retry_after")) is not None:
+        headers["Retry-After"] = str(math.ceil(retry_after))
+    if edit_id := exc.extra.get("edit_id"):
+        headers["x-editgate-edit-id"] = str(edit_id)
     if not openai_shape:
         return Response(exc.body(), status_code=exc.status, headers=headers)
     status = _OPENAI_STATUS.get(exc.status, exc.status)
     code = "insufficient_quota" if exc.status == 402 else exc.code
     kind = "invalid_request_error" if status < 500 else "server_error"
     body = {"error": {"message": exc.message, "type": kind, "param": exc.param, "code": code}}
+    if edit_id:
+        body["error"]["edit_id"] = edit_id
     return Response(body, status_code=status, headers=headers)
 
 

@@ -520,10 +520,14 @@ async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTa
     gw.metrics.in_flight.inc()
     try:
         return await run.complete()
-    except ApiError:
-        raise  # already recorded by run.fail
+    except ApiError as error:
+        if "edit_id" not in error.extra:  # not recorded yet: every failure after the version exists names it
+            raise await run.fail(error, run.route_info.attempts) from None
+        raise
     except BaseException as exc:
         cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
+        if not cancelled:
+            log.exception("edit_internal_error", edit_id=version.id, error_type=type(exc).__name__)
         error = (
             ApiError(499, "cancelled", "The request was cancelled before the edit finished; its inputs are kept.")
             if cancelled
@@ -531,6 +535,8 @@ async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTa
         )
         with anyio.CancelScope(shield=True):
             await run.fail(error, run.route_info.attempts)
-        raise
+        if cancelled or not isinstance(exc, Exception):
+            raise
+        raise error from exc  # the caller gets the edit's id, to find its stored inputs
     finally:
         gw.metrics.in_flight.dec()

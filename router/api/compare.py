@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Literal
 
-from litestar import Request, get, post
+from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 from pydantic import BaseModel, Field, model_validator
 
@@ -14,27 +14,18 @@ from router.api.edits import base_url
 from router.api.openapi import EditOperation
 from router.auth import TenantId
 from router.errors import ApiError
+from router.idempotency import Answer, idempotent
 from router.intake.prepare import prepare
 from router.intake.request import RawInputs, parse_edit_request
+from router.models import EditRequest
 from router.reports import Report, build_report
 from router.service import EditTarget, Gateway, route, run_edit, start_session
 from router.storage.store import VERSION_ID
 
 
-@post("/v1/compare", status_code=200, summary="One edit sent to several providers, side by side",
-      tags=["compare"], operation_class=EditOperation)  # fmt: skip
-async def compare_providers(
-    request: Request, tenant: TenantId, providers: FromQuery[str | None] = None
-) -> dict[str, Any]:
-    """Same body as `POST /v1/edits`. `?providers=gemini,openai-images` chooses who runs it; without
-    it, the policy's candidates for this request do. Every result (or error) comes back side by side,
-    each as a version of one new session, and the ledger marks these attempts as comparisons."""
-    gw: Gateway = request.app.state.gateway
-    req, raw = await parse_edit_request(request)
-    if req.session_id:
-        raise ApiError(
-            422, "invalid_parameter", "A compare starts from an uploaded image, not a session.", "session_id"
-        )
+async def _compare(gw: Gateway, tenant: str, req: EditRequest, raw: RawInputs, providers: str | None,
+                   url: str) -> Answer:  # fmt: skip
+    """Each provider's run of the same inputs, as a version of one new session."""
     p = await gw.workers.run(lambda: prepare(req, raw, gw.settings.limits, tenant))
     if providers:
         names = list(dict.fromkeys(n.strip() for n in providers.split(",") if n.strip()))
@@ -42,22 +33,42 @@ async def compare_providers(
         names = [c.provider for c in (await route(gw, p, tenant, None, None)).candidates]
     if not names or len(names) > 8:
         raise ApiError(422, "invalid_parameter", "Name 1 to 8 providers, or let the policy choose.", "providers")
-    url = base_url(request, gw)
     session_id, v0 = await start_session(gw, tenant, p.source, url, {"compare": names})
 
     async def one(name: str) -> dict[str, Any]:
         target = EditTarget(tenant, session_id, v0, base_url=url, comparison=True)
         try:
-            own = RawInputs(raw.image, raw.mask, list(raw.references))  # each run releases its inputs after intake
+            own = RawInputs(raw.image, raw.mask, list(raw.references))  # each run releases its inputs
             response = await run_edit(gw, req.model_copy(update={"provider": name}), own, target)
         except ApiError as err:
             return {"provider": name, "status": "failed", "error": err.body()["error"]}
         body = response.model_dump(mode="json")
-        keep = ("provider", "model", "status", "version", "images", "cost", "latency_ms", "preservation", "emulated")
+        keep = ("id", "provider", "model", "status", "version", "images", "cost", "latency_ms", "preservation",
+                "emulated")  # fmt: skip
         return {k: body[k] for k in keep}
 
     results = await asyncio.gather(*(one(n) for n in names))
-    return {"session_id": session_id, "providers": names, "results": list(results)}
+    return Answer({"session_id": session_id, "providers": names, "results": list(results)}, {}, v0.id)
+
+
+@post("/v1/compare", status_code=200, summary="One edit sent to several providers, side by side",
+      tags=["compare"], operation_class=EditOperation)  # fmt: skip
+async def compare_providers(
+    request: Request, tenant: TenantId, providers: FromQuery[str | None] = None
+) -> Response[dict[str, Any]]:
+    """Same body as `POST /v1/edits`. `?providers=gemini,openai-images` chooses who runs it; without
+    it, the policy's candidates for this request do. Every result (or error) comes back side by side,
+    each as a version of one new session, and the ledger marks these attempts as comparisons.
+    `Idempotency-Key` makes a retry safe."""
+    gw: Gateway = request.app.state.gateway
+    req, raw = await parse_edit_request(request)
+    if req.session_id:
+        raise ApiError(
+            422, "invalid_parameter", "A compare starts from an uploaded image, not a session.", "session_id"
+        )
+    url = base_url(request, gw)
+    fields = {**req.model_dump(mode="json"), "providers": providers}
+    return await idempotent(request, gw, tenant, fields, raw, lambda: _compare(gw, tenant, req, raw, providers, url))
 
 
 class FeedbackIn(BaseModel):

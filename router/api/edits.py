@@ -10,7 +10,7 @@ from litestar.params import FromPath
 from router.api.openapi import EditOperation
 from router.auth import TenantId
 from router.errors import ApiError
-from router.idempotency import idempotent
+from router.idempotency import Answer, idempotent
 from router.intake.request import parse_edit_request
 from router.models import EditResponse
 from router.service import EditTarget, Gateway, run_edit
@@ -34,14 +34,12 @@ async def create_edit(request: Request, tenant: TenantId) -> Response[EditRespon
     req, raw = await parse_edit_request(request)
     url = base_url(request, gw)
 
-    async def run() -> dict[str, Any]:
+    async def run() -> Answer:
         if req.session_id:
-            response = await edit_in_session(gw, tenant, req, raw, req.session_id, url)
-        else:
-            response = await run_edit(gw, req, raw, EditTarget(tenant, base_url=url))
-        return response.model_dump(mode="json")
+            return Answer.of_edit(await edit_in_session(gw, tenant, req, raw, req.session_id, url))
+        return Answer.of_edit(await run_edit(gw, req, raw, EditTarget(tenant, base_url=url)))
 
-    return await idempotent(request, gw, tenant, req, raw, run)
+    return await idempotent(request, gw, tenant, req.model_dump(mode="json"), raw, run)
 
 
 @get("/v1/edits/{edit_id:str}", summary="Fetch an edit", tags=["edits"])

@@ -21,7 +21,7 @@ from litestar.datastructures import UploadFile
 from router.api.edits import base_url
 from router.auth import TenantId
 from router.errors import ApiError
-from router.idempotency import edit_headers
+from router.idempotency import Answer, edit_headers, idempotent
 from router.intake.request import RawInputs, parse_fields, read_json_object
 from router.models import EditResponse
 from router.service import EditTarget, Gateway, run_edit
@@ -98,8 +98,9 @@ def _usage(usage: dict[str, int]) -> dict[str, Any]:
     }
 
 
-async def _respond(gw: Gateway, response: EditResponse, response_format: str, quality: str | None,
-                   transparent: bool) -> Response:  # fmt: skip
+async def _answer(gw: Gateway, response: EditResponse, response_format: str, quality: str | None,
+                  transparent: bool) -> Answer:  # fmt: skip
+    """The SDK's ``ImagesResponse`` for an edit, with editgate's metadata in headers."""
     data = []
     for image in response.images:
         if response_format == "url":
@@ -121,14 +122,22 @@ async def _respond(gw: Gateway, response: EditResponse, response_format: str, qu
     if response.revised_prompt:
         for item in data:
             item["revised_prompt"] = response.revised_prompt
-    return Response(body, headers=edit_headers(response.model_dump(mode="json")))
+    return Answer(body, edit_headers(response.model_dump(mode="json")), response.id)
 
 
-async def _run(request: Request, gw: Gateway, tenant: str, req: Any, raw: RawInputs) -> EditResponse:
+async def _run_and_answer(request: Request, gw: Gateway, tenant: str, fields: dict[str, Any], req: Any,
+                          raw: RawInputs, response_format: str) -> Response:  # fmt: skip
+    """Run the edit once per ``Idempotency-Key`` and answer in OpenAI's shape (a replay: the same bytes)."""
     url = base_url(request, gw)
-    if req.session_id:
-        return await edit_in_session(gw, tenant, req, raw, req.session_id, url)
-    return await run_edit(gw, req, raw, EditTarget(tenant, base_url=url))
+
+    async def run() -> Answer:
+        if req.session_id:
+            response = await edit_in_session(gw, tenant, req, raw, req.session_id, url)
+        else:
+            response = await run_edit(gw, req, raw, EditTarget(tenant, base_url=url))
+        return await _answer(gw, response, response_format, fields.get("quality"), req.background == "transparent")
+
+    return await idempotent(request, gw, tenant, fields, raw, run)
 
 
 @post("/v1/images/edits", status_code=200, summary="OpenAI-compatible image edit", tags=["openai-compatible"])
@@ -156,8 +165,7 @@ async def openai_images_edit(request: Request, tenant: TenantId) -> Response:
     # The SDK insists on `image`; in a session the source is the session's version, so the first image is ignored.
     source = None if req.session_id or not images else images[0]
     raw = RawInputs.from_uploads(source, mask, images[1:])
-    response = await _run(request, gw, tenant, req, raw)
-    return await _respond(gw, response, response_format, fields.get("quality"), req.background == "transparent")
+    return await _run_and_answer(request, gw, tenant, fields, req, raw, response_format)
 
 
 @post("/v1/images/generations", status_code=200, summary="OpenAI-compatible generation", tags=["openai-compatible"])
@@ -165,6 +173,6 @@ async def openai_images_generate(request: Request, tenant: TenantId) -> Response
     """What `client.images.generate(...)` sends (JSON). Routed like an edit; `local` cannot generate."""
     gw: Gateway = request.app.state.gateway
     fields = await read_json_object(request)
-    req, response_format = _edit_request(gw, {k: v for k, v in fields.items() if v is not None}, "generate")
-    response = await run_edit(gw, req, RawInputs(image=b""), EditTarget(tenant, base_url=base_url(request, gw)))
-    return await _respond(gw, response, response_format, fields.get("quality"), req.background == "transparent")
+    fields = {k: v for k, v in fields.items() if v is not None}
+    req, response_format = _edit_request(gw, fields, "generate")
+    return await _run_and_answer(request, gw, tenant, fields, req, RawInputs(image=b""), response_format)

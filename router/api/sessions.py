@@ -13,7 +13,7 @@ from router.api.edits import base_url
 from router.api.openapi import EditOperation
 from router.auth import TenantId
 from router.errors import ApiError
-from router.idempotency import idempotent
+from router.idempotency import Answer, idempotent
 from router.intake.images import load_image
 from router.intake.request import decode_b64, json_object_field, parse_edit_request, read_json_object
 from router.models import EditResponse
@@ -76,11 +76,10 @@ async def session_edit(request: Request, tenant: TenantId, session_id: FromPath[
     if req.session_id not in (None, session_id):
         raise ApiError(422, "invalid_parameter", "session_id in the body differs from the path.", "session_id")
 
-    async def run() -> dict[str, Any]:
-        response = await edit_in_session(gw, tenant, req, raw, session_id, base_url(request, gw))
-        return response.model_dump(mode="json")
+    async def run() -> Answer:
+        return Answer.of_edit(await edit_in_session(gw, tenant, req, raw, session_id, base_url(request, gw)))
 
-    return await idempotent(request, gw, tenant, req, raw, run)
+    return await idempotent(request, gw, tenant, req.model_dump(mode="json"), raw, run)
 
 
 @get("/v1/sessions/{session_id:str}", summary="The version tree", tags=["sessions"])
@@ -115,9 +114,17 @@ async def get_version_image(
 
 @post("/v1/sessions/{session_id:str}/versions/{number:int}/retry", status_code=200, tags=["sessions"],
       summary="Run a failed version again")  # fmt: skip
-async def retry(request: Request, tenant: TenantId, session_id: FromPath[str], number: VersionNumber) -> EditResponse:
+async def retry(
+    request: Request, tenant: TenantId, session_id: FromPath[str], number: VersionNumber
+) -> Response[EditResponse]:
+    """The failed version's stored inputs and settings, run again as a new version. `Idempotency-Key`
+    makes a retry of the retry safe."""
     gw: Gateway = request.app.state.gateway
-    return await retry_version(gw, tenant, session_id, number, base_url(request, gw))
+
+    async def run() -> Answer:
+        return Answer.of_edit(await retry_version(gw, tenant, session_id, number, base_url(request, gw)))
+
+    return await idempotent(request, gw, tenant, {}, None, run)
 
 
 @get("/v1/sessions/{session_id:str}/compare", summary="Difference heat-map and drift between two versions",
