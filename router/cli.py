@@ -123,9 +123,8 @@ def _with_store(data_dir: Path | None, database_url: str | None, fn: Callable[[S
             return await fn(store)
         except (DBAPIError, OSError) as exc:
             shown = make_url(url).render_as_string(hide_password=True)
-            raise click.ClickException(
-                f"no editgate database at {shown} ({type(exc).__name__}): check DATABASE_URL"
-            ) from None
+            why = str(exc).splitlines()[0] or type(exc).__name__
+            raise click.ClickException(f"no editgate database at {shown} ({why}): check DATABASE_URL") from None
         finally:
             await store.engine.dispose()
 

@@ -4,6 +4,7 @@ the user is."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from router.cli import main
-from tests.conftest import fixture_bytes
+from tests.conftest import PG_ADMIN_URL, fixture_bytes
 
 CLEAN_ENV = {"EDITGATE_DATA_DIR": None, "DATABASE_URL": None}
 
@@ -66,3 +67,11 @@ def test_edit_without_out_writes_to_the_current_directory(
     out = Path(json.loads(result.stdout.strip().splitlines()[-1])["out"])
     assert (cwd / "coffee.edited.png").is_file() and out.resolve() == (cwd / "coffee.edited.png").resolve()
     assert sorted(p.name for p in inputs.iterdir()) == ["coffee.png", "mask.png"]
+
+
+def test_a_database_url_that_reaches_no_database_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/editgate_missing_{uuid.uuid4().hex[:8]}"
+    result = CliRunner(env={**CLEAN_ENV, "DATABASE_URL": url}).invoke(main, ["keys", "list"])
+    assert result.exit_code == 1 and "no editgate database at postgresql" in result.output, result.output
+    assert "does not exist" in result.output and list(tmp_path.iterdir()) == []
