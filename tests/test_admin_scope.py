@@ -3,6 +3,7 @@ reload status and (with ``EDITGATE_METRICS_AUTH``) ``/metrics`` need an admin ke
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -104,3 +105,18 @@ def test_without_keys_everything_works_locally(make_server: Callable[..., str], 
     assert httpx.get(f"{url}/metrics").status_code == 200
     body = httpx.get(f"{url}/v1/policy").json()
     assert "budgets" in body and "reload" in body, "the development tenant is the operator"
+
+
+def test_an_experiment_shows_only_the_rules_the_tenant_can_see() -> None:
+    from policies import parse_policy
+    from policies.view import tenant_view
+
+    data = {**DEFAULT, "rules": [{"name": "globex-deal", "when": {"tenant": "globex"}, "route": "gemini"},
+                                 {"name": "masked", "when": {"has_mask": True}, "route": "local"}],
+            "experiments": [{"name": "trial", "applies_to_rules": ["globex-deal", "masked"],
+                             "arms": [{"name": "a", "weight": 1, "route": "local"}]},
+                            {"name": "globex-only", "applies_to_rules": ["globex-deal"],
+                             "arms": [{"name": "a", "weight": 1, "route": "local"}]}]}  # fmt: skip
+    view = tenant_view(parse_policy(json.dumps(data)), "acme", {"local", "gemini"})
+    assert [(e["name"], e["applies_to_rules"]) for e in view["experiments"]] == [("trial", ["masked"])]
+    assert "globex" not in json.dumps(view)
