@@ -61,6 +61,11 @@ def _match(when: Mapping[str, Any], f: Features) -> tuple[bool, str]:
     return True, "all conditions hold" if when else "unconditional"
 
 
+def may_apply_to(when: Mapping[str, Any], tenant: str | None) -> bool:
+    """Whether a rule's ``when`` can hold for ``tenant`` (its other conditions depend on the request)."""
+    return "tenant" not in when or _holds(tenant, when["tenant"])[0]
+
+
 def assignment_unit(experiment: str, key: str) -> float:
     """A stable number in [0, 1) for (experiment, key): SHA-256, so every replica agrees."""
     digest = hashlib.sha256(f"{experiment}\x00{key}".encode()).digest()
@@ -98,6 +103,8 @@ def _route(f: Features, policy: Policy, forced: str | None) -> tuple[str, Rule |
         return "env.IMAGE_EDIT_PROVIDER", None, [forced, *policy.forced_fallbacks], trace
     trace = []
     for rule in policy.rules:
+        if not may_apply_to(rule.when, f.tenant):
+            continue  # another tenant's rule: the trace is shown to the caller, so it is not listed
         ok, why = _match(rule.when, f)
         trace.append(RuleTrace(rule=rule.name, matched=ok, why=why))
         if ok:

@@ -23,7 +23,7 @@ from router.api.meta import chips, healthz, metrics, readyz
 from router.api.openai_compat import openai_images_edit, openai_images_generate
 from router.api.routing import explain_route, get_policy
 from router.api.sessions import SESSION_HANDLERS
-from router.auth import resolve_tenant
+from router.auth import provide_caller, provide_tenant
 from router.blobs import DiskBlobStore
 from router.breaker import Breakers
 from router.errors import EXCEPTION_HANDLERS
@@ -128,7 +128,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             get_policy,
             *SESSION_HANDLERS,
         ],
-        dependencies={"tenant": Provide(resolve_tenant)},
+        dependencies={"tenant": Provide(provide_tenant), "caller": Provide(provide_caller)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[request_id_middleware],
         lifespan=[lifespan],

@@ -98,22 +98,45 @@ def emulate(host: str, port: int, seed: int, config_file: Path | None) -> None:
 
 
 def _with_store(data_dir: Path | None, database_url: str | None, fn: Callable[[Store], Awaitable[T]]) -> T:
-    """Run ``fn`` against the database `serve` uses for this --data-dir / DATABASE_URL (migrated first)."""
+    """Run ``fn`` against the database `serve` uses for this --data-dir / DATABASE_URL (settings from the
+    environment, as `serve` reads them). A database that is not there is an error, never created here:
+    a command run from the wrong directory must not start an empty database of its own."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
+
     from router.storage.db import database_url as resolve_url
     from router.storage.db import make_engine, migrate
 
-    settings = Settings(**({"data_dir": data_dir} if data_dir else {}))
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(make_engine(resolve_url(database_url or settings.database_url, settings.data_dir)))
+    overrides: dict[str, Any] = {"data_dir": data_dir, "database_url": database_url}
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    if not settings.database_url and not (settings.data_dir / "editgate.db").is_file():
+        raise click.ClickException(
+            f"no editgate database in {settings.data_dir.resolve()}: pass the data dir `editgate serve` uses "
+            "(--data-dir or EDITGATE_DATA_DIR), or its DATABASE_URL"
+        )
+    url = resolve_url(settings.database_url, settings.data_dir)
+    store = Store(make_engine(url))
 
     async def run() -> T:
         try:
             await migrate(store.engine)
             return await fn(store)
+        except (DBAPIError, OSError) as exc:
+            shown = make_url(url).render_as_string(hide_password=True)
+            why = str(exc).splitlines()[0] or type(exc).__name__
+            raise click.ClickException(f"no editgate database at {shown} ({why}): check DATABASE_URL") from None
         finally:
             await store.engine.dispose()
 
     return asyncio.run(run())
+
+
+def _tenant_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    from router.storage.store import TENANT_NAME, TENANT_NAME_RULE
+
+    if value is not None and not TENANT_NAME.match(value):
+        raise click.BadParameter(f"{value!r}: {TENANT_NAME_RULE}")
+    return value
 
 
 @main.group()
@@ -134,12 +157,17 @@ def _with_db(fn):  # type: ignore[no-untyped-def]
 
 
 @keys.command("create")
-@click.option("--tenant", required=True, help="Tenant name; created if new.")
+@click.option("--tenant", callback=_tenant_name, help="Tenant name; created if new. [admin with --admin]")
+@click.option("--admin", is_flag=True, help="An admin key: the whole policy, its reload status, guarded /metrics.")
 @_with_db
-def keys_create(tenant: str, data_dir: Path | None, database_url: str | None) -> None:
+def keys_create(tenant: str | None, admin: bool, data_dir: Path | None, database_url: str | None) -> None:
     """Print a new key for TENANT, once: it is the last word of the output."""
-    key = _with_store(data_dir, database_url, lambda store: store.create_key(tenant))
-    click.echo(f"Created a key for tenant {tenant}. It is shown only now: {key}")
+    if tenant is None and not admin:
+        raise click.UsageError("say whose key it is: --tenant NAME (or --admin for an operator's key)")
+    tenant = tenant or "admin"
+    key = _with_store(data_dir, database_url, lambda store: store.create_key(tenant, admin=admin))
+    scope = "an admin key" if admin else "a key"
+    click.echo(f"Created {scope} for tenant {tenant}. It is shown only now: {key}")
 
 
 @keys.command("revoke")
@@ -156,9 +184,9 @@ def keys_revoke(key_or_prefix: str, data_dir: Path | None, database_url: str | N
 @keys.command("list")
 @_with_db
 def keys_list(data_dir: Path | None, database_url: str | None) -> None:
-    """Tenants, key prefixes and whether each key is active."""
-    for tenant, prefix, _created, revoked in _with_store(data_dir, database_url, lambda store: store.list_keys()):
-        click.echo(f"{tenant}\t{prefix}\t{'revoked' if revoked else 'active'}")
+    """Tenants, key prefixes, scope and whether each key is active."""
+    for tenant, prefix, admin, _created, revoked in _with_store(data_dir, database_url, lambda s: s.list_keys()):
+        click.echo(f"{tenant}\t{prefix}\t{'admin' if admin else 'tenant'}\t{'revoked' if revoked else 'active'}")
 
 
 @main.group()
@@ -326,7 +354,8 @@ def edit(
     api_key: str | None,
     timeout: float,
 ) -> None:
-    """Send IMAGE (with --mask) to a running editgate and save the result."""
+    """Send IMAGE (with --mask) to a running editgate and save the result (--out, or IMAGE.edited.FORMAT in
+    the current directory)."""
     fields = {
         "prompt": prompt,
         "mode": mode,
@@ -353,7 +382,7 @@ def edit(
             err = body.get("error", {})
             raise click.ClickException(f"{resp.status_code} {err.get('code')}: {err.get('message')}")
         result = body["images"][0]
-        target = out or image.with_name(f"{image.stem}.edited.{result['format']}")
+        target = out or Path.cwd() / f"{image.stem}.edited.{result['format']}"
         target.write_bytes(client.get(result["url"], headers=headers).content)
     summary = {
         "out": str(target),

@@ -70,6 +70,9 @@ class PolicyReloader:
         self.path = path
         self.apply = apply
         self.loaded_at = time.time()
+        self.failed_at: float | None = None
+        self.error: list[str] | None = None
+        """Why the last reload was refused (None once a reload succeeds): the running policy is older than the file."""
         self._mtime = path.stat().st_mtime if path and path.exists() else None
 
     def reload(self) -> bool:
@@ -80,12 +83,18 @@ class PolicyReloader:
             text = self.path.read_text()
             policy = parse_policy(text)
         except (OSError, ValueError, yaml.YAMLError) as exc:
-            log.error("policy_rejected", path=str(self.path), errors=explain_error(text, exc), kept="running policy")
+            self.failed_at, self.error = time.time(), explain_error(text, exc)
+            log.error("policy_rejected", path=str(self.path), errors=self.error, kept="running policy")
             return False
         self.apply(policy)
-        self.loaded_at = time.time()
+        self.loaded_at, self.error = time.time(), None
         log.info("policy_reloaded", path=str(self.path), version=policy.version, digest=policy.digest)
         return True
+
+    def status(self) -> dict[str, Any]:
+        """What an operator needs to know: when the running policy was loaded, and a refused reload's errors."""
+        return {"path": str(self.path) if self.path else None, "loaded_at": self.loaded_at,
+                "failed_at": self.failed_at, "error": self.error}  # fmt: skip
 
     async def watch(self, interval_s: float = 1.0) -> None:
         while self.path is not None:

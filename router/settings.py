@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     image_workers: int = Field(default_factory=_default_workers, description="Threads for image work.")
     request_timeout_s: float = Field(600.0, description="Overall deadline of one edit, all attempts included.")
     log_level: str = "info"
+    metrics_auth: bool = Field(False, description="Serve /metrics only to admin keys (`editgate keys create --admin`).")
     metrics_tenant_labels: bool = Field(False, description="Add a tenant label to request and cost metrics.")
     log_content: bool = Field(False, description="Log prompts (never image bytes). Off by default for privacy.")
     feather_px: int = Field(3, description="Feather width of mask-lock compositing, in pixels.")

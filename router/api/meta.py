@@ -8,6 +8,7 @@ from typing import Any
 from litestar import Request, Response, get
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from router.auth import metrics_guard
 from router.chips import CHIP_SENTENCES
 from router.service import Gateway
 
@@ -30,7 +31,7 @@ async def readyz(request: Request) -> Response[dict[str, Any]]:
     return Response({"status": "ok" if ok else "not_ready", **checks}, status_code=200 if ok else 503)
 
 
-@get("/metrics", summary="Prometheus metrics", tags=["meta"], media_type=CONTENT_TYPE_LATEST)
+@get("/metrics", summary="Prometheus metrics", tags=["meta"], media_type=CONTENT_TYPE_LATEST, guards=[metrics_guard])
 async def metrics(request: Request) -> Response[bytes]:
     gw: Gateway = request.app.state.gateway
     return Response(gw.metrics.exposition(gw.resources.breakers.states()), media_type=CONTENT_TYPE_LATEST)

@@ -7,8 +7,9 @@ from typing import Any
 
 from litestar import Request, get, post
 
+from policies.view import tenant_view
 from router.api.openapi import EditOperation
-from router.auth import TenantId
+from router.auth import CallerDep, TenantId
 from router.intake.prepare import prepare
 from router.intake.request import parse_edit_request
 from router.service import Gateway, route, usage_inputs
@@ -37,10 +38,16 @@ async def explain_route(request: Request, tenant: TenantId) -> dict[str, Any]:
 
 
 @get("/v1/policy", summary="The running routing policy", tags=["routing"])
-async def get_policy(request: Request, tenant: TenantId) -> dict[str, Any]:
+async def get_policy(request: Request, caller: CallerDep) -> dict[str, Any]:
+    """An admin key sees the whole policy and its reload status; a tenant's key sees what applies to it."""
     gw: Gateway = request.app.state.gateway
     policy = gw.policy
     reloader = getattr(request.app.state, "reloader", None)
+    if not caller.admin:
+        view = tenant_view(policy, caller.tenant, gw.providers)
+        breakers = gw.resources.breakers.states()
+        return {**view, "forced_provider": gw.forced_provider,
+                "breakers": {name: state for name, state in breakers.items() if name in view["providers"]}}  # fmt: skip
     return {
         "version": policy.version,
         "digest": policy.digest,
@@ -55,4 +62,5 @@ async def get_policy(request: Request, tenant: TenantId) -> dict[str, Any]:
         "budgets": policy.budgets.model_dump(),
         "breakers": gw.resources.breakers.states(),
         "pricing_version": gw.prices.version,
+        "reload": reloader.status() if reloader else None,
     }

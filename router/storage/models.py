@@ -1,6 +1,6 @@
 """Tables. Every row belongs to a tenant; times are UTC epoch seconds (one type on SQLite and PostgreSQL).
 
-tenants ─┬─ api_keys            (hashes only)
+tenants ─┬─ api_keys            (hashes only; an admin flag)
          ├─ sessions ─┬─ versions (a tree by parent_number; v0 is the uploaded source)
          │            │   └─ feedback (accepted / rejected / 1-5; the latest counts)
          │            └─ blobs    (which content-addressed files the session uses)
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -35,6 +35,8 @@ class ApiKey(Base):
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
+    admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Admin scope: the whole policy (every tenant's budget and rules), its reload status, guarded /metrics."""
     created_at: Mapped[float] = mapped_column(Float)
     revoked_at: Mapped[float | None] = mapped_column(Float, default=None)
 

@@ -23,6 +23,9 @@ from router.storage.models import ApiKey, Attempt, Blob, EditSession, Feedback, 
 
 DEV_TENANT = "dev"
 TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}$")
+TENANT_NAME_RULE = (
+    "a tenant name is 1-40 characters: lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
+)
 SESSION_ID = re.compile(r"^ses_[0-9a-f]{32}$")
 VERSION_ID = re.compile(r"^ver_[0-9a-f]{32}$")
 MAX_INT32 = 2**31 - 1
@@ -71,15 +74,15 @@ class Store:
                 return await db.scalar(select(Tenant.id).where(Tenant.name == name))  # type: ignore[return-value]
             return tenant_id
 
-    async def create_key(self, tenant_name: str) -> str:
-        """A new key, returned once; only its hash is stored."""
+    async def create_key(self, tenant_name: str, admin: bool = False) -> str:
+        """A new key, returned once; only its hash is stored. ``admin`` adds the operator's scope."""
         if not TENANT_NAME.match(tenant_name):
-            raise ValueError("a tenant name is 1-40 characters: lowercase letters, digits, '.', '_' or '-'")
+            raise ValueError(TENANT_NAME_RULE)
         tenant_id = await self.ensure_tenant(tenant_name)
         key = "eg_" + secrets.token_urlsafe(32)
         async with self.tx() as db:
             db.add(ApiKey(id=new_id("key"), tenant_id=tenant_id, key_hash=hash_key(key), prefix=key[:10],
-                          created_at=time.time()))  # fmt: skip
+                          admin=admin, created_at=time.time()))  # fmt: skip
             await db.commit()
         return key
 
@@ -92,18 +95,25 @@ class Store:
             await db.commit()
             return result.rowcount  # type: ignore[attr-defined]
 
-    async def list_keys(self) -> list[tuple[str, str, float, float | None]]:
+    async def list_keys(self) -> list[tuple[str, str, bool, float, float | None]]:
+        """(tenant, prefix, admin, created_at, revoked_at) of every key."""
         async with self.tx() as db:
             rows = await db.execute(
-                select(Tenant.name, ApiKey.prefix, ApiKey.created_at, ApiKey.revoked_at).join(Tenant)
+                select(Tenant.name, ApiKey.prefix, ApiKey.admin, ApiKey.created_at, ApiKey.revoked_at).join(Tenant)
             )
             return [tuple(r) for r in rows]  # type: ignore[misc]
 
-    async def tenant_for_key(self, key: str) -> str | None:
+    async def caller_for_key(self, key: str) -> tuple[str, bool] | None:
+        """The tenant an active key belongs to and whether it carries the admin scope."""
         async with self.tx() as db:
-            return await db.scalar(
-                select(ApiKey.tenant_id).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
-            )
+            row = (
+                await db.execute(
+                    select(ApiKey.tenant_id, ApiKey.admin).where(
+                        ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None)
+                    )
+                )
+            ).first()
+            return (row[0], bool(row[1])) if row else None
 
     async def keys_ever_created(self) -> bool:
         """Auth is enforced from the first key on, for good: revoking the last key must not reopen the gateway."""
