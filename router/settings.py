@@ -25,7 +25,9 @@ class Limits(BaseSettings):
     max_file_bytes: int = Field(50 * 1024 * 1024, description="One uploaded image.")
     max_mask_bytes: int = Field(8 * 1024 * 1024, description="The mask image.")
     max_edge: int = Field(8192, description="Longest edge of any input image, in pixels.")
-    max_megapixels: float = Field(40.0, description="Decoded size of any input image (decompression bombs).")
+    max_megapixels: float = Field(
+        40.0, description="Decoded size of any input image (decompression bombs), output or outpaint canvas."
+    )
     max_output_edge: int = Field(8192, description="Longest edge of a requested output or outpaint canvas.")
     max_prompt_chars: int = Field(32_000, description="Prompt length in characters.")
     max_references: int = Field(8, description="Reference images per request.")
