@@ -25,6 +25,7 @@ from router.api.routing import explain_route, get_policy
 from router.api.sessions import SESSION_HANDLERS
 from router.auth import resolve_tenant
 from router.blobs import DiskBlobStore
+from router.body_deadline import body_deadline
 from router.breaker import Breakers
 from router.errors import EXCEPTION_HANDLERS
 from router.executor import Resources
@@ -130,7 +131,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         dependencies={"tenant": Provide(resolve_tenant)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        middleware=[request_id_middleware],
+        middleware=[request_id_middleware, body_deadline(settings.body_read_timeout_s)],
         lifespan=[lifespan],
         request_max_body_size=settings.limits.max_request_bytes,
         openapi_config=OpenAPIConfig(

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     )
     image_workers: int = Field(default_factory=_default_workers, description="Threads for image work.")
     request_timeout_s: float = Field(600.0, description="Overall deadline of one edit, all attempts included.")
+    body_read_timeout_s: float = Field(
+        30.0, gt=0, description="A client gets this long (waiting time, in total) to send its request body, else 408."
+    )
     log_level: str = "info"
     metrics_tenant_labels: bool = Field(False, description="Add a tenant label to request and cost metrics.")
     log_content: bool = Field(False, description="Log prompts (never image bytes). Off by default for privacy.")
