@@ -15,6 +15,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from policies import Policy
+from providers.decode_budget import DECODE_BUDGET
 from providers.pricing import load_prices
 from router.api.compare import compare_providers, experiment_report, feedback
 from router.api.edits import create_edit, get_edit
@@ -46,6 +47,7 @@ log = structlog.get_logger("editgate.app")
 def build_gateway(settings: Settings) -> Gateway:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     workers = ImageWorkers(settings.image_workers)
+    DECODE_BUDGET.resize(settings.decode_budget_megapixels)
     policy = read_policy(settings.policy_file)
     engine = make_engine(database_url(settings.database_url, settings.data_dir))
     gateway = Gateway(

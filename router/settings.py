@@ -46,6 +46,9 @@ class Settings(BaseSettings):
         None, description="Base URL used in returned file links; defaults to the request's own host."
     )
     image_workers: int = Field(default_factory=_default_workers, description="Threads for image work.")
+    decode_budget_megapixels: float = Field(
+        100.0, gt=0, description="Pixels that concurrent decodes may hold at once, process-wide (memory bound)."
+    )
     request_timeout_s: float = Field(600.0, description="Overall deadline of one edit, all attempts included.")
     body_read_timeout_s: float = Field(
         30.0, gt=0, description="A client gets this long (waiting time, in total) to send its request body, else 408."

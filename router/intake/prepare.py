@@ -102,8 +102,8 @@ def _outpaint(req: EditRequest, source: LoadedImage, limits: Limits) -> tuple[Im
     check_output_size(target, limits, "aspect" if req.aspect else "size")
     canvas, edit, _ = build_canvas(source.blob.decoded(), target, req.anchor)
     tw, th = target
-    work = ImageBlob(data=encode(canvas, "png"), mime="image/png", width=tw, height=th, pixels=canvas)
-    mask_blob = ImageBlob(data=alpha_mask_png(edit), mime="image/png", width=tw, height=th, pixels=edit)
+    work = ImageBlob(data=encode(canvas, "png"), mime="image/png", width=tw, height=th)
+    mask_blob = ImageBlob(data=alpha_mask_png(edit), mime="image/png", width=tw, height=th)
     return work, Mask(blob=mask_blob, convention="alpha", coverage=float(edit.mean()))
 
 
@@ -160,6 +160,8 @@ def prepare(req: EditRequest, raw: RawInputs, limits: Limits, tenant: str | None
         tenant=tenant,
         requested_provider=req.provider,
     )
+    for blob in (source.blob, work, *(r.blob for r in refs), *([mask.blob] if mask else [])):
+        blob.pixels = None  # decoded again on demand, under the decode budget: a queued edit holds no pixels
     return PreparedEdit(
         request=req,
         chips=chips,
