@@ -16,6 +16,8 @@ import numpy as np
 import pyvips
 from PIL import Image
 
+from providers.decode_budget import DECODE_BUDGET
+
 pyvips.cache_set_max(0)  # no operation cache: it would keep past requests' images alive
 pyvips.concurrency_set(1)  # the gateway's worker pool already runs one image job per core
 logging.getLogger("pyvips").setLevel(logging.WARNING)  # its debug lines print arguments, image buffers included
@@ -62,19 +64,20 @@ def flatten(img: Image.Image, color: tuple[int, int, int] = (255, 255, 255)) -> 
 def decode(data: bytes) -> np.ndarray:
     """Decode provider output or validated uploads (images, but not necessarily sane ones) to RGB or RGBA uint8."""
     try:
-        img = pyvips.Image.new_from_buffer(data, "", access="sequential", fail_on="error")
+        img = pyvips.Image.new_from_buffer(data, "", access="sequential", fail_on="error")  # the header only
         if (
             img.format == "uchar" and img.bands in (3, 4) and img.interpretation == "srgb"
             and img.width * img.height <= _MAX_FAST_PIXELS
         ):  # fmt: skip
-            return img.numpy()
+            with DECODE_BUDGET.hold(img.width, img.height):
+                return img.numpy()
     except pyvips.Error:
         pass  # damaged or unusual: Pillow decodes it or raises the error callers handle
     return _pil_decode(data)
 
 
 def _pil_decode(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as img:
+    with Image.open(io.BytesIO(data)) as img, DECODE_BUDGET.hold(*img.size):
         img.load()
         if img.mode not in ("RGB", "RGBA"):
             img = img.convert("RGBA" if "A" in img.getbands() or "transparency" in img.info else "RGB")

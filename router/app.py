@@ -15,6 +15,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from policies import Policy
+from providers.decode_budget import DECODE_BUDGET
 from providers.pricing import load_prices
 from router.api.compare import compare_providers, experiment_report, feedback
 from router.api.edits import create_edit, get_edit
@@ -25,6 +26,7 @@ from router.api.routing import explain_route, get_policy
 from router.api.sessions import SESSION_HANDLERS
 from router.auth import provide_caller, provide_tenant
 from router.blobs import DiskBlobStore
+from router.body_deadline import body_deadline
 from router.breaker import Breakers
 from router.errors import EXCEPTION_HANDLERS
 from router.executor import Resources
@@ -45,6 +47,7 @@ log = structlog.get_logger("editgate.app")
 def build_gateway(settings: Settings) -> Gateway:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     workers = ImageWorkers(settings.image_workers)
+    DECODE_BUDGET.resize(settings.decode_budget_megapixels)
     policy = read_policy(settings.policy_file)
     engine = make_engine(database_url(settings.database_url, settings.data_dir))
     gateway = Gateway(
@@ -130,7 +133,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         dependencies={"tenant": Provide(provide_tenant), "caller": Provide(provide_caller)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        middleware=[request_id_middleware],
+        middleware=[request_id_middleware, body_deadline(settings.body_read_timeout_s)],
         lifespan=[lifespan],
         request_max_body_size=settings.limits.max_request_bytes,
         openapi_config=OpenAPIConfig(

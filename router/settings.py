@@ -25,7 +25,9 @@ class Limits(BaseSettings):
     max_file_bytes: int = Field(50 * 1024 * 1024, description="One uploaded image.")
     max_mask_bytes: int = Field(8 * 1024 * 1024, description="The mask image.")
     max_edge: int = Field(8192, description="Longest edge of any input image, in pixels.")
-    max_megapixels: float = Field(40.0, description="Decoded size of any input image (decompression bombs).")
+    max_megapixels: float = Field(
+        40.0, description="Decoded size of any input image (decompression bombs), output or outpaint canvas."
+    )
     max_output_edge: int = Field(8192, description="Longest edge of a requested output or outpaint canvas.")
     max_prompt_chars: int = Field(32_000, description="Prompt length in characters.")
     max_references: int = Field(8, description="Reference images per request.")
@@ -44,7 +46,13 @@ class Settings(BaseSettings):
         None, description="Base URL used in returned file links; defaults to the request's own host."
     )
     image_workers: int = Field(default_factory=_default_workers, description="Threads for image work.")
+    decode_budget_megapixels: float = Field(
+        100.0, gt=0, description="Pixels that concurrent decodes may hold at once, process-wide (memory bound)."
+    )
     request_timeout_s: float = Field(600.0, description="Overall deadline of one edit, all attempts included.")
+    body_read_timeout_s: float = Field(
+        30.0, gt=0, description="A client gets this long (waiting time, in total) to send its request body, else 408."
+    )
     log_level: str = "info"
     metrics_auth: bool = Field(False, description="Serve /metrics only to admin keys (`editgate keys create --admin`).")
     metrics_tenant_labels: bool = Field(False, description="Add a tenant label to request and cost metrics.")

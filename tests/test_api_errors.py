@@ -116,7 +116,7 @@ CASES: list[tuple[str, Callable[[httpx.Client], httpx.Response], int, str, str |
         "size too large",
         lambda c: _post(c, mask=COFFEE_MASK, size="9000x100"),
         422,
-        "invalid_parameter",
+        "output_too_large",
         "size",
     ),
     (

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageCms, ImageOps
 
 from providers.base import ImageBlob
+from providers.decode_budget import DECODE_BUDGET
 from providers.imaging import MIME, encode
 from router.errors import ApiError
 from router.intake.metadata import StripError, strip_metadata
@@ -178,6 +179,12 @@ def load_image(data: bytes, param: str, limits: Limits, max_bytes: int | None = 
     header = _open(data, fmt, param, limits)
     if passed := _pass_through(data, fmt, header):
         return passed
+    with DECODE_BUDGET.hold(*header.size):  # decoding, conversions and the re-encode all hold pixels
+        return _normalized(header, data, fmt, param)
+
+
+def _normalized(header: Image.Image, data: bytes, fmt: str, param: str) -> LoadedImage:
+    """Decode once, orient, normalize colour; the stored bytes are the upload stripped, or a lossless PNG."""
     img = _decode(header, fmt, param)
     if getattr(img, "n_frames", 1) > 1:
         img.seek(0)

@@ -59,13 +59,8 @@ def _check_cheap(req: EditRequest, raw: RawInputs, limits: Limits) -> list[str]:
             "reference",
         )
     size = req.explicit_size()
-    if size and max(size) > limits.max_output_edge:
-        raise ApiError(
-            422,
-            "invalid_parameter",
-            f"size: the longest edge may be at most {limits.max_output_edge}.",
-            "size",
-        )
+    if size:
+        check_output_size(size, limits, "size")
     if req.background == "transparent" and req.output_format == "jpeg":
         raise ApiError(422, "invalid_parameter", "JPEG cannot carry transparency; use png or webp.", "background")
     if req.mode == "outpaint":
@@ -83,26 +78,32 @@ def _check_cheap(req: EditRequest, raw: RawInputs, limits: Limits) -> list[str]:
     return validate_chips(req.protect)
 
 
+def check_output_size(size: tuple[int, int], limits: Limits, param: str) -> None:
+    """An output or canvas is refused by its size alone, before anything of that size is allocated: a tiny
+    upload asking for a huge canvas would otherwise cost as much memory as a huge upload."""
+    w, h = size
+    if max(w, h) > limits.max_output_edge or w * h > limits.max_megapixels * 1e6:
+        raise ApiError(
+            422,
+            "output_too_large",
+            f"{param}: the output would be {w}x{h} ({w * h / 1e6:.1f} megapixels); the limit is "
+            f"{limits.max_output_edge} px on the longest edge and {limits.max_megapixels:g} megapixels.",
+            param,
+        )
+
+
 def _outpaint(req: EditRequest, source: LoadedImage, limits: Limits) -> tuple[ImageBlob, Mask]:
-    pixels = source.blob.decoded()
-    h, w = pixels.shape[:2]
+    w, h = source.blob.width, source.blob.height
     if req.aspect:
         aw, ah = (int(x) for x in req.aspect.split(":"))
         target = size_for_aspect(w, h, aw, ah)
     else:
         target = req.explicit_size() or (w, h)
-    if max(target) > limits.max_output_edge:
-        raise ApiError(
-            422,
-            "invalid_parameter",
-            f"The outpaint canvas would be {target[0]}x{target[1]}; the longest edge may be at most "
-            f"{limits.max_output_edge}.",
-            "aspect" if req.aspect else "size",
-        )
-    canvas, edit, _ = build_canvas(pixels, target, req.anchor)
+    check_output_size(target, limits, "aspect" if req.aspect else "size")
+    canvas, edit, _ = build_canvas(source.blob.decoded(), target, req.anchor)
     tw, th = target
-    work = ImageBlob(data=encode(canvas, "png"), mime="image/png", width=tw, height=th, pixels=canvas)
-    mask_blob = ImageBlob(data=alpha_mask_png(edit), mime="image/png", width=tw, height=th, pixels=edit)
+    work = ImageBlob(data=encode(canvas, "png"), mime="image/png", width=tw, height=th)
+    mask_blob = ImageBlob(data=alpha_mask_png(edit), mime="image/png", width=tw, height=th)
     return work, Mask(blob=mask_blob, convention="alpha", coverage=float(edit.mean()))
 
 
@@ -159,6 +160,8 @@ def prepare(req: EditRequest, raw: RawInputs, limits: Limits, tenant: str | None
         tenant=tenant,
         requested_provider=req.provider,
     )
+    for blob in (source.blob, work, *(r.blob for r in refs), *([mask.blob] if mask else [])):
+        blob.pixels = None  # decoded again on demand, under the decode budget: a queued edit holds no pixels
     return PreparedEdit(
         request=req,
         chips=chips,
