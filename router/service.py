@@ -87,7 +87,7 @@ class Gateway:
         self.policy = policy
         self.resources.max_concurrency = {n: p.max_concurrency for n, p in policy.providers.items()}
         self.resources.retries = {n: p.retries for n, p in policy.providers.items()}
-        self.resources.breakers.settings = policy.breaker
+        self.resources.breakers.configure(policy.breaker)
 
     def options(self, provider: str) -> dict[str, Any]:
         settings = self.policy.providers.get(provider)
@@ -325,7 +325,7 @@ class EditRun:
         try:
             outcome = await execute(
                 decision, gw.providers, lambda c: _job(p, c, min(c.timeout_s, deadline), previous), deadline,
-                gw.resources,
+                gw.resources, attempts=self.route_info.attempts,  # kept if this request is cancelled meanwhile
             )  # fmt: skip
         except ExecutionFailed as failed:
             raise await self.fail(failed.error, failed.attempts) from None
