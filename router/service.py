@@ -45,7 +45,7 @@ from router.models import (
 from router.normalize import NormalizedImage, normalize
 from router.settings import Settings
 from router.storage.models import Version
-from router.storage.store import SessionGone, Store
+from router.storage.store import SessionGone, Spend, Store
 from router.workers import ImageWorkers
 
 log = structlog.get_logger("editgate.edit")
@@ -229,15 +229,16 @@ def start_of_utc_day(now: float) -> float:
 
 
 async def route(gw: Gateway, p: PreparedEdit, tenant: str, session_id: str | None,
-                session_provider: str | None) -> RouteDecision:  # fmt: skip
-    """Everything that varies, gathered for the pure engine: health, spend, estimates, sticky keys."""
+                session_provider: str | None, shadow: bool = False) -> RouteDecision:  # fmt: skip
+    """Everything that varies, gathered for the pure engine: health, spend, estimates, sticky keys.
+    ``shadow``: the operator's shadow traffic, which no tenant budget limits."""
     features = p.features.model_copy(update={"session_provider": session_provider, "tenant": tenant})
     names = list(gw.providers)
     estimates = estimates_for(gw.policy, names, p, gw.prices)
     spent = (
         await gw.store.spent_since(tenant, start_of_utc_day(time.time()))
-        if gw.policy.budgets.limit_for(tenant) is not None
-        else 0.0
+        if gw.policy.budgets.limit_for(tenant) is not None and not shadow
+        else Spend()
     )
     return decide(
         features,
@@ -246,8 +247,10 @@ async def route(gw: Gateway, p: PreparedEdit, tenant: str, session_id: str | Non
         capabilities={name: prov.capabilities for name, prov in gw.providers.items()},
         health=gw.resources.breakers.health(names),
         estimates=estimates,
-        spent_today_usd=spent,
+        spent_today_usd=spent.tenant_usd,
+        shadow_today_usd=spent.shadow_usd,
         keys={"tenant": tenant, "session": session_id, "key": p.request.experiment_key},
+        shadow=shadow,
     )
 
 
@@ -296,7 +299,8 @@ class EditRun:
 
     async def complete(self) -> EditResponse:
         gw, p = self.gw, self.p
-        decision = self.decision = await route(gw, p, self.target.tenant, self.session_id, self.parent.provider)
+        decision = self.decision = await route(gw, p, self.target.tenant, self.session_id, self.parent.provider,
+                                               shadow=self.target.shadow_of is not None)  # fmt: skip
         self.route_info = RouteInfo(
             rule=decision.rule,
             policy_version=decision.policy_version,
