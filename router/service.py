@@ -43,6 +43,7 @@ from router.models import (
     RouteInfo,
 )
 from router.normalize import NormalizedImage, normalize
+from router.registry import in_use
 from router.settings import Settings
 from router.storage.models import Version
 from router.storage.store import SessionGone, Spend, Store
@@ -327,10 +328,11 @@ class EditRun:
         previous = self.parent.chain_response_id if chained else None
         deadline = decision.deadline_s or gw.settings.request_timeout_s
         try:
-            outcome = await execute(
-                decision, gw.providers, lambda c: _job(p, c, min(c.timeout_s, deadline), previous), deadline,
-                gw.resources, attempts=self.route_info.attempts,  # kept if this request is cancelled meanwhile
-            )  # fmt: skip
+            async with in_use(gw.providers) as providers:  # a reload closes replaced clients only after this
+                outcome = await execute(
+                    decision, providers, lambda c: _job(p, c, min(c.timeout_s, deadline), previous), deadline,
+                    gw.resources, attempts=self.route_info.attempts,  # kept if this request is cancelled meanwhile
+                )  # fmt: skip
         except ExecutionFailed as failed:
             raise await self.fail(failed.error, failed.attempts) from None
         t_provider = time.perf_counter()
