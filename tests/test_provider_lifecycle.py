@@ -35,8 +35,8 @@ def test_a_reload_closes_the_replaced_clients_after_their_calls_finish(
     openai_client = first["openai-images"]._client
     gemini_http = _gemini_http(first)
     with serve_in_thread(app) as url, ThreadPoolExecutor(1) as pool:
+        faults("images", hang=1.0, hang_s=5, max_faults=1)  # (re)configuring also resets the emulator's counts
         before = httpx.get(f"{emulator}/_emulator/stats").json()["requests"]["images"]
-        faults("images", hang=1.0, hang_s=5, max_faults=1)
         in_flight = pool.submit(pro_edit, url)
         wait_until(lambda: httpx.get(f"{emulator}/_emulator/stats").json()["requests"]["images"] > before)
         policy_file(tmp_path, version="replaced")
