@@ -6,7 +6,8 @@ explain endpoint, a replica and a replay all get exactly the decision a real req
     route  = request.provider | IMAGE_EDIT_PROVIDER | first matching rule | default
     route  = experiment arm, when one applies to the chosen rule
     drop     unknown, disabled, incapable or unhealthy candidates (each with its reason)
-    budget   over the tenant's daily cap: downgrade to the cheapest capable candidate, or refuse (402)
+    budget   over the tenant's daily cap: downgrade to the cheapest capable candidate, or refuse (402);
+             a free call never exceeds a budget, and shadow traffic (the operator's) is not under one
 """
 
 from __future__ import annotations
@@ -175,9 +176,14 @@ def decide(
     health: Mapping[str, bool] | None = None,
     estimates: Mapping[str, float | None] | None = None,
     spent_today_usd: float = 0.0,
+    shadow_today_usd: float = 0.0,
     keys: Mapping[str, str | None] | None = None,
+    shadow: bool = False,
 ) -> RouteDecision:
-    """Choose ordered candidates; drop (and say why) any that is unknown, disabled, incapable or unhealthy."""
+    """Choose ordered candidates; drop (and say why) any that is unknown, disabled, incapable or unhealthy.
+
+    ``spent_today_usd`` is the tenant's own spend; ``shadow_today_usd`` (reported, never counted) its
+    shadow traffic. ``shadow``: this request is shadow traffic, which no tenant budget limits."""
     health, estimates, keys = health or {}, estimates or {}, keys or {}
     forced = forced_provider if forced_provider not in (None, "", "auto") else None
     rule_name, rule, names, trace = _route(features, policy, forced)
@@ -212,7 +218,20 @@ def decide(
             )
         )
         return decision
-    return _apply_budget(decision, features, policy, capabilities, health, estimates, spent_today_usd)
+    if shadow:
+        return decision
+    decision = _apply_budget(decision, features, policy, capabilities, health, estimates, spent_today_usd)
+    if decision.budget is not None:
+        decision.budget.shadow_usd = round(shadow_today_usd, 6)
+    return decision
+
+
+def _exceeds(spent: float, limit: float, estimate: float | None) -> bool:
+    """Would this call take the tenant past its limit? A free one never does; one of unknown cost does
+    once the limit is reached."""
+    if estimate == 0:
+        return False
+    return spent >= limit or (estimate is not None and spent + estimate > limit)
 
 
 def _over_budget(decision: RouteDecision, why: str) -> RouteDecision:
@@ -234,10 +253,11 @@ def _apply_budget(
     if limit is None:
         return decision
     first = decision.candidates[0].estimate_usd
-    over = spent >= limit or (first is not None and spent + first > limit)
     check = BudgetCheck(limit_usd=limit, spent_usd=round(spent, 6), estimate_usd=first, action="within")
     decision.budget = check
-    if not over:
+    if not _exceeds(spent, limit, first):
+        if spent >= limit:  # a free first candidate: its fallbacks may not spend past the budget either
+            decision.candidates = [c for c in decision.candidates if not _exceeds(spent, limit, c.estimate_usd)]
         return decision
     if policy.budgets.on_exceed == "reject":
         check.action = "reject"

@@ -206,6 +206,9 @@ class BudgetCheck(BaseModel):
     spent_usd: float
     estimate_usd: float | None
     action: Literal["within", "downgrade", "reject"]
+    shadow_usd: float = Field(
+        0.0, description="Today's shadow traffic for this tenant: the operator's experiment, not in spent_usd."
+    )
 
 
 class Refusal(BaseModel):

@@ -25,16 +25,28 @@ REGION_SENTENCE = (
 )
 
 
+def make_http_client(connect_timeout_s: float = 10.0) -> httpx.AsyncClient:
+    """The long read timeout image calls need."""
+    return httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=connect_timeout_s))
+
+
 def make_client(api_key: str, base_url: str | None, http_client: httpx.AsyncClient | None = None,
                 connect_timeout_s: float = 10.0) -> genai.Client:  # fmt: skip
-    """SDK retries off (the executor owns them); the long read timeout image calls need."""
+    """SDK retries off (the executor owns them)."""
     options = types.HttpOptions(
         base_url=base_url,
         timeout=300_000,
         retry_options=types.HttpRetryOptions(attempts=1),
-        httpx_async_client=http_client or httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=connect_timeout_s)),
+        httpx_async_client=http_client or make_http_client(connect_timeout_s),
     )
     return genai.Client(api_key=api_key, http_options=options)
+
+
+async def close_client(client: genai.Client, http_client: httpx.AsyncClient) -> None:
+    """google-genai closes only the clients it made (its async and sync ones): the one we gave it, too."""
+    await client.aio.aclose()
+    client.close()
+    await http_client.aclose()
 
 
 def _map_error(exc: Exception, provider: str) -> ProviderError:

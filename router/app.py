@@ -33,7 +33,7 @@ from router.executor import Resources
 from router.logging import request_id_middleware
 from router.metrics import Metrics
 from router.policy_source import PolicyReloader, read_policy
-from router.registry import build_providers
+from router.registry import ProviderSet, build_providers
 from router.service import Gateway
 from router.sessions import sweeper
 from router.settings import Settings
@@ -68,8 +68,11 @@ def build_gateway(settings: Settings) -> Gateway:
 
 def _apply_policy(gateway: Gateway) -> Callable[[Policy], None]:
     def apply(policy: Policy) -> None:
+        replaced = gateway.providers
         gateway.providers = build_providers(gateway.settings, policy, gateway.workers.run)
         gateway.set_policy(policy)
+        if isinstance(replaced, ProviderSet):  # its clients close once the calls still using them end
+            gateway.spawn(replaced.retire(), "close replaced providers")
 
     return apply
 
@@ -111,6 +114,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             for task in tasks:
                 task.cancel()
+            if isinstance(gateway.providers, ProviderSet):
+                await gateway.providers.retire()
             await gateway.store.engine.dispose()
 
     return Litestar(

@@ -2,6 +2,10 @@
 
 Their state is the ``health`` the policy engine reads, so an open breaker drops its provider from
 new decisions without any call being made. Times are monotonic.
+
+Every :meth:`Breaker.begin` must end in :meth:`Breaker.record` (the call was made: it succeeded or
+failed, and a call cut short by a deadline or cancellation failed) or :meth:`Breaker.release` (no call
+was made): a half-open probe that ended in neither would keep the provider locked out for good.
 """
 
 from __future__ import annotations
@@ -24,6 +28,11 @@ class Breaker:
         self._consecutive = 0
         self._opened_at: float | None = None
         self._probe_out = False
+
+    def configure(self, settings: BreakerSettings) -> None:
+        """New thresholds, window and cool-down (a policy reload), keeping the recent outcomes and state."""
+        self.settings = settings
+        self._recent = deque(self._recent, maxlen=settings.window)
 
     @property
     def state(self) -> State:
@@ -48,6 +57,10 @@ class Breaker:
             return True
         return False
 
+    def release(self) -> None:
+        """Give back a claim that made no call (cancelled while queued): no verdict on the provider."""
+        self._probe_out = False
+
     def record(self, ok: bool) -> None:
         self._probe_out = False
         self._recent.append(ok)
@@ -70,13 +83,20 @@ class Breaker:
 
 
 class Breakers:
-    def __init__(self, settings: BreakerSettings) -> None:
+    def __init__(self, settings: BreakerSettings, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
+        self._clock = clock
         self._by_provider: dict[str, Breaker] = {}
+
+    def configure(self, settings: BreakerSettings) -> None:
+        """Apply reloaded settings to the breakers that exist and to those created later."""
+        self.settings = settings
+        for breaker in self._by_provider.values():
+            breaker.configure(settings)
 
     def get(self, provider: str) -> Breaker:
         if provider not in self._by_provider:
-            self._by_provider[provider] = Breaker(self.settings)
+            self._by_provider[provider] = Breaker(self.settings, self._clock)
         return self._by_provider[provider]
 
     def health(self, providers: list[str]) -> dict[str, bool]:

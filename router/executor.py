@@ -8,6 +8,9 @@
 - ``Rejected`` (safety): stop and tell the caller, unless the route opts into a fallback.
 - ``InvalidForProvider``: the next candidate. ``AuthError``: trip the breaker, next candidate.
 A provider whose breaker is open is skipped without a call.
+
+A call the route deadline (or a cancellation) cuts short counts as a breaker failure and is kept as an
+``ambiguous`` attempt, like a read timeout: the provider may have rendered and billed it.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ _STATUS = {
     "provider_error": 502,
 }
 MAX_BACKOFF_S = 8.0
+AMBIGUOUS = "ambiguous"
+"""The outcome of an attempt that may have been billed though no answer came (read timeout, deadline)."""
 
 
 @dataclass(slots=True)
@@ -94,8 +99,11 @@ async def execute(
     deadline_s: float,
     resources: Resources,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    attempts: list[Attempt] | None = None,
 ) -> Outcome:
-    attempts: list[Attempt] = []
+    """``attempts``: the list to append each attempt to, so a caller that is itself cancelled still
+    has the trace (and can ledger a call that may have billed)."""
+    attempts = [] if attempts is None else attempts
     last: ProviderError | None = None
     provider_ms = queue_ms = 0.0
     ends = time.monotonic() + deadline_s
@@ -111,17 +119,20 @@ async def execute(
                         attempts.append(Attempt(provider=name, model=candidate.model, outcome="skipped_circuit_open",
                                                 latency_ms=0.0))  # fmt: skip
                         break
+                    job = job_for(candidate)
                     queued = time.perf_counter()
+                    started: float | None = None
                     try:
                         async with resources.limiter(name):
                             started = time.perf_counter()
                             queue_ms += (started - queued) * 1000
-                            result = await providers[name].edit(job_for(candidate))
+                            result = await providers[name].edit(job)
                     except ProviderError as exc:
-                        ms = (time.perf_counter() - started) * 1000
+                        ms = (time.perf_counter() - (started or queued)) * 1000
                         provider_ms += ms
                         exc.provider = exc.provider or name
-                        attempts.append(Attempt(provider=name, model=candidate.model, outcome=exc.code,
+                        outcome = AMBIGUOUS if isinstance(exc, Unavailable) and exc.ambiguous else exc.code
+                        attempts.append(Attempt(provider=name, model=candidate.model, outcome=outcome,
                                                 error=exc.message, latency_ms=round(ms, 2)))  # fmt: skip
                         last = exc
                         if isinstance(exc, AuthError):
@@ -143,6 +154,17 @@ async def execute(
                                 tries += 1
                                 continue
                         break
+                    except BaseException:  # the deadline, a cancellation, or a defect in the adapter
+                        if started is None:
+                            breaker.release()  # still queued: no call was made
+                            raise
+                        breaker.record(False)
+                        ms = (time.perf_counter() - started) * 1000
+                        provider_ms += ms
+                        attempts.append(Attempt(provider=name, model=candidate.model, outcome=AMBIGUOUS,
+                                                error="cut short before the provider answered; it may have "
+                                                "rendered and billed", latency_ms=round(ms, 2)))  # fmt: skip
+                        raise
                     ms = (time.perf_counter() - started) * 1000
                     breaker.record(True)
                     attempts.append(
@@ -150,9 +172,10 @@ async def execute(
                     )
                     return Outcome(result, candidate, attempts, provider_ms + ms, queue_ms)
     except TimeoutError:
-        raise ExecutionFailed(
-            ApiError(504, "deadline_exceeded", f"No provider finished within {deadline_s:g} s."), attempts
-        ) from None
+        message = f"No provider finished within {deadline_s:g} s."
+        if attempts and attempts[-1].outcome == AMBIGUOUS:
+            message += f" The call to {attempts[-1].provider} was cut short: it may have rendered and billed."
+        raise ExecutionFailed(ApiError(504, "deadline_exceeded", message), attempts) from None
     if last is None:
         message = "Every candidate's circuit breaker is open; try again shortly."
         raise ExecutionFailed(ApiError(503, "providers_unavailable", message), attempts)

@@ -43,9 +43,10 @@ from router.models import (
     RouteInfo,
 )
 from router.normalize import NormalizedImage, normalize
+from router.registry import in_use
 from router.settings import Settings
 from router.storage.models import Version
-from router.storage.store import SessionGone, Store
+from router.storage.store import SessionGone, Spend, Store
 from router.workers import ImageWorkers
 
 log = structlog.get_logger("editgate.edit")
@@ -87,7 +88,7 @@ class Gateway:
         self.policy = policy
         self.resources.max_concurrency = {n: p.max_concurrency for n, p in policy.providers.items()}
         self.resources.retries = {n: p.retries for n, p in policy.providers.items()}
-        self.resources.breakers.settings = policy.breaker
+        self.resources.breakers.configure(policy.breaker)
 
     def options(self, provider: str) -> dict[str, Any]:
         settings = self.policy.providers.get(provider)
@@ -229,15 +230,16 @@ def start_of_utc_day(now: float) -> float:
 
 
 async def route(gw: Gateway, p: PreparedEdit, tenant: str, session_id: str | None,
-                session_provider: str | None) -> RouteDecision:  # fmt: skip
-    """Everything that varies, gathered for the pure engine: health, spend, estimates, sticky keys."""
+                session_provider: str | None, shadow: bool = False) -> RouteDecision:  # fmt: skip
+    """Everything that varies, gathered for the pure engine: health, spend, estimates, sticky keys.
+    ``shadow``: the operator's shadow traffic, which no tenant budget limits."""
     features = p.features.model_copy(update={"session_provider": session_provider, "tenant": tenant})
     names = list(gw.providers)
     estimates = estimates_for(gw.policy, names, p, gw.prices)
     spent = (
         await gw.store.spent_since(tenant, start_of_utc_day(time.time()))
-        if gw.policy.budgets.limit_for(tenant) is not None
-        else 0.0
+        if gw.policy.budgets.limit_for(tenant) is not None and not shadow
+        else Spend()
     )
     return decide(
         features,
@@ -246,8 +248,10 @@ async def route(gw: Gateway, p: PreparedEdit, tenant: str, session_id: str | Non
         capabilities={name: prov.capabilities for name, prov in gw.providers.items()},
         health=gw.resources.breakers.health(names),
         estimates=estimates,
-        spent_today_usd=spent,
+        spent_today_usd=spent.tenant_usd,
+        shadow_today_usd=spent.shadow_usd,
         keys={"tenant": tenant, "session": session_id, "key": p.request.experiment_key},
+        shadow=shadow,
     )
 
 
@@ -296,7 +300,8 @@ class EditRun:
 
     async def complete(self) -> EditResponse:
         gw, p = self.gw, self.p
-        decision = self.decision = await route(gw, p, self.target.tenant, self.session_id, self.parent.provider)
+        decision = self.decision = await route(gw, p, self.target.tenant, self.session_id, self.parent.provider,
+                                               shadow=self.target.shadow_of is not None)  # fmt: skip
         self.route_info = RouteInfo(
             rule=decision.rule,
             policy_version=decision.policy_version,
@@ -323,10 +328,11 @@ class EditRun:
         previous = self.parent.chain_response_id if chained else None
         deadline = decision.deadline_s or gw.settings.request_timeout_s
         try:
-            outcome = await execute(
-                decision, gw.providers, lambda c: _job(p, c, min(c.timeout_s, deadline), previous), deadline,
-                gw.resources,
-            )  # fmt: skip
+            async with in_use(gw.providers) as providers:  # a reload closes replaced clients only after this
+                outcome = await execute(
+                    decision, providers, lambda c: _job(p, c, min(c.timeout_s, deadline), previous), deadline,
+                    gw.resources, attempts=self.route_info.attempts,  # kept if this request is cancelled meanwhile
+                )  # fmt: skip
         except ExecutionFailed as failed:
             raise await self.fail(failed.error, failed.attempts) from None
         t_provider = time.perf_counter()

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import case, delete, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -48,6 +48,18 @@ class Claim:
     state: Literal["new", "replay", "conflict", "in_progress"]
     status_code: int | None = None
     response: dict[str, Any] | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Spend:
+    """A tenant's spend since some time: its own, and the operator's shadow traffic run on its requests."""
+
+    tenant_usd: float = 0.0
+    shadow_usd: float = 0.0
+
+
+BILLED = ("ok", "ambiguous")
+"""Attempt outcomes that may have cost money: an answer, or a call cut short after it was sent."""
 
 
 class Store:
@@ -291,15 +303,24 @@ class Store:
             await db.execute(update(Attempt).where(*paid).values(total_ms=total_ms))
             await db.commit()
 
-    async def spent_since(self, tenant: str, since: float) -> float:
-        """Spend for budgets: actual cost where known, else the estimate."""
+    async def spent_since(self, tenant: str, since: float) -> Spend:
+        """Spend for budgets: attempts that may have been billed, at their actual cost where known, else
+        the estimate; shadow versions' attempts apart (a rejected or failed call was not billed)."""
+        cost = func.coalesce(Attempt.actual_usd, Attempt.estimated_usd, 0.0)
+        shadow = Version.shadow_of.is_not(None)
         async with self.tx() as db:
-            total = await db.scalar(
-                select(
-                    func.coalesce(func.sum(func.coalesce(Attempt.actual_usd, Attempt.estimated_usd, 0.0)), 0.0)
-                ).where(Attempt.tenant_id == tenant, Attempt.created_at >= since)
-            )
-            return float(total or 0.0)
+            row = (
+                await db.execute(
+                    select(
+                        func.coalesce(func.sum(case((shadow, 0.0), else_=cost)), 0.0),
+                        func.coalesce(func.sum(case((shadow, cost), else_=0.0)), 0.0),
+                    )
+                    .select_from(Attempt)
+                    .outerjoin(Version, Version.id == Attempt.version_id)
+                    .where(Attempt.tenant_id == tenant, Attempt.created_at >= since, Attempt.outcome.in_(BILLED))
+                )
+            ).one()
+            return Spend(float(row[0] or 0.0), float(row[1] or 0.0))
 
     async def attempts_for(self, tenant: str, version_id: str | None = None) -> list[Attempt]:
         async with self.tx() as db:
