@@ -96,7 +96,7 @@ BASE = "version: x\ndefault_route: a\nproviders: {a: {model: m}}\n"
 @pytest.mark.parametrize(
     ("doc", "needle"),
     [
-        ("version: x\ndefault_route: a\nproviders: {}\n", "['a']"),
+        ("version: x\ndefault_route: a\nproviders: {}\n", "provider 'a'"),
         (
             BASE + "rules: [{name: r, when: {colour: red}, route: a}]",
             "colour",
