@@ -296,7 +296,8 @@ class RouteDecision(BaseModel):
     candidates: list[Candidate]
     dropped: list[DroppedCandidate] = Field(default_factory=list)
     trace: list[RuleTrace] = Field(default_factory=list)
-    policy_version: str = ""
+    policy_version: str = Field("", description="The policy's own ``version`` string.")
+    policy_digest: str = Field("", description="Identifies the exact policy text that decided.")
     experiment: str | None = None
     arm: str | None = None
     budget: BudgetCheck | None = None
