@@ -79,7 +79,7 @@ def validation_error(exc: ValidationException) -> ApiError:
     Litestar reports a failed signature (a body model, a query, path or header parameter) as a list of
     ``{"message", "key"}``, its pydantic DTOs as pydantic's ``{"loc", "msg"}``, and a missing parameter
     only in its detail text. ``param`` is the first field at fault; the message lists every problem
-    (never the input itself, which may be a prompt).
+    (never the input itself, which may be a prompt). The status stays Litestar's 400, as documented.
     """
     fields: list[str] = []
     problems: list[str] = []
@@ -95,7 +95,7 @@ def validation_error(exc: ValidationException) -> ApiError:
         fields.append(missing.group(2))
         problems.append(f"missing required {missing.group(1)} parameter {missing.group(2)!r}")
     message = "; ".join(problems) or str(exc.detail)
-    return ApiError(422, "invalid_parameter", f"Invalid request: {message}.", fields[0] if fields else None)
+    return ApiError(400, "invalid_parameter", f"Invalid request: {message}.", fields[0] if fields else None)
 
 
 def _http_exception_handler(request: Request, exc: HTTPException) -> Response[dict[str, Any]]:

@@ -257,8 +257,8 @@ def test_shadow_traffic_is_recorded_but_never_returned(make_server: Callable[...
 
 def test_feedback_validation_and_isolation(cloud: httpx.Client) -> None:
     body = _edit(cloud, provider="gemini")
-    assert cloud.post(f"/v1/edits/{body['id']}/feedback", json={}).status_code == 422
-    assert cloud.post(f"/v1/edits/{body['id']}/feedback", json={"rating": 9}).status_code == 422
+    assert cloud.post(f"/v1/edits/{body['id']}/feedback", json={}).status_code == 400
+    assert cloud.post(f"/v1/edits/{body['id']}/feedback", json={"rating": 9}).status_code == 400
     ok = cloud.post(f"/v1/edits/{body['id']}/feedback", json={"verdict": "accepted", "rating": 5, "reason": "great"})
     assert ok.status_code == 201 and ok.json()["verdict"] == "accepted"
     assert cloud.post("/v1/edits/ver_" + "0" * 32 + "/feedback", json={"rating": 3}).status_code == 404

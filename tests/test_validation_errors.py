@@ -22,7 +22,7 @@ SESSION_COMPARE = "/v1/sessions/ses_" + "0" * 32 + "/compare"
 def test_feedback_validation_names_the_field(client: httpx.Client, body: dict, param: str, needle: str) -> None:
     r = client.post(NO_EDIT, json=body)
     error = r.json()["error"]
-    assert r.status_code == 422 and error["code"] == "invalid_parameter" and error["param"] == param
+    assert r.status_code == 400 and error["code"] == "invalid_parameter" and error["param"] == param
     assert needle in error["message"] and "Validation failed" not in error["message"]
 
 
@@ -40,4 +40,4 @@ def test_every_problem_is_listed_and_no_input_echoed(client: httpx.Client) -> No
 def test_query_parameter_errors_name_the_parameter(client: httpx.Client, query: str, param: str) -> None:
     r = client.get(SESSION_COMPARE + query)
     error = r.json()["error"]
-    assert r.status_code == 422 and error["code"] == "invalid_parameter" and error["param"] == param, r.text
+    assert r.status_code == 400 and error["code"] == "invalid_parameter" and error["param"] == param, r.text
