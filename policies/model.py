@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Literal, get_args
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from policies import document
 from policies.features import Features
 
 Operator = Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "contains"]
@@ -65,9 +66,14 @@ class Experiment(BaseModel):
 
     @model_validator(mode="after")
     def _unique_arms(self) -> Experiment:
-        names = [a.name for a in self.arms]
-        if len(set(names)) != len(names) or "holdout" in names:
-            raise ValueError(f"experiment {self.name!r}: arm names must be unique and not 'holdout'")
+        seen: set[str] = {"holdout"}
+        problems = []
+        for i, arm in enumerate(self.arms):
+            if arm.name in seen:
+                message = f"experiment {self.name!r}: arm names must be unique and not 'holdout'"
+                problems.append((("arms", i, "name"), "duplicate_name", message, arm.name))
+            seen.add(arm.name)
+        raise_at(type(self).__name__, problems)
         return self
 
 
@@ -119,11 +125,14 @@ def check_conditions(when: dict[str, Any]) -> dict[str, Any]:
         if feature not in _FEATURE_NAMES:
             raise ValueError(f"unknown feature {feature!r}; known: {sorted(_FEATURE_NAMES)}")
         ops = cond if isinstance(cond, dict) else {"eq": cond}
-        allowed = get_args(Features.model_fields[feature].annotation)
+        annotation = Features.model_fields[feature].annotation
+        allowed = get_args(annotation)
         for op, want in ops.items():
             if op not in Operator.__args__:
                 raise ValueError(f"unknown operator {op!r} on {feature!r}; known: {Operator.__args__}")
             values = want if op in ("in", "not_in") and isinstance(want, list) else [want]
+            if annotation is bool and not all(isinstance(v, bool) for v in values):
+                raise ValueError(f"{feature} is true or false, not {values}")
             if allowed and all(isinstance(a, str) for a in allowed) and op in ("eq", "ne", "in", "not_in"):
                 bad = [v for v in values if v not in allowed]
                 if bad:
@@ -156,30 +165,96 @@ class Policy(BaseModel):
 
     @model_validator(mode="after")
     def _routes_name_known_providers(self) -> Policy:
-        names = set(self.providers)
-        routes = [self.default_route, *self.default_fallbacks, *self.forced_fallbacks]
-        for rule in self.rules:
-            routes += [rule.route, *rule.fallbacks]
-        for exp in self.experiments:
-            for arm in exp.arms:
-                routes += [arm.route, *arm.fallbacks]
-        routes += [shadow.provider for shadow in self.shadows]
-        rule_names = [r.name for r in self.rules]
-        if len(set(rule_names)) != len(rule_names):
-            raise ValueError("rule names must be unique")
-        unknown = sorted({r for r in routes if r not in names})
-        if unknown:
-            raise ValueError(f"routes name providers not listed under 'providers': {unknown}")
+        problems = []
+        seen_rules: set[str] = set()
+        for i, rule in enumerate(self.rules):
+            if rule.name in seen_rules:
+                problems.append((("rules", i, "name"), "duplicate_name", "rule names must be unique", rule.name))
+            seen_rules.add(rule.name)
+        for loc, name in self._routes():
+            if name not in self.providers:
+                known = sorted(self.providers)
+                message = f"route names provider {name!r}, which is not listed under 'providers' ({known})"
+                problems.append((loc, "unknown_provider", message, name))
+        raise_at(type(self).__name__, problems)
         return self
+
+    def _routes(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Every provider name a route uses, with where it is written."""
+        out: list[tuple[tuple[str | int, ...], str]] = [(("default_route",), self.default_route)]
+        out += [(("default_fallbacks", i), p) for i, p in enumerate(self.default_fallbacks)]
+        out += [(("forced_fallbacks", i), p) for i, p in enumerate(self.forced_fallbacks)]
+        for i, rule in enumerate(self.rules):
+            out += [(("rules", i, "route"), rule.route)]
+            out += [(("rules", i, "fallbacks", j), p) for j, p in enumerate(rule.fallbacks)]
+        for i, exp in enumerate(self.experiments):
+            for j, arm in enumerate(exp.arms):
+                out += [(("experiments", i, "arms", j, "route"), arm.route)]
+                out += [(("experiments", i, "arms", j, "fallbacks", k), p) for k, p in enumerate(arm.fallbacks)]
+        out += [(("shadows", i, "provider"), shadow.provider) for i, shadow in enumerate(self.shadows)]
+        return out
+
+
+def raise_at(title: str, problems: list[tuple[tuple[str | int, ...], str, str, Any]]) -> None:
+    """Raise the cross-field ``problems`` (loc, code, message, input) as one ValidationError.
+
+    A model validator's own ``ValueError`` is reported at the model's location; this names the field
+    (or list item) that is wrong, so an error message can point at its line.
+    """
+    if problems:
+        details = [
+            InitErrorDetails(type=PydanticCustomError(code, message), loc=loc, input=value)
+            for loc, code, message, value in problems
+        ]
+        raise ValidationError.from_exception_data(title, details)
+
+
+class PolicyError(ValueError):
+    """An invalid policy file; each of ``problems`` names a line (and column) where it can."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def _located(doc: Any, exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        pos = document.position(doc, err["loc"])
+        at = f"line {pos[0]}, column {pos[1]}" if pos else "line ?"
+        out.append(f"{at}: {where}: {err['msg']}")
+    return out
 
 
 def parse_policy(text: str) -> Policy:
-    """Parse and validate a policy document; the digest identifies exactly this text."""
-    data = yaml.safe_load(text)
+    """Parse and validate a policy document; the digest identifies exactly this text.
+
+    Raises :class:`PolicyError` for YAML that does not parse (duplicate keys included) and for a
+    document that does not validate, each problem located at the node that is wrong.
+    """
+    try:
+        doc = document.load(text)
+    except document.DuplicateKeyError as exc:
+        mark = exc.problem_mark
+        key = (exc.problem or "").split(" with value")[0].removeprefix("found ")
+        at = f"line {mark.line + 1}, column {mark.column + 1}"
+        message = f"{at}: {key}: a key may appear only once in a mapping (the later one would replace the earlier)"
+        raise PolicyError([message]) from None
+    except document.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise PolicyError([f"{at}{exc.context + '; ' if exc.context else ''}{exc.problem}"]) from None
+    except document.YAMLError as exc:
+        raise PolicyError([str(exc)]) from None
+    data = document.plain(doc)
     if not isinstance(data, dict):
-        raise ValueError("a policy file must be a YAML mapping")
+        raise PolicyError(["a policy file must be a YAML mapping"])
     data["digest"] = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return Policy.model_validate(data)
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError(_located(doc, exc)) from None
 
 
 class Candidate(BaseModel):
@@ -224,7 +299,8 @@ class RouteDecision(BaseModel):
     candidates: list[Candidate]
     dropped: list[DroppedCandidate] = Field(default_factory=list)
     trace: list[RuleTrace] = Field(default_factory=list)
-    policy_version: str = ""
+    policy_version: str = Field("", description="The policy's own ``version`` string.")
+    policy_digest: str = Field("", description="Identifies the exact policy text that decided.")
     experiment: str | None = None
     arm: str | None = None
     budget: BudgetCheck | None = None

@@ -197,18 +197,13 @@ def policy() -> None:
 @policy.command("check")
 @click.argument("policy_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def policy_check(policy_file: Path) -> None:
-    """Validate POLICY_FILE and print its rules; errors point at the line."""
-    import yaml
-    from pydantic import ValidationError
+    """Validate POLICY_FILE and print its rules; each error points at the line of the node that is wrong."""
+    from policies.model import PolicyError, parse_policy
 
-    from policies.model import parse_policy
-    from router.policy_source import explain_error
-
-    text = policy_file.read_text()
     try:
-        parsed = parse_policy(text)
-    except (ValidationError, ValueError, yaml.YAMLError) as exc:
-        for message in explain_error(text, exc):
+        parsed = parse_policy(policy_file.read_text())
+    except PolicyError as exc:
+        for message in exc.problems:
             click.echo(f"{policy_file}: {message}", err=True)
         raise SystemExit(1) from None
     click.echo(f"{policy_file}: valid (version {parsed.version}, digest {parsed.digest})")

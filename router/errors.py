@@ -7,6 +7,7 @@ exceptions and anything unexpected into that shape, so a caller never has to par
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import structlog
@@ -76,7 +77,37 @@ _LITESTAR_CODES = {
 }
 
 
+_MISSING = re.compile(r"Missing required (\w+) parameter '([^']+)'")
+
+
+def validation_error(exc: ValidationException) -> ApiError:
+    """Litestar's request validation in editgate's shape: ``invalid_parameter`` naming the field.
+
+    Litestar reports a failed signature (a body model, a query, path or header parameter) as a list of
+    ``{"message", "key"}``, its pydantic DTOs as pydantic's ``{"loc", "msg"}``, and a missing parameter
+    only in its detail text. ``param`` is the first field at fault; the message lists every problem
+    (never the input itself, which may be a prompt). The status stays Litestar's 400, as documented.
+    """
+    fields: list[str] = []
+    problems: list[str] = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if not isinstance(item, dict):
+            continue
+        key = item.get("key") or ".".join(str(p) for p in item.get("loc", ()))
+        text = str(item.get("message") or item.get("msg") or "invalid").removeprefix("Value error, ")
+        if key:
+            fields.append(key)
+        problems.append(f"{key}: {text}" if key else text)
+    if not problems and (missing := _MISSING.search(str(exc.detail))):
+        fields.append(missing.group(2))
+        problems.append(f"missing required {missing.group(1)} parameter {missing.group(2)!r}")
+    message = "; ".join(problems) or str(exc.detail)
+    return ApiError(400, "invalid_parameter", f"Invalid request: {message}.", fields[0] if fields else None)
+
+
 def _http_exception_handler(request: Request, exc: HTTPException) -> Response[dict[str, Any]]:
+    if isinstance(exc, ValidationException):
+        return error_response(validation_error(exc), _openai(request))
     status = exc.status_code
     code = _LITESTAR_CODES.get(status, "http_error")
     message = exc.detail
@@ -84,8 +115,6 @@ def _http_exception_handler(request: Request, exc: HTTPException) -> Response[di
         message = "The request body is larger than this service accepts (see limits in the README)."
     elif isinstance(exc, NotFoundException):
         message = "No such resource."
-    elif isinstance(exc, ValidationException) and exc.extra:
-        message = f"{exc.detail}: {exc.extra}"
     return error_response(ApiError(status, code, str(message)), _openai(request))
 
 

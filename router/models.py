@@ -91,7 +91,8 @@ class Attempt(BaseModel):
 
 class RouteInfo(BaseModel):
     rule: str
-    policy_version: str
+    policy_version: str = Field(description="The running policy's own `version` (as in `GET /v1/policy`).")
+    policy_digest: str = Field(description="SHA-256 prefix of the policy file's text (`digest` in `GET /v1/policy`).")
     experiment: str | None = None
     arm: str | None = None
     budget: dict[str, Any] | None = None

@@ -1,7 +1,8 @@
 """Where the running policy comes from, and replacing it without a restart.
 
-A reload parses and validates the whole file first; an invalid file is refused with a logged error
-and the running policy stays. Reloads come from SIGHUP and from the file changing on disk.
+A reload parses and validates the whole file first; an invalid file (a duplicate key included) is
+refused with a logged error naming the line of each problem, and the running policy stays. Reloads
+come from SIGHUP and from the file changing on disk.
 """
 
 from __future__ import annotations
@@ -13,10 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-import yaml
-from pydantic import ValidationError
 
-from policies.model import Policy, parse_policy
+from policies.model import Policy, PolicyError, parse_policy
 
 log = structlog.get_logger("editgate.policy")
 
@@ -25,42 +24,6 @@ def read_policy(path: Path | None) -> Policy:
     if path:
         return parse_policy(path.read_text())
     return parse_policy(resources.files("policies").joinpath("default.yaml").read_text())
-
-
-def locate(text: str, loc: tuple[Any, ...]) -> int | None:
-    """The 1-based line of the YAML node at ``loc`` (as deep as the path exists), for error messages."""
-    try:
-        node = yaml.compose(text)
-    except yaml.YAMLError:
-        return None
-    line = node.start_mark.line + 1 if node else None
-    for key in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if k.value == str(key)), None)
-            if match is None:
-                break
-            node = match
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-        else:
-            break
-        line = node.start_mark.line + 1
-    return line
-
-
-def explain_error(text: str, exc: Exception) -> list[str]:
-    """Human messages for an invalid policy, each pointing at a line where it can."""
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        mark = exc.problem_mark
-        return [f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"]
-    if isinstance(exc, ValidationError):
-        out = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            line = locate(text, tuple(err["loc"]))
-            out.append(f"line {line or '?'}: {where}: {err['msg']}")
-        return out
-    return [str(exc)]
 
 
 class PolicyReloader:
@@ -78,18 +41,21 @@ class PolicyReloader:
     def reload(self) -> bool:
         if self.path is None:
             return False
-        text = ""
         try:
-            text = self.path.read_text()
-            policy = parse_policy(text)
-        except (OSError, ValueError, yaml.YAMLError) as exc:
-            self.failed_at, self.error = time.time(), explain_error(text, exc)
-            log.error("policy_rejected", path=str(self.path), errors=self.error, kept="running policy")
-            return False
+            policy = parse_policy(self.path.read_text())
+        except PolicyError as exc:
+            return self._refused(exc.problems)
+        except (OSError, UnicodeDecodeError) as exc:
+            return self._refused([str(exc)])
         self.apply(policy)
         self.loaded_at, self.error = time.time(), None
         log.info("policy_reloaded", path=str(self.path), version=policy.version, digest=policy.digest)
         return True
+
+    def _refused(self, problems: list[str]) -> bool:
+        self.failed_at, self.error = time.time(), problems
+        log.error("policy_rejected", path=str(self.path), errors=problems, kept="running policy")
+        return False
 
     def status(self) -> dict[str, Any]:
         """What an operator needs to know: when the running policy was loaded, and a refused reload's errors."""

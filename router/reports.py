@@ -2,6 +2,11 @@
 
 Pure arithmetic on rows, so the API, the CLI and a test that recomputes it all agree. One unit is one
 version (an edit): its attempts share an arm; it succeeded if any attempt did.
+
+Intervals are the ones that hold for the small arms an experiment starts with: cost per edit uses
+Welch's t with Welch-Satterthwaite degrees of freedom (scipy), not z = 1.96; acceptance uses
+Newcombe's hybrid score interval for a difference of proportions, which stays honest at 0 % and 100 %
+where the normal approximation collapses to zero width.
 """
 
 from __future__ import annotations
@@ -9,35 +14,48 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, PlainSerializer
+from scipy import stats
 
-Z95 = 1.959964
+CONFIDENCE = 0.95
+
+
+def _rounded(digits: int) -> PlainSerializer:
+    return PlainSerializer(lambda v: round(v, digits), return_type=float, when_used="json")
+
+
+Usd = Annotated[float, _rounded(6)]
+"""Micro-dollars: finer than any price, coarse enough to read."""
+Fraction = Annotated[float, _rounded(4)]
+"""Rates and their differences: a hundredth of a percentage point."""
+Ms = Annotated[float, _rounded(1)]
+Drift = Annotated[float, _rounded(3)]
 
 
 class ArmStats(BaseModel):
     arm: str
     count: int
     succeeded: int
-    success_rate: float
-    latency_p50_ms: float | None
-    latency_p95_ms: float | None
-    cost_mean_usd: float | None
-    cost_total_usd: float
+    success_rate: Fraction
+    latency_p50_ms: Ms | None
+    latency_p95_ms: Ms | None
+    cost_mean_usd: Usd | None
+    cost_total_usd: Usd
     feedback_count: int
-    acceptance_rate: float | None
-    preservation_mean: float | None
+    acceptance_rate: Fraction | None
+    preservation_mean: Drift | None
 
 
 class Difference(BaseModel):
     arm: str
     versus: str
-    acceptance_diff: float | None
-    acceptance_ci95: tuple[float, float] | None
-    cost_diff_usd: float | None
-    cost_ci95: tuple[float, float] | None
+    acceptance_diff: Fraction | None
+    acceptance_ci95: tuple[Fraction, Fraction] | None
+    cost_diff_usd: Usd | None
+    cost_ci95: tuple[Usd, Usd] | None
 
 
 class Report(BaseModel):
@@ -98,17 +116,40 @@ def _stats(arm: str, units: list[dict]) -> ArmStats:
     )
 
 
-def _diff_ci(a: list[float], b: list[float], proportion: bool) -> tuple[float, tuple[float, float]] | None:
-    """a - b with a normal-approximation 95% interval (two proportions, or Welch for means)."""
+def wilson(successes: int, n: int) -> tuple[float, float]:
+    """Wilson's score interval for one proportion (scipy's, without continuity correction)."""
+    ci = stats.binomtest(successes, n).proportion_ci(CONFIDENCE, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def proportion_difference(a: list[bool], b: list[bool]) -> tuple[float, tuple[float, float]] | None:
+    """p(a) - p(b) with Newcombe's hybrid score interval (method 10 in R. G. Newcombe, "Interval
+    estimation for the difference between independent proportions: comparison of eleven methods",
+    Statistics in Medicine 17, 873-890, 1998): each arm's Wilson interval, combined. Unlike the Wald
+    interval it has width at 0 % and 100 % and stays within [-1, 1]."""
+    if not a or not b:
+        return None
+    pa, pb = sum(a) / len(a), sum(b) / len(b)
+    (la, ua), (lb, ub) = wilson(sum(a), len(a)), wilson(sum(b), len(b))
+    diff = pa - pb
+    return diff, (diff - math.hypot(pa - la, ub - pb), diff + math.hypot(ua - pa, pb - lb))
+
+
+def mean_difference(a: list[float], b: list[float]) -> tuple[float, tuple[float, float]] | None:
+    """mean(a) - mean(b) with Welch's t interval: Welch-Satterthwaite degrees of freedom, scipy's t.
+
+    The same interval as ``scipy.stats.ttest_ind(a, b, equal_var=False).confidence_interval()``,
+    written out so that arms of (nearly) constant cost give a point instead of a precision warning.
+    """
     if len(a) < 2 or len(b) < 2:
         return None
-    ma, mb = float(np.mean(a)), float(np.mean(b))
-    if proportion:
-        se = math.sqrt(ma * (1 - ma) / len(a) + mb * (1 - mb) / len(b))
-    else:
-        se = math.sqrt(float(np.var(a, ddof=1)) / len(a) + float(np.var(b, ddof=1)) / len(b))
-    diff = ma - mb
-    return diff, (diff - Z95 * se, diff + Z95 * se)
+    diff = float(np.mean(a)) - float(np.mean(b))
+    va, vb = float(np.var(a, ddof=1)) / len(a), float(np.var(b, ddof=1)) / len(b)
+    if va + vb == 0:
+        return diff, (diff, diff)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, df)) * math.sqrt(va + vb)
+    return diff, (diff - half, diff + half)
 
 
 def build_report(experiment: str, attempts: Iterable[Any], feedback: Mapping[str, Any],
@@ -121,9 +162,9 @@ def build_report(experiment: str, attempts: Iterable[Any], feedback: Mapping[str
         if name == baseline or baseline is None:
             continue
         base, other = arms[baseline], arms[name]
-        acc = _diff_ci([float(u["accepted"]) for u in other if u["accepted"] is not None],
-                       [float(u["accepted"]) for u in base if u["accepted"] is not None], proportion=True)  # fmt: skip
-        cost = _diff_ci([u["cost"] for u in other if u["ok"]], [u["cost"] for u in base if u["ok"]], proportion=False)
+        acc = proportion_difference([u["accepted"] for u in other if u["accepted"] is not None],
+                                    [u["accepted"] for u in base if u["accepted"] is not None])  # fmt: skip
+        cost = mean_difference([u["cost"] for u in other if u["ok"]], [u["cost"] for u in base if u["ok"]])
         differences.append(Difference(
             arm=name, versus=baseline,
             acceptance_diff=acc[0] if acc else None, acceptance_ci95=acc[1] if acc else None,

@@ -265,7 +265,9 @@ class EditRun:
         self.parent, self.version, self.inputs, self.t0 = parent, version, inputs, started
         self.settings = p.request.model_dump(exclude={"include_base64"})
         self.decision: RouteDecision | None = None
-        self.route_info = RouteInfo(rule="", policy_version=gw.policy.digest, candidates=[])
+        self.route_info = RouteInfo(
+            rule="", policy_version=gw.policy.version, policy_digest=gw.policy.digest, candidates=[]
+        )
         self.ledgered = False
         self.upload_bytes = 0
         self.raw: RawInputs | None = None
@@ -305,6 +307,7 @@ class EditRun:
         self.route_info = RouteInfo(
             rule=decision.rule,
             policy_version=decision.policy_version,
+            policy_digest=decision.policy_digest,
             experiment=decision.experiment,
             arm=decision.arm,
             budget=decision.budget.model_dump() if decision.budget else None,

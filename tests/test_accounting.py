@@ -217,18 +217,20 @@ def test_experiment_report_matches_the_ledger(make_server: Callable[..., str], e
         rows = by_arm[arm["arm"]]
         ok = [a for a in rows if a.outcome == "ok"]
         assert arm["count"] == len({a.version_id for a in rows}) and arm["succeeded"] == len(ok)
-        assert arm["cost_total_usd"] == pytest.approx(sum(a.actual_usd for a in ok))
-        assert arm["latency_p50_ms"] == pytest.approx(float(np.percentile([a.total_ms for a in ok], 50)))
+        assert arm["cost_total_usd"] == pytest.approx(sum(a.actual_usd for a in ok), abs=5e-7)
+        assert arm["latency_p50_ms"] == pytest.approx(float(np.percentile([a.total_ms for a in ok], 50)), abs=0.05)
         judged = [verdict[a.version_id] for a in ok if a.version_id in verdict]
         assert arm["feedback_count"] == len(judged)
-        assert arm["acceptance_rate"] == pytest.approx(sum(judged) / len(judged))
+        assert arm["acceptance_rate"] == pytest.approx(sum(judged) / len(judged), abs=5e-5)
         drift = [versions[a.version_id].result["preservation"]["mean_abs_diff"] for a in ok]
-        assert arm["preservation_mean"] == pytest.approx(float(np.mean(drift)))
+        assert arm["preservation_mean"] == pytest.approx(float(np.mean(drift)), abs=5e-4)
     (diff,) = report["differences"]
     arms = {a["arm"]: a for a in report["arms"]}
-    assert diff["cost_diff_usd"] == pytest.approx(arms["openai"]["cost_mean_usd"] - arms["gemini"]["cost_mean_usd"])
+    assert diff["cost_diff_usd"] == pytest.approx(
+        arms["openai"]["cost_mean_usd"] - arms["gemini"]["cost_mean_usd"], abs=2e-6
+    )
     lo, hi = diff["cost_ci95"]
-    assert lo < diff["cost_diff_usd"] < hi and lo > 0, "openai-images costs more per edit, and the interval shows it"
+    assert lo <= diff["cost_diff_usd"] <= hi and lo > 0, "openai-images costs more per edit, and the interval shows it"
     table = CliRunner().invoke(main, ["report", "ab1", "--data-dir", str(data_dir)])
     assert table.exit_code == 0 and "openai vs gemini" in table.output and "95% CI" in table.output
 

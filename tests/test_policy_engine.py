@@ -43,7 +43,7 @@ def test_first_matching_rule_wins_and_trace_explains_each_rule() -> None:
     d = _decide(tier="pro", has_mask=True, removal=True)
     assert d.rule == "pro-masked"
     assert [c.provider for c in d.candidates] == ["pro", "cheap"]
-    assert d.trace[0].matched and d.policy_version == POLICY.digest
+    assert d.trace[0].matched and d.policy_digest == POLICY.digest and d.policy_version == POLICY.version
 
 
 def test_a_near_miss_falls_through_with_the_failing_condition_named() -> None:
@@ -96,7 +96,7 @@ BASE = "version: x\ndefault_route: a\nproviders: {a: {model: m}}\n"
 @pytest.mark.parametrize(
     ("doc", "needle"),
     [
-        ("version: x\ndefault_route: a\nproviders: {}\n", "['a']"),
+        ("version: x\ndefault_route: a\nproviders: {}\n", "provider 'a'"),
         (
             BASE + "rules: [{name: r, when: {colour: red}, route: a}]",
             "colour",

@@ -167,3 +167,19 @@ def test_policy_endpoint_shows_what_runs(cloud: httpx.Client, path: str) -> None
     body = cloud.get(path).json()
     assert body["version"] == DEFAULT["version"] and body["rules"][0]["name"] == "session-chain"
     assert set(body["configured"]) == {"local", "openai-images", "openai-responses", "gemini"}
+
+
+def test_route_names_the_policy_version_and_digest_as_policy_does(client: httpx.Client) -> None:
+    """`route.policy_version` is the policy's own version (as `GET /v1/policy` says), the digest is `policy_digest`."""
+    from policies.model import parse_policy
+
+    running = parse_policy(resources.files("policies").joinpath("default.yaml").read_text())
+    body = masked(str(client.base_url), prompt="remove the table").json()
+    assert body["route"]["policy_version"] == running.version and running.version != running.digest
+    assert body["route"]["policy_digest"] == running.digest
+    explained = client.post("/v1/route/explain", files=[("image", ("c.png", COFFEE)), ("mask", ("m.png", MASK))],
+                            data={"prompt": "remove the table"}).json()["decision"]  # fmt: skip
+    assert (explained["policy_version"], explained["policy_digest"]) == (running.version, running.digest)
+    route_schema = client.get("/docs/openapi.json").json()["components"]["schemas"]["RouteInfo"]["properties"]
+    assert "digest" in route_schema["policy_digest"]["description"]
+    assert "version" in route_schema["policy_version"]["description"]

@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from router.api.edits import base_url
 from router.api.openapi import EditOperation
@@ -79,7 +80,10 @@ class FeedbackIn(BaseModel):
     @model_validator(mode="after")
     def _something(self) -> FeedbackIn:
         if self.verdict is None and self.rating is None:
-            raise ValueError("send a verdict (accepted or rejected), a rating (1-5), or both")
+            # Located at `verdict`, so the error's `param` names a field to send rather than nothing.
+            message = "send a verdict (accepted or rejected), a rating (1-5), or both"
+            error = InitErrorDetails(type=PydanticCustomError("missing", message), loc=("verdict",), input=None)
+            raise ValidationError.from_exception_data(type(self).__name__, [error])
         return self
 
 
