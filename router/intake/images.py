@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageCms, ImageOps
 
 from providers.base import ImageBlob
-from providers.imaging import MIME, encode
+from providers.imaging import MIME, DecodeError, encode
 from router.errors import ApiError
 from router.intake.metadata import StripError, strip_metadata
 from router.intake.sniff import ACCEPTED, sniff
@@ -156,6 +156,16 @@ def _pass_through(data: bytes, fmt: str, img: Image.Image) -> LoadedImage | None
         return None
     w, h = img.size
     return LoadedImage(blob=ImageBlob(data=out, mime=MIME[fmt], width=w, height=h), format=fmt, reencoded=False)
+
+
+def decoded_pixels(blob: ImageBlob, param: str) -> np.ndarray:
+    """Pixels of an upload that intake passed on structure alone: a corrupt pixel stream is still its fault."""
+    try:
+        return blob.decoded()
+    except DecodeError as exc:
+        raise ApiError(
+            422, "invalid_image", f"{param} is damaged: its pixel data cannot be decoded ({exc}).", param
+        ) from exc
 
 
 def load_image(data: bytes, param: str, limits: Limits, max_bytes: int | None = None) -> LoadedImage:
