@@ -6,7 +6,8 @@
 - ``Unavailable(ambiguous)`` (read timeout: it may have rendered and billed): stop, unless the route
   allows ambiguous retries, so an expensive render is not paid for twice by accident.
 - ``Rejected`` (safety): stop and tell the caller, unless the route opts into a fallback.
-- ``InvalidForProvider``: the next candidate. ``InvalidInput`` (an input no provider can use): stop. ``AuthError``: trip the breaker, next candidate.
+- ``InvalidForProvider``: the next candidate. ``AuthError``: trip the breaker, next candidate.
+- ``InvalidInput`` (an input no provider could use, such as an image that does not decode): stop.
 A provider whose breaker is open is skipped without a call.
 """
 
@@ -130,7 +131,9 @@ async def execute(
                             breaker.trip()
                         else:
                             breaker.record(not isinstance(exc, Unavailable | RateLimited))
-                        if isinstance(exc, InvalidInput) or (isinstance(exc, Rejected) and not decision.fallback_on_rejected):
+                        if isinstance(exc, InvalidInput) or (
+                            isinstance(exc, Rejected) and not decision.fallback_on_rejected
+                        ):
                             raise _failure(exc, attempts) from None
                         if isinstance(exc, Unavailable) and exc.ambiguous and not decision.retry_ambiguous:
                             raise _failure(exc, attempts) from None

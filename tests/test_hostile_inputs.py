@@ -143,3 +143,90 @@ def test_local_server_answers_every_hostile_input_with_a_4xx_or_a_result(client:
 def test_cloud_server_answers_every_hostile_input_with_a_4xx_or_a_result(cloud: httpx.Client, suite: str) -> None:
     failures = SUITES[suite](cloud)
     assert not failures, f"{len(failures)} answers broke the promise:\n" + "\n".join(failures)
+
+
+# --- each cause the suite found, pinned on its own ----------------------------------------------------------
+
+CORRUPT_STREAM = hc._idat_flipped(hc.COFFEE, 0.5)
+"""coffee.png with one byte of its compressed pixels changed and every CRC recomputed: structurally perfect."""
+
+
+def _edit(client: httpx.Client, image: bytes, mask: bytes | None = hc.COFFEE_MASK, **fields: str) -> httpx.Response:
+    files = [("image", ("coffee.png", image, "image/png"))]
+    files += [("mask", ("mask.png", mask, "image/png"))] if mask is not None else []
+    return client.post("/v1/edits", files=files, data={"prompt": "remove the background", **fields})
+
+
+def test_local_provider_failing_to_decode_a_source_is_a_422_naming_it_with_the_inputs_kept(
+    cloud: httpx.Client, stack_ledger
+) -> None:
+    response = _edit(cloud, CORRUPT_STREAM)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["param"], error["provider"]) == ("invalid_image", "image", "local")
+    stored = cloud.get(f"/v1/edits/{error['edit_id']}").json()
+    assert stored["status"] == "failed" and stored["error"]["param"] == "image"
+    assert cloud.get(stored["inputs"]["source"]["url"]).status_code == 200  # kept for a retry or a look
+    assert [a["outcome"] for a in stored["route"]["attempts"]] == ["invalid_image"]  # no fallback to gemini
+    assert [(r.provider, r.outcome) for r in stack_ledger(error["session_id"])] == [("local", "invalid_image")]
+
+
+def test_a_mask_whose_pixels_do_not_decode_is_a_422_naming_the_mask(client: httpx.Client) -> None:
+    garbage_stream = hc._idat_replaced(hc.COFFEE_MASK, b"\x78\x9c" + bytes(range(256)) * 4)  # CRCs recomputed
+    response = _edit(client, hc.COFFEE, garbage_stream)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_image" and response.json()["error"]["param"] == "mask"
+
+
+@pytest.mark.parametrize(
+    "name", ["IDAT zlib header broken, CRC fixed", "IDAT empty, CRC fixed", "IDAT before IHDR", "interlace 9"]
+)
+def test_intake_refuses_a_source_whose_structure_shows_it_cannot_decode(client: httpx.Client, name: str) -> None:
+    data = dict(hc.png_mutations("png", hc.COFFEE))[f"png {name}"]
+    response = client.post("/v1/sessions", files={"image": ("c.png", data, "image/png")})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["param"] == "image"
+
+
+def test_a_file_part_with_an_empty_filename_is_still_the_file(client: httpx.Client) -> None:
+    parts = [hc.Part(b"image", hc.COFFEE, b"", b"image/png"), hc.field("prompt", "remove the background"),
+             hc.Part(b"mask", hc.COFFEE_MASK, b"", b"image/png")]  # fmt: skip
+    response = client.post("/v1/edits", content=hc.multipart(parts), headers={"content-type": hc.MULTIPART})
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    "part",
+    [hc.field("prompt", b"remove \xff the background"), hc.field("prompt", b"remove it", b"text/plain; charset=x-no")],
+)
+def test_a_text_field_that_is_not_text_is_a_400_naming_it(client: httpx.Client, part: hc.Part) -> None:
+    body = hc.multipart([hc.file_part("image", hc.COFFEE), part])
+    response = client.post("/v1/edits", content=body, headers={"content-type": hc.MULTIPART})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_encoding" and response.json()["error"]["param"] == "prompt"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 100_000, b'{"prompt": "x", "metadata": ' + hc.deep_object(1_000).encode() + b"}",
+     b'{"prompt": "x", "protect": ' + hc.deep(100_000, '"face"').encode() + b"}"],
+    ids=["100,000 [", "metadata 1,000 deep", "protect 100,000 deep"],
+)  # fmt: skip
+def test_json_nested_deeper_than_the_bound_is_a_400(client: httpx.Client, body: bytes) -> None:
+    response = client.post("/v1/edits", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "json_too_deep"
+
+
+def test_dropin_metadata_that_is_not_json_is_an_openai_400(client: httpx.Client) -> None:
+    files = [("image", ("c.png", hc.COFFEE, "image/png"))]
+    response = client.post("/v1/images/edits", files=files, data={"prompt": "x", "metadata": "{bad"})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", "metadata")
+
+
+def test_dropin_fields_of_the_wrong_json_type_are_an_openai_400(client: httpx.Client) -> None:
+    response = client.post("/v1/images/generations", json={"prompt": "a lighthouse", "quality": ["high"]})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "quality"
