@@ -17,44 +17,23 @@ import pytest
 from tests import hostile_cases as hc
 
 STATUS_COUNTS: Counter[int] = Counter()
-OK = {200, 201}
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _report(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is not None and capture is not None and STATUS_COUNTS:
+    if STATUS_COUNTS:
         counts = ", ".join(f"{status}: {n}" for status, n in sorted(STATUS_COUNTS.items()))
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(f"\nhostile inputs: {STATUS_COUNTS.total()} requests; status counts {counts}")
-
-
-def _problem(response: httpx.Response, openai_shape: bool) -> str | None:
-    """Why this answer breaks the promise (None when it keeps it)."""
-    if response.status_code in OK:
-        return None
-    if not 400 <= response.status_code < 500:
-        return f"status {response.status_code}"
-    try:
-        error = response.json()["error"]
-    except (ValueError, KeyError, TypeError):
-        return f"{response.status_code} without the JSON error shape: {response.text[:120]!r}"
-    keys = {"message", "type", "param", "code"} if openai_shape else {"code", "message", "param"}
-    if not isinstance(error, dict) or not keys <= error.keys() or not error["message"]:
-        return f"{response.status_code} error not in the {'OpenAI' if openai_shape else 'editgate'} shape: {error}"
-    return None
+        hc.print_summary(request.config, f"\nhostile inputs: {STATUS_COUNTS.total()} requests; status counts {counts}")
 
 
 def send_all(client: httpx.Client, path: str, bodies: list[hc.Body]) -> list[str]:
     """Send each body; return what went wrong (empty when every answer was a 2xx or a shaped 4xx)."""
     failures = []
     for body in bodies:
-        headers = {"content-type": body.content_type.encode("latin-1")} if body.content_type is not None else {}
-        response = client.post(path, content=body.content, headers=headers)
+        response = hc.post(client, path, body)
         STATUS_COUNTS[response.status_code] += 1
-        if problem := _problem(response, path.startswith("/v1/images/")):
+        if problem := hc.problem(response, path.startswith("/v1/images/")):
             failures.append(f"{path} {body.name}: {problem}")
     return failures
 
@@ -66,20 +45,9 @@ def _source_form(name: str, data: bytes, with_mask: bool, image_field: str = "im
     return hc.form(name, parts)
 
 
-def source_forms(image_field: str = "image", extra: list[hc.Part] | None = None) -> list[hc.Body]:
+def source_forms(image_field: str = "image") -> list[hc.Body]:
     """Each mutated source as a form; coffee's mutations carry coffee's mask, so ``local`` decodes them."""
-    out = []
-    for name, data in hc.image_mutations():
-        body = _source_form(name, data, name.startswith("coffee"), image_field)
-        if extra:
-            body = hc.form(name, [*hc_parts(data, name, image_field), *extra])
-        out.append(body)
-    return out
-
-
-def hc_parts(data: bytes, name: str, image_field: str) -> list[hc.Part]:
-    parts = [hc.file_part(image_field, data), hc.field("prompt", "remove the background")]
-    return [*parts, hc.file_part("mask", hc.COFFEE_MASK)] if name.startswith("coffee") else parts
+    return [_source_form(name, data, name.startswith("coffee"), image_field) for name, data in hc.image_mutations()]
 
 
 def mask_forms(with_image: bool) -> list[hc.Body]:
@@ -124,10 +92,10 @@ SUITES = {
             *hc.form_cases(True),
             *hc.json_cases(True),
         ],
-    ),  # fmt: skip
+    ),
     "session edits": lambda c: send_all(
         c, f"/v1/sessions/{_new_session(c)}/edits", [*mask_forms(False), *hc.form_cases(False), *hc.json_cases(False)]
-    ),  # fmt: skip
+    ),
     "openai edits": lambda c: send_all(c, "/v1/images/edits", [*hc.openai_edit_cases(), *source_forms()]),
     "openai generations": lambda c: send_all(c, "/v1/images/generations", hc.openai_generation_cases()),
 }
