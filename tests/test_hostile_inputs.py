@@ -198,3 +198,11 @@ def test_dropin_fields_of_the_wrong_json_type_are_an_openai_400(client: httpx.Cl
     response = client.post("/v1/images/generations", json={"prompt": "a lighthouse", "quality": ["high"]})
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == "quality"
+
+
+def test_comparing_a_version_whose_pixels_do_not_decode_is_a_422(client: httpx.Client) -> None:
+    created = client.post("/v1/sessions", files={"image": ("c.png", CORRUPT_STREAM, "image/png")})
+    assert created.status_code == 201, created.text  # structurally sound: accepted undecoded
+    response = client.get(f"/v1/sessions/{created.json()['id']}/compare", params={"a": 0, "b": 0})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_image"
