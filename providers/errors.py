@@ -5,6 +5,7 @@
     ├── Unavailable                5xx, timeout, connection: retry or fall back
     ├── Rejected                   safety/moderation: stop, tell the caller (no fallback by default)
     ├── InvalidForProvider         this provider can't take this request: next capable candidate
+    ├── InvalidInput(param)        the caller's input is unusable (an image that does not decode): stop, 422
     └── AuthError                  bad or missing credentials: provider marked unhealthy
 
 The executor decides what to do from the family alone; the provider's own message and request id are
@@ -55,6 +56,16 @@ class Rejected(ProviderError):
 
 class InvalidForProvider(ProviderError):
     code = "invalid_for_provider"
+
+
+class InvalidInput(ProviderError):
+    """No provider could use this input (``param`` names it): trying another would fail the same way."""
+
+    code = "invalid_image"
+
+    def __init__(self, message: str, *, param: str, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.param = param
 
 
 class AuthError(ProviderError):

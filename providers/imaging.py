@@ -61,8 +61,13 @@ def flatten(img: Image.Image, color: tuple[int, int, int] = (255, 255, 255)) -> 
     return base
 
 
+class DecodeError(ValueError):
+    """The bytes are not a decodable image (a corrupt pixel stream behind a sound container, say)."""
+
+
 def decode(data: bytes) -> np.ndarray:
-    """Decode provider output or validated uploads (images, but not necessarily sane ones) to RGB or RGBA uint8."""
+    """Decode provider output or validated uploads (images, but not necessarily sane ones) to RGB or RGBA uint8;
+    bytes that do not decode raise :class:`DecodeError`, whatever the decoder's own exception was."""
     try:
         img = pyvips.Image.new_from_buffer(data, "", access="sequential", fail_on="error")  # the header only
         if (
@@ -77,8 +82,13 @@ def decode(data: bytes) -> np.ndarray:
 
 
 def _pil_decode(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as img, DECODE_BUDGET.hold(*img.size):
-        img.load()
-        if img.mode not in ("RGB", "RGBA"):
-            img = img.convert("RGBA" if "A" in img.getbands() or "transparency" in img.info else "RGB")
-        return np.asarray(img)
+    try:
+        with Image.open(io.BytesIO(data)) as img, DECODE_BUDGET.hold(*img.size):
+            img.load()
+            if img.mode not in ("RGB", "RGBA"):
+                img = img.convert("RGBA" if "A" in img.getbands() or "transparency" in img.info else "RGB")
+            return np.asarray(img)
+    except MemoryError:
+        raise
+    except Exception as exc:  # OSError, SyntaxError, EOFError, zlib/struct errors...: the bytes' fault
+        raise DecodeError(f"{type(exc).__name__}: {exc}") from exc

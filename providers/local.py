@@ -7,13 +7,15 @@ requests are refused by the capability check before they reach it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 
 from policies.capabilities import Capabilities
 from providers.base import EditJob, ProviderResult, ResultImage, RunBlocking
-from providers.errors import InvalidForProvider
-from providers.imaging import encode
+from providers.errors import InvalidForProvider, InvalidInput
+from providers.imaging import DecodeError, encode
 
 _DIRECT_LIMIT_PX = 60_000
 """Above this many pixels to fill, inpaint on a reduced copy: TELEA's cost grows with the area."""
@@ -40,6 +42,14 @@ def fill_region(rgb: np.ndarray, edit: np.ndarray, radius: int = 3) -> np.ndarra
     return out
 
 
+def _decoded(decode: Callable[[], np.ndarray], param: str) -> np.ndarray:
+    """Pixels of an input that intake checked only structurally: a stream that still fails is the input's fault."""
+    try:
+        return decode()
+    except DecodeError as exc:
+        raise InvalidInput(f"the {param} cannot be decoded ({exc})", param=param, provider="local") from exc
+
+
 class LocalProvider:
     name = "local"
     capabilities = Capabilities(
@@ -64,8 +74,8 @@ class LocalProvider:
         mask = job.mask
 
         def work() -> tuple[np.ndarray, bytes]:
-            edit = mask.edit_region()
-            source = job.source.decoded()
+            edit = _decoded(mask.edit_region, "mask")
+            source = _decoded(job.source.decoded, "image")
             rgb = np.ascontiguousarray(source[..., :3])
             out = fill_region(rgb, edit)
             if source.shape[2] == 4:

@@ -7,6 +7,7 @@
   allows ambiguous retries, so an expensive render is not paid for twice by accident.
 - ``Rejected`` (safety): stop and tell the caller, unless the route opts into a fallback.
 - ``InvalidForProvider``: the next candidate. ``AuthError``: trip the breaker, next candidate.
+- ``InvalidInput`` (an input no provider could use, such as an image that does not decode): stop.
 A provider whose breaker is open is skipped without a call.
 
 A call the route deadline (or a cancellation) cuts short counts as a breaker failure and is kept as an
@@ -23,7 +24,7 @@ import anyio
 
 from policies.model import Candidate, RouteDecision
 from providers.base import EditJob, Provider, ProviderResult
-from providers.errors import AuthError, ProviderError, RateLimited, Rejected, Unavailable
+from providers.errors import AuthError, InvalidInput, ProviderError, RateLimited, Rejected, Unavailable
 from router.breaker import Breakers
 from router.errors import ApiError
 from router.models import Attempt
@@ -34,6 +35,7 @@ _STATUS = {
     "provider_timeout": 504,
     "provider_rejected": 422,
     "invalid_for_provider": 422,
+    "invalid_image": 422,
     "provider_auth_failed": 502,
     "provider_error": 502,
 }
@@ -85,7 +87,8 @@ def _failure(exc: ProviderError, attempts: list[Attempt]) -> ExecutionFailed:
     if isinstance(exc, Unavailable) and exc.ambiguous:
         code = "provider_timeout"
         message += " (it may have rendered and billed; not retried, as this route does not allow it)"
-    return ExecutionFailed(ApiError(_STATUS.get(code, 502), code, message, **extra), attempts)
+    param = exc.param if isinstance(exc, InvalidInput) else None
+    return ExecutionFailed(ApiError(_STATUS.get(code, 502), code, message, param, **extra), attempts)
 
 
 def _backoff(tries: int) -> float:
@@ -139,7 +142,9 @@ async def execute(
                             breaker.trip()
                         else:
                             breaker.record(not isinstance(exc, Unavailable | RateLimited))
-                        if isinstance(exc, Rejected) and not decision.fallback_on_rejected:
+                        if isinstance(exc, InvalidInput) or (
+                            isinstance(exc, Rejected) and not decision.fallback_on_rejected
+                        ):
                             raise _failure(exc, attempts) from None
                         if isinstance(exc, Unavailable) and exc.ambiguous and not decision.retry_ambiguous:
                             raise _failure(exc, attempts) from None

@@ -17,6 +17,7 @@ from PIL import Image
 
 from providers.base import ImageBlob, ResultImage
 from providers.imaging import FORMAT_OF_MIME, MIME, Format, decode, encode
+from router.intake.images import decoded_pixels
 from router.intake.metadata import StripError, strip_metadata
 from router.models import Drift, Preservation
 
@@ -142,7 +143,7 @@ def normalize(
                 sha = hashlib.sha256(data).hexdigest()
                 return NormalizedImage(data=data, format=fmt, width=size[0], height=size[1], sha256=sha), None
     provided = image.pixels if image.pixels is not None else decode(image.data)
-    source_px = source.decoded()
+    source_px = decoded_pixels(source, "image")
     src_size = (source_px.shape[1], source_px.shape[0])
     keep = None if edit is None else ~edit
     locked = lock and edit is not None

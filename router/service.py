@@ -353,6 +353,8 @@ class EditRun:
         gw.metrics.billed(served_by, outcome.candidate.model, outcome.result.usage, actual, self.target.tenant)
         try:
             lock, normalized = await self._normalize(outcome)
+        except ApiError as exc:  # an input that passed intake's structural checks does not decode
+            raise await self.fail(exc, []) from None
         except (OSError, ValueError, SyntaxError) as exc:  # the provider's bytes are not a usable image
             message = f"{served_by} returned an image that cannot be decoded ({type(exc).__name__})."
             raise await self.fail(ApiError(502, "provider_bad_output", message, provider=served_by), []) from None

@@ -12,7 +12,7 @@ import structlog
 from pydantic import BaseModel
 
 from providers.base import ImageBlob
-from providers.imaging import decode, encode
+from providers.imaging import DecodeError, decode, encode
 from router.errors import ApiError
 from router.intake.request import RawInputs
 from router.models import Drift, EditRequest, EditResponse
@@ -144,7 +144,10 @@ async def retry_version(gw: Gateway, tenant: str, session_id: str, number: int, 
 
 
 def _heatmap(a: bytes, b: bytes) -> tuple[bytes, Drift, int, int]:
-    pa, pb = decode(a), decode(b)
+    try:
+        pa, pb = decode(a), decode(b)
+    except DecodeError as exc:  # a version 0 that passed intake on structure alone
+        raise ApiError(422, "invalid_image", f"A version's image cannot be decoded ({exc}).", "a") from exc
     pb = fit(pb, (pa.shape[1], pa.shape[0]))
     diff = cv2.absdiff(pa[..., :3], pb[..., :3]).max(axis=2)
     scaled = np.clip(diff.astype(np.float32) * 4.0, 0, 255).astype(np.uint8)  # x4: small drift stays visible

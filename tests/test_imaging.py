@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from providers.imaging import decode, encode
+from providers.imaging import DecodeError, decode, encode
 from router.intake.metadata import strip_png, strip_webp
 
 RNG = np.random.default_rng(7)
@@ -52,5 +52,5 @@ def test_grey_16bit_palette_and_cmyk_inputs_decode_to_8bit_rgb_or_rgba() -> None
 
 def test_truncated_png_raises_instead_of_returning_grey_pixels() -> None:
     data = encode(RNG.integers(0, 256, (256, 256, 3), dtype=np.uint8), "png")
-    with pytest.raises(OSError):  # Pillow: "image file is truncated"
+    with pytest.raises(DecodeError, match="truncated"):  # Pillow: "image file is truncated", as the input's fault
         decode(data[: len(data) // 2])

@@ -10,7 +10,6 @@ with a clear 400: results arrive whole.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -22,7 +21,8 @@ from router.api.edits import base_url
 from router.auth import TenantId
 from router.errors import ApiError
 from router.idempotency import Answer, edit_headers, idempotent
-from router.intake.request import RawInputs, parse_fields, read_json_object
+from router.intake.form import read_form
+from router.intake.request import RawInputs, json_object_field, parse_fields, read_json_object
 from router.models import EditResponse
 from router.service import EditTarget, Gateway, run_edit
 from router.sessions import edit_in_session
@@ -32,6 +32,19 @@ _OPENAI_ACCEPTED = {"model", "prompt", "n", "size", "quality", "background", "ou
                     "partial_images", "style"}  # fmt: skip
 _EDITGATE_EXTRAS = {"protect", "tier", "session_id", "parent_version", "mode", "aspect", "anchor", "mask_convention",
                     "text_in_output", "experiment_key", "metadata", "provider", "include_base64"}  # fmt: skip
+_OPENAI_STRINGS = (
+    "model",
+    "prompt",
+    "size",
+    "quality",
+    "background",
+    "output_format",
+    "user",
+    "response_format",
+    "moderation",
+    "input_fidelity",
+    "style",
+)
 _QUALITY = {"low": "draft", "medium": "draft", "high": "final", "auto": "final", "standard": "final", "hd": "final"}
 
 
@@ -55,6 +68,9 @@ def _edit_request(gw: Gateway, fields: dict[str, Any], mode: str | None) -> tupl
     unknown = sorted(set(fields) - _OPENAI_ACCEPTED - _EDITGATE_EXTRAS)
     if unknown:
         raise ApiError(400, "unknown_parameter", f"Unrecognized request argument supplied: {unknown[0]}", unknown[0])
+    for name in _OPENAI_STRINGS:
+        if fields.get(name) is not None and not isinstance(fields[name], str):
+            raise ApiError(400, "invalid_type", f"Invalid type for '{name}': expected a string.", name)
     if str(fields.get("stream", "")).lower() in ("true", "1"):
         raise ApiError(400, "unsupported_parameter", "editgate does not stream partial images; send stream=false "
                        "(the finished image arrives in one response).", "stream")  # fmt: skip
@@ -63,8 +79,8 @@ def _edit_request(gw: Gateway, fields: dict[str, Any], mode: str | None) -> tupl
         raise ApiError(400, "invalid_value", "response_format must be 'b64_json' or 'url'.", "response_format")
     req: dict[str, Any] = {k: v for k, v in fields.items() if k in _EDITGATE_EXTRAS}
     req.update(_model_route(gw, fields.get("model")))
-    if isinstance(req.get("metadata"), str):
-        req["metadata"] = json.loads(req["metadata"] or "{}")
+    if req.get("metadata") is not None:
+        req["metadata"] = json_object_field(req["metadata"] or "{}", "metadata")
     if fields.get("user"):
         req["metadata"] = {**(req.get("metadata") or {}), "user": fields["user"]}
     if isinstance(req.get("protect"), str):
@@ -145,7 +161,7 @@ async def openai_images_edit(request: Request, tenant: TenantId) -> Response:
     """What `OpenAI(base_url=EDITGATE/v1).images.edit(...)` sends: multipart `image` or `image[]`, `mask`,
     `prompt`, `model`, `n`, `size`, `quality`, `background`, `output_format`, `output_compression`, `user`."""
     gw: Gateway = request.app.state.gateway
-    form = await request.form()
+    form = await read_form(request)
     fields: dict[str, Any] = {}
     images: list[UploadFile] = []
     mask: UploadFile | None = None

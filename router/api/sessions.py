@@ -14,6 +14,7 @@ from router.api.openapi import EditOperation
 from router.auth import TenantId
 from router.errors import ApiError
 from router.idempotency import Answer, idempotent
+from router.intake.form import read_form
 from router.intake.images import load_image
 from router.intake.request import decode_b64, json_object_field, parse_edit_request, read_json_object
 from router.models import EditResponse
@@ -42,7 +43,7 @@ async def _upload(request: Request) -> tuple[bytes, dict[str, Any]]:
         if "image" not in body:
             raise ApiError(422, "missing_image", "Send the source photo as base64 in 'image'.", "image")
         return decode_b64(body["image"], "image"), json_object_field(body.get("metadata") or {}, "metadata")
-    form = await request.form()
+    form = await read_form(request)
     image = form.get("image")
     if not isinstance(image, UploadFile):
         raise ApiError(422, "missing_image", "Send the source photo as the file part 'image'.", "image")

@@ -15,10 +15,11 @@ from PIL import Image, ImageCms, ImageOps
 
 from providers.base import ImageBlob
 from providers.decode_budget import DECODE_BUDGET
-from providers.imaging import MIME, encode
+from providers.imaging import MIME, DecodeError, encode
 from router.errors import ApiError
 from router.intake.metadata import StripError, strip_metadata
 from router.intake.sniff import ACCEPTED, sniff
+from router.intake.structure import container_sound
 from router.settings import Limits
 
 _PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
@@ -108,21 +109,6 @@ def _is_srgb(icc: bytes) -> bool:
         return True  # unreadable: nothing to convert from; the profile is dropped with the metadata
 
 
-def _container_sound(data: bytes, fmt: str) -> bool:
-    """Cheap integrity without decompressing pixels: PNG chunk CRCs to IEND, a JPEG that ends with EOI.
-    (WebP chunk bounds are checked by the stripper.) Anything doubtful takes the full decode instead."""
-    if fmt == "png":
-        try:
-            with Image.open(io.BytesIO(data), formats=["PNG"]) as img:
-                img.verify()
-        except Exception:
-            return False
-        return True
-    if fmt == "jpeg":
-        return data.rstrip(b"\x00")[-2:] == b"\xff\xd9"
-    return True
-
-
 def _orientation(img: Image.Image, data: bytes, fmt: str) -> int | None:
     """EXIF orientation from the header alone (None: unknown). Pillow's PNG ``getexif`` decodes the whole
     image to look for an eXIf chunk after the pixels, so a PNG with any eXIf chunk takes the decode path."""
@@ -153,10 +139,20 @@ def _pass_through(data: bytes, fmt: str, img: Image.Image) -> LoadedImage | None
         out = strip_metadata(data, fmt)
     except StripError:
         return None
-    if not _container_sound(data, fmt):
+    if not container_sound(data, fmt):
         return None
     w, h = img.size
     return LoadedImage(blob=ImageBlob(data=out, mime=MIME[fmt], width=w, height=h), format=fmt, reencoded=False)
+
+
+def decoded_pixels(blob: ImageBlob, param: str) -> np.ndarray:
+    """Pixels of an upload that intake passed on structure alone: a corrupt pixel stream is still its fault."""
+    try:
+        return blob.decoded()
+    except DecodeError as exc:
+        raise ApiError(
+            422, "invalid_image", f"{param} is damaged: its pixel data cannot be decoded ({exc}).", param
+        ) from exc
 
 
 def load_image(data: bytes, param: str, limits: Limits, max_bytes: int | None = None) -> LoadedImage:

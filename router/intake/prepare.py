@@ -16,7 +16,7 @@ from providers.imaging import encode
 from router.chips import apply_chips, validate_chips
 from router.errors import ApiError
 from router.intake.features import is_removal, scripts_of, wants_text
-from router.intake.images import LoadedImage, load_image
+from router.intake.images import LoadedImage, decoded_pixels, load_image
 from router.intake.masks import Mask, alpha_mask_png, convert_mask
 from router.intake.outpaint import build_canvas, size_for_aspect
 from router.intake.request import RawInputs
@@ -100,7 +100,7 @@ def _outpaint(req: EditRequest, source: LoadedImage, limits: Limits) -> tuple[Im
     else:
         target = req.explicit_size() or (w, h)
     check_output_size(target, limits, "aspect" if req.aspect else "size")
-    canvas, edit, _ = build_canvas(source.blob.decoded(), target, req.anchor)
+    canvas, edit, _ = build_canvas(decoded_pixels(source.blob, "image"), target, req.anchor)
     tw, th = target
     work = ImageBlob(data=encode(canvas, "png"), mime="image/png", width=tw, height=th)
     mask_blob = ImageBlob(data=alpha_mask_png(edit), mime="image/png", width=tw, height=th)
@@ -132,7 +132,7 @@ def prepare(req: EditRequest, raw: RawInputs, limits: Limits, tenant: str | None
     elif raw.mask is not None:
         loaded = load_image(raw.mask, "mask", limits, max_bytes=limits.max_mask_bytes)
         mask, warning = convert_mask(
-            loaded.blob.decoded(), req.mask_convention, (work.width, work.height), uploaded=loaded.blob
+            decoded_pixels(loaded.blob, "mask"), req.mask_convention, (work.width, work.height), uploaded=loaded.blob
         )
         if warning:
             warnings.append(warning)

@@ -6,7 +6,6 @@ Only parsing happens here; the bytes are validated by ``intake.prepare`` in a wo
 from __future__ import annotations
 
 import binascii
-import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -16,6 +15,8 @@ from litestar.datastructures import UploadFile
 from pydantic import ValidationError
 
 from router.errors import ApiError
+from router.intake import bounded_json
+from router.intake.form import read_form
 from router.models import EditRequest
 
 _FILE_FIELDS = {"image", "image[]", "mask", "reference", "reference[]", "references", "references[]"}
@@ -89,11 +90,10 @@ def _list_value(values: list[str]) -> list[str]:
     for v in values:
         v = v.strip()
         if v.startswith("["):
-            try:
-                parsed = json.loads(v)
-            except json.JSONDecodeError as exc:
-                raise ApiError(422, "invalid_parameter", f"Not a JSON array: {v[:40]!r}", "protect") from exc
-            out += [str(x) for x in parsed]
+            parsed = bounded_json.loads(v, "protect")
+            if not isinstance(parsed, list) or not all(isinstance(x, str) for x in parsed):
+                raise ApiError(422, "invalid_parameter", f"Not a JSON array of names: {v[:40]!r}", "protect")
+            out += parsed
         else:
             out += [p for p in v.split(",") if p.strip()]
     return out
@@ -106,7 +106,7 @@ def _file(value: Any, param: str) -> UploadFile:
 
 
 async def parse_multipart(request: Request, image_required: bool = True) -> tuple[EditRequest, RawInputs]:
-    form = await request.form()
+    form = await read_form(request)
     fields: dict[str, Any] = {}
     images: list[UploadFile] = []
     mask: UploadFile | None = None
@@ -146,10 +146,7 @@ def decode_b64(value: Any, param: str) -> bytes:
 
 
 async def read_json_object(request: Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc}.") from exc
+    body = bounded_json.loads(await request.body())
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "The body must be a JSON object.")
     return body
@@ -158,10 +155,7 @@ async def read_json_object(request: Request) -> dict[str, Any]:
 def json_object_field(value: Any, param: str) -> dict[str, Any]:
     """A field that must hold a JSON object, given as one (JSON body) or as its text (form field)."""
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            value = None
+        value = bounded_json.loads(value, param)
     if not isinstance(value, dict):
         raise ApiError(422, "invalid_parameter", f"{param} must be a JSON object.", param)
     return value
