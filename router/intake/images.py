@@ -152,7 +152,7 @@ def _pass_through(data: bytes, fmt: str, img: Image.Image) -> LoadedImage | None
         out = strip_metadata(data, fmt)
     except StripError:
         return None
-    if not _container_sound(data, fmt):
+    if not _container_sound(out, fmt):
         return None
     w, h = img.size
     return LoadedImage(blob=ImageBlob(data=out, mime=MIME[fmt], width=w, height=h), format=fmt, reencoded=False)
