@@ -89,14 +89,15 @@ def jpeg_units(data: bytes) -> list[bytes]:
 
 def jpeg_payloads(canary: bytes) -> dict[str, bytes]:
     thumb = canary.ljust(12 * ((len(canary) + 11) // 12), b"_")
+    dims = bytes([len(thumb) // 3, 1])  # an RGB thumbnail of len/3 x 1 pixels
     second = _save(Image.new("RGB", (8, 8), (9, 9, 9)), "JPEG", exif=exif_with_gps(canary))
     return {
         "exif_app1": _seg(0xE1, b"Exif\x00\x00" + exif_with_gps(canary)),
         "xmp_app1": _seg(0xE1, b"http://ns.adobe.com/xap/1.0/\x00" + xmp(canary)),
         "com": _seg(0xFE, b"comment " + canary),
         **{f"app{n}": _seg(0xE0 + n, b"Vendor\x00" + canary) for n in (2, 3, 7, 11, 13, 15)},
-        "jfxx_thumbnail": _seg(0xE0, b"JFXX\x00\x13" + bytes([len(thumb) // 12 * 4, 1]) + thumb),
-        "jfif_thumbnail": _seg(0xE0, b"JFIF\x00\x01\x02\x00\x00\x01\x00\x01" + bytes([len(thumb) // 12 * 4, 1]) + thumb),
+        "jfxx_thumbnail": _seg(0xE0, b"JFXX\x00\x13" + dims + thumb),
+        "jfif_thumbnail": _seg(0xE0, b"JFIF\x00\x01\x02\x00\x00\x01\x00\x01" + dims + thumb),
         "adobe_tail": _seg(0xEE, b"Adobe\x00\x64\x00\x00\x00\x00\x01" + canary),
         "mpo_second_image": second,
     }
