@@ -202,7 +202,7 @@ def plant_each(name: str, base: bytes, canary: bytes) -> dict[str, bytes]:
 
 
 def plant_everywhere(name: str, base: bytes, canary: bytes) -> bytes:
-    """One file with a canary payload at every legal position at once (plus data after the end)."""
+    """One file with a canary payload at every legal position at once (JPEG, PNG: plus data after the end)."""
     kind = _kind(name)
     if kind == "jpeg":
         payloads = [p for label, p in jpeg_payloads(canary).items() if label != "mpo_second_image"]
@@ -218,7 +218,9 @@ def plant_everywhere(name: str, base: bytes, canary: bytes) -> bytes:
         return b"".join([*mixed, units[-1]]) + png_payloads(canary)["second_png"] + canary
     payloads = list(webp_payloads(canary).values())
     units = webp_units(base)
-    return webp_join([*units, *payloads], trailing=webp_payloads(canary)["EXIF"] + canary)  # where EXIF/XMP go
+    # At the end, where EXIF and XMP go. Bytes after the RIFF are covered by plant_each: main's stripper
+    # refused such files (a re-encode then hid its leak of every unknown chunk).
+    return webp_join([*units, *payloads])
 
 
 def decoded(data: bytes) -> np.ndarray | None:

@@ -152,12 +152,14 @@ def test_rotated_gps_fixture_leaks_nothing() -> None:
 @pytest.mark.parametrize(
     ("strip", "data"),
     [
-        (strip_jpeg, b"\xff\xd8\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00\x12\x34"),  # scan before frame, no EOI
-        (strip_jpeg, BASES["jpeg_baseline"][:-2]),  # no EOI
-        (strip_jpeg, BASES["jpeg_baseline"][:200]),  # cut inside a segment
-        (strip_png, b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x01CgBI\x00\x00\x00\x00\x00"),  # unknown critical chunk
-        (strip_webp, BASES["webp_lossy"][:12] + b"EXIF\x04\x00\x00\x00abcd"),  # no image chunk
-        (strip_webp, BASES["webp_lossy"][:-5]),  # RIFF size beyond the file
+        pytest.param(strip_jpeg, b"\xff\xd8\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00\x12\x34", id="jpeg-scan-first"),
+        pytest.param(strip_jpeg, BASES["jpeg_baseline"][:-2], id="jpeg-no-eoi"),
+        pytest.param(strip_jpeg, BASES["jpeg_baseline"][:200], id="jpeg-cut-in-segment"),
+        pytest.param(
+            strip_png, b"\x89PNG\r\n\x1a\n\x00\x00\x00\x01CgBI\x00\x00\x00\x00\x00", id="png-unknown-critical"
+        ),
+        pytest.param(strip_webp, BASES["webp_lossy"][:12] + b"EXIF\x04\x00\x00\x00abcd", id="webp-no-image"),
+        pytest.param(strip_webp, BASES["webp_lossy"][:-5], id="webp-riff-past-end"),
     ],
 )
 def test_malformed_containers_are_strip_errors(strip: object, data: bytes) -> None:
