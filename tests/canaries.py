@@ -20,7 +20,7 @@ from PIL import Image, ImageCms
 
 from tests.conftest import fixture_bytes
 
-_SCAN_END = re.compile(rb"\xff+[^\x00\xd0-\xd7\xff]")
+_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7]")
 
 
 def new_canary() -> bytes:

@@ -28,9 +28,9 @@ _SOI, _EOI, _SOS = 0xD8, 0xD9, 0xDA
 _JPEG_TABLES = frozenset({0xC4, 0xCC, 0xDB, 0xDD, 0xDC, 0xDE, 0xDF})  # DHT DAC DQT DRI DNL DHP EXP
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RSTn: no length field
-# Inside entropy-coded data 0xFF is followed by a stuffed 0x00 or an RSTn; fill bytes (0xFF) may run
-# before the next marker. The first 0xFF run followed by anything else starts a marker.
-_SCAN_END = re.compile(rb"\xff+[^\x00\xd0-\xd7\xff]")
+# Inside entropy-coded data 0xFF is followed by a stuffed 0x00 or an RSTn. The first 0xFF followed by
+# anything else ends the data: a marker, or the fill bytes (0xFF) that may run before one.
+_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7]")
 
 _WEBP_KEEP = frozenset({b"VP8 ", b"VP8L", b"VP8X", b"ALPH", b"ANIM", b"ANMF"})
 _WEBP_FRAME_KEEP = frozenset({b"VP8 ", b"VP8L", b"ALPH"})
