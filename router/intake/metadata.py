@@ -25,7 +25,7 @@ _PNG_IMAGE = frozenset({b"IHDR", b"PLTE", b"IDAT", b"tRNS"})
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 _SOI, _EOI, _SOS = 0xD8, 0xD9, 0xDA
-_JPEG_TABLES = frozenset({0xC4, 0xCC, 0xDB, 0xDD, 0xDC, 0xDE, 0xDF})  # DHT DAC DQT DRI DNL DHP EXP
+_JPEG_TABLES = frozenset({0xC4, 0xCC, 0xDB, 0xDD, 0xDC})  # DHT DAC DQT DRI DNL (hierarchical DHP/EXP: refused)
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RSTn: no length field
 # Inside entropy-coded data 0xFF is followed by a stuffed 0x00 or an RSTn. The first 0xFF followed by
@@ -109,7 +109,7 @@ def _jpeg_tables_fit(marker: int, payload: bytes) -> bool:
                 return False
             pos += 17 + sum(payload[pos + 1 : pos + 17])
         else:
-            return len(payload) == {0xDD: 2, 0xDC: 2}.get(marker, len(payload))
+            return len(payload) == 2 if marker in (0xDD, 0xDC) else len(payload) % 2 == 0  # DRI, DNL; DAC pairs
     return pos == len(payload)
 
 
