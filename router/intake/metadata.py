@@ -114,12 +114,18 @@ def _jpeg_tables_fit(marker: int, payload: bytes) -> bool:
 
 
 def _scan_header_fits(payload: bytes, components: bytes) -> bool:
-    """SOS: 1-4 components of the frame, spectral selection within 0..63."""
+    """SOS: 1-4 components of the frame with table ids 0-3, spectral selection within 0..63, successive
+    approximation bits within 0..13."""
     count = payload[0] if payload else 0
     if not 1 <= count <= 4 or len(payload) != 4 + 2 * count:
         return False
-    ss, se = payload[-3], payload[-2]
-    return all(payload[1 + 2 * i] in components for i in range(count)) and ss <= se <= 63
+    ss, se, approx = payload[-3], payload[-2], payload[-1]
+    if not (ss <= se <= 63 and approx >> 4 <= 13 and approx & 15 <= 13):
+        return False
+    selectors = payload[1:-3]
+    return all(
+        c in components and t >> 4 <= 3 and t & 15 <= 3 for c, t in zip(selectors[::2], selectors[1::2], strict=True)
+    )
 
 
 def strip_jpeg(data: bytes) -> bytes:
