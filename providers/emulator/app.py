@@ -7,6 +7,7 @@ header saying it is not a real provider.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from litestar import Litestar, Request, get, put
@@ -38,6 +39,13 @@ async def get_stats(request: Request) -> dict[str, Any]:
     return {"requests": injector.requests, "faults_injected": injector.injected}
 
 
+@get("/_emulator/received")
+async def get_received(request: Request) -> list[dict[str, str]]:
+    """Test double only: the request bodies kept since the plan was set (``record_bodies: true``), base64."""
+    received = request.app.state.injector.received
+    return [{"endpoint": ep, "body_b64": base64.b64encode(b"".join(parts)).decode()} for ep, parts in received]
+
+
 def create_emulator_app(config: EmulatorConfig | None = None) -> FaultInjector:
     config = config or EmulatorConfig()
     state = State({"config": config, "responses": ResponseStore(), "render_cache": {}})
@@ -50,6 +58,7 @@ def create_emulator_app(config: EmulatorConfig | None = None) -> FaultInjector:
             set_config,
             get_config,
             get_stats,
+            get_received,
         ],
         state=state,
         request_max_body_size=256 * 1024 * 1024,

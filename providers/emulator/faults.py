@@ -40,6 +40,11 @@ class EmulatorConfig(BaseModel):
     cache_renders: bool = Field(
         False, description="Reuse the rendered image for identical inputs: makes the emulator cheap for benchmarks."
     )
+    record_bodies: bool = Field(
+        False,
+        description="Test double only: keep every provider request body, readable at GET /_emulator/received, "
+        "so tests can check what left the gateway. Cleared whenever the plan is set.",
+    )
 
 
 def endpoint_of(path: str) -> Endpoint | None:
@@ -97,6 +102,20 @@ class FaultInjector:
         self._streams = {ep: random.Random(f"{config.seed}:{ep}") for ep in ("images", "responses", "gemini")}
         self.requests = dict.fromkeys(self._streams, 0)
         self.injected = dict.fromkeys(self._streams, 0)
+        self.received: list[tuple[Endpoint, list[bytes]]] = []
+
+    def _recording(self, endpoint: Endpoint, receive: Receive) -> Receive:
+        """Wrap ``receive`` so the request body is kept as it arrives (``record_bodies`` only)."""
+        parts: list[bytes] = []
+        self.received.append((endpoint, parts))
+
+        async def recording() -> dict:
+            message = await receive()
+            if message["type"] == "http.request":
+                parts.append(message.get("body", b""))
+            return message  # type: ignore[return-value]
+
+        return recording  # type: ignore[return-value]
 
     def _draw(self, endpoint: Endpoint, plan: EndpointPlan) -> tuple[float, Fault | None]:
         rng = self._streams[endpoint]
@@ -115,6 +134,8 @@ class FaultInjector:
             await send(message)  # type: ignore[arg-type]
 
         endpoint = endpoint_of(scope.get("path", "")) if scope["type"] == "http" else None
+        if endpoint is not None and self.config.record_bodies:
+            receive = self._recording(endpoint, receive)
         plan = self.config.endpoints.get(endpoint) if endpoint else None
         if endpoint is not None and plan is None:
             self.requests[endpoint] += 1

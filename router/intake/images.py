@@ -139,7 +139,7 @@ def _pass_through(data: bytes, fmt: str, img: Image.Image) -> LoadedImage | None
         out = strip_metadata(data, fmt)
     except StripError:
         return None
-    if not container_sound(data, fmt):
+    if not container_sound(out, fmt):
         return None
     w, h = img.size
     return LoadedImage(blob=ImageBlob(data=out, mime=MIME[fmt], width=w, height=h), format=fmt, reencoded=False)
