@@ -11,12 +11,11 @@ import structlog
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from policies import Policy
 from providers.pricing import load_prices
 from router.api.compare import compare_providers, experiment_report, feedback
+from router.api.docs import docs_assets, openapi_config
 from router.api.edits import create_edit, get_edit
 from router.api.files import get_file
 from router.api.meta import chips, healthz, metrics, readyz
@@ -127,19 +126,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             explain_route,
             get_policy,
             *SESSION_HANDLERS,
+            docs_assets(),
         ],
         dependencies={"tenant": Provide(resolve_tenant)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[request_id_middleware],
         lifespan=[lifespan],
         request_max_body_size=settings.limits.max_request_bytes,
-        openapi_config=OpenAPIConfig(
-            title="editgate",
-            version="0.1.0",
-            description="One HTTP API in front of many AI image-edit providers.",
-            path="/docs",
-            render_plugins=[SwaggerRenderPlugin(path="/")],
-        ),
+        openapi_config=openapi_config(version="0.1.0"),
         state=State({"gateway": gateway}),
         logging_config=None,
         debug=False,

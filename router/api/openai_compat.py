@@ -19,6 +19,7 @@ from litestar import Request, Response, post
 from litestar.datastructures import UploadFile
 
 from router.api.edits import base_url
+from router.api.openapi import OPENAI_ERRORS, body_operation, drop_in_edit_schema, drop_in_schema, guarded
 from router.auth import TenantId
 from router.errors import ApiError
 from router.idempotency import edit_headers
@@ -32,6 +33,8 @@ _OPENAI_ACCEPTED = {"model", "prompt", "n", "size", "quality", "background", "ou
                     "partial_images", "style"}  # fmt: skip
 _EDITGATE_EXTRAS = {"protect", "tier", "session_id", "parent_version", "mode", "aspect", "anchor", "mask_convention",
                     "text_in_output", "experiment_key", "metadata", "provider", "include_base64"}  # fmt: skip
+_EDIT_BODY = body_operation({"multipart/form-data": drop_in_edit_schema(_OPENAI_ACCEPTED | _EDITGATE_EXTRAS)})
+_GENERATE_BODY = body_operation({"application/json": drop_in_schema(_OPENAI_ACCEPTED | _EDITGATE_EXTRAS)})
 _QUALITY = {"low": "draft", "medium": "draft", "high": "final", "auto": "final", "standard": "final", "hd": "final"}
 
 
@@ -131,7 +134,8 @@ async def _run(request: Request, gw: Gateway, tenant: str, req: Any, raw: RawInp
     return await run_edit(gw, req, raw, EditTarget(tenant, base_url=url))
 
 
-@post("/v1/images/edits", status_code=200, summary="OpenAI-compatible image edit", tags=["openai-compatible"])
+@post("/v1/images/edits", status_code=200, summary="OpenAI-compatible image edit", tags=["openai-compatible"],
+      operation_class=_EDIT_BODY, **guarded(*OPENAI_ERRORS, openai=True))  # fmt: skip
 async def openai_images_edit(request: Request, tenant: TenantId) -> Response:
     """What `OpenAI(base_url=EDITGATE/v1).images.edit(...)` sends: multipart `image` or `image[]`, `mask`,
     `prompt`, `model`, `n`, `size`, `quality`, `background`, `output_format`, `output_compression`, `user`."""
@@ -160,7 +164,8 @@ async def openai_images_edit(request: Request, tenant: TenantId) -> Response:
     return await _respond(gw, response, response_format, fields.get("quality"), req.background == "transparent")
 
 
-@post("/v1/images/generations", status_code=200, summary="OpenAI-compatible generation", tags=["openai-compatible"])
+@post("/v1/images/generations", status_code=200, summary="OpenAI-compatible generation", tags=["openai-compatible"],
+      operation_class=_GENERATE_BODY, **guarded(409, 429, 502, 503, 504, openai=True))  # fmt: skip
 async def openai_images_generate(request: Request, tenant: TenantId) -> Response:
     """What `client.images.generate(...)` sends (JSON). Routed like an edit; `local` cannot generate."""
     gw: Gateway = request.app.state.gateway
