@@ -17,6 +17,7 @@ from typing import Any
 import pybase64
 from litestar import Request, Response, post
 from litestar.datastructures import UploadFile
+from openai.types import ImagesResponse
 
 from router.api.edits import base_url
 from router.api.openapi import OPENAI_ERRORS, body_operation, drop_in_edit_schema, drop_in_schema, guarded
@@ -136,7 +137,7 @@ async def _run(request: Request, gw: Gateway, tenant: str, req: Any, raw: RawInp
 
 @post("/v1/images/edits", status_code=200, summary="OpenAI-compatible image edit", tags=["openai-compatible"],
       operation_class=_EDIT_BODY, **guarded(*OPENAI_ERRORS, openai=True))  # fmt: skip
-async def openai_images_edit(request: Request, tenant: TenantId) -> Response:
+async def openai_images_edit(request: Request, tenant: TenantId) -> Response[ImagesResponse]:
     """What `OpenAI(base_url=EDITGATE/v1).images.edit(...)` sends: multipart `image` or `image[]`, `mask`,
     `prompt`, `model`, `n`, `size`, `quality`, `background`, `output_format`, `output_compression`, `user`."""
     gw: Gateway = request.app.state.gateway
@@ -166,7 +167,7 @@ async def openai_images_edit(request: Request, tenant: TenantId) -> Response:
 
 @post("/v1/images/generations", status_code=200, summary="OpenAI-compatible generation", tags=["openai-compatible"],
       operation_class=_GENERATE_BODY, **guarded(409, 429, 502, 503, 504, openai=True))  # fmt: skip
-async def openai_images_generate(request: Request, tenant: TenantId) -> Response:
+async def openai_images_generate(request: Request, tenant: TenantId) -> Response[ImagesResponse]:
     """What `client.images.generate(...)` sends (JSON). Routed like an edit; `local` cannot generate."""
     gw: Gateway = request.app.state.gateway
     fields = await read_json_object(request)
