@@ -78,7 +78,9 @@ _WHY = {
     400: "The request is malformed: a body that is not JSON or multipart, or a path or query value of the wrong type.",
     401: "No valid API key: send `Authorization: Bearer KEY`.",
     402: "The tenant's daily budget would be exceeded (`budget_exceeded`).",
+    403: "The key is valid but lacks the admin scope this needs.",
     404: "No such edit, session, version, file or experiment for this tenant.",
+    408: "The request body did not arrive within the body-read deadline.",
     409: "The `Idempotency-Key` was used with a different request or its first request is still running; "
     "or (retry) the version has not failed.",
     413: "The request or one of its images exceeds a limit (bytes or megapixels).",
