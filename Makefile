@@ -9,7 +9,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-.PHONY: install serve test lint
+.PHONY: install serve test lint swagger-ui
 install: $(STAMP)
 
 serve: $(STAMP)
@@ -21,3 +21,15 @@ lint: $(STAMP)
 
 test: lint
 	$(VENV)/bin/pytest -q
+
+# Swagger UI's assets ship inside the package (the docs page works offline). Refresh them from npm, pinned:
+SWAGGER_UI_VERSION ?= 5.35.0
+SWAGGER_UI_DIR := router/static/swagger-ui
+swagger-ui:
+	rm -rf $(SWAGGER_UI_DIR).tmp && mkdir -p $(SWAGGER_UI_DIR).tmp
+	cd $(SWAGGER_UI_DIR).tmp && npm pack --silent swagger-ui-dist@$(SWAGGER_UI_VERSION) | xargs tar xzf
+	for f in swagger-ui-bundle.js swagger-ui-bundle.js.LICENSE.txt swagger-ui-standalone-preset.js \
+	  swagger-ui-standalone-preset.js.LICENSE.txt swagger-ui.css favicon-32x32.png LICENSE NOTICE; do \
+	  cp $(SWAGGER_UI_DIR).tmp/package/$$f $(SWAGGER_UI_DIR)/; done
+	rm -rf $(SWAGGER_UI_DIR).tmp
+	@echo "now update the version and integrity in $(SWAGGER_UI_DIR)/SOURCE.txt"

@@ -11,13 +11,12 @@ import structlog
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from policies import Policy
 from providers.decode_budget import DECODE_BUDGET
 from providers.pricing import load_prices
 from router.api.compare import compare_providers, experiment_report, feedback
+from router.api.docs import docs_assets, openapi_config
 from router.api.edits import create_edit, get_edit
 from router.api.files import get_file
 from router.api.meta import chips, healthz, metrics, readyz
@@ -135,19 +134,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             explain_route,
             get_policy,
             *SESSION_HANDLERS,
+            docs_assets(),
         ],
         dependencies={"tenant": Provide(provide_tenant), "caller": Provide(provide_caller)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[request_id_middleware, body_deadline(settings.body_read_timeout_s)],
         lifespan=[lifespan],
         request_max_body_size=settings.limits.max_request_bytes,
-        openapi_config=OpenAPIConfig(
-            title="editgate",
-            version="0.1.0",
-            description="One HTTP API in front of many AI image-edit providers.",
-            path="/docs",
-            render_plugins=[SwaggerRenderPlugin(path="/")],
-        ),
+        openapi_config=openapi_config(version="0.1.0"),
         state=State({"gateway": gateway}),
         logging_config=None,
         debug=False,

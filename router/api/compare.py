@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from router.api.edits import base_url
-from router.api.openapi import EditOperation
+from router.api.openapi import EditOperation, guarded
 from router.auth import TenantId
 from router.errors import ApiError
 from router.idempotency import Answer, idempotent
@@ -53,7 +53,7 @@ async def _compare(gw: Gateway, tenant: str, req: EditRequest, raw: RawInputs, p
 
 
 @post("/v1/compare", status_code=200, summary="One edit sent to several providers, side by side",
-      tags=["compare"], operation_class=EditOperation)  # fmt: skip
+      tags=["compare"], operation_class=EditOperation, **guarded(409, 413, 415, 422))  # fmt: skip
 async def compare_providers(
     request: Request, tenant: TenantId, providers: FromQuery[str | None] = None
 ) -> Response[dict[str, Any]]:
@@ -87,7 +87,8 @@ class FeedbackIn(BaseModel):
         return self
 
 
-@post("/v1/edits/{edit_id:str}/feedback", status_code=201, summary="Record a verdict on an edit", tags=["compare"])
+@post("/v1/edits/{edit_id:str}/feedback", status_code=201, summary="Record a verdict on an edit", tags=["compare"],
+      **guarded(404, 422))  # fmt: skip
 async def feedback(
     request: Request, tenant: TenantId, edit_id: FromPath[str], data: JSONBody[FeedbackIn]
 ) -> dict[str, Any]:
@@ -99,7 +100,8 @@ async def feedback(
     return {"id": row.id, "edit_id": version.id, "verdict": row.verdict, "rating": row.rating}
 
 
-@get("/v1/experiments/{name:str}/report", summary="An experiment's arms compared", tags=["compare"])
+@get("/v1/experiments/{name:str}/report", summary="An experiment's arms compared", tags=["compare"],
+     **guarded(404))  # fmt: skip
 async def experiment_report(request: Request, tenant: TenantId, name: FromPath[str]) -> Report:
     """Your tenant's edits in this experiment (or shadow), per arm, with 95% intervals against the baseline."""
     gw: Gateway = request.app.state.gateway

@@ -7,7 +7,7 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
-from router.api.openapi import EditOperation
+from router.api.openapi import EDIT_ERRORS, EditOperation, guarded
 from router.auth import TenantId
 from router.errors import ApiError
 from router.idempotency import Answer, idempotent
@@ -22,7 +22,8 @@ def base_url(request: Request, gw: Gateway) -> str:
     return (gw.settings.public_base_url or str(request.base_url)).rstrip("/")
 
 
-@post("/v1/edits", status_code=200, summary="Edit an image", tags=["edits"], operation_class=EditOperation)
+@post("/v1/edits", status_code=200, summary="Edit an image", tags=["edits"], operation_class=EditOperation,
+      **guarded(*EDIT_ERRORS))  # fmt: skip
 async def create_edit(request: Request, tenant: TenantId) -> Response[EditResponse]:
     """Send `multipart/form-data` (file parts `image`, `mask`, `reference` repeatable, plus the
     EditRequest fields as form fields) or `application/json` (the same fields, images as base64 in
@@ -42,7 +43,7 @@ async def create_edit(request: Request, tenant: TenantId) -> Response[EditRespon
     return await idempotent(request, gw, tenant, req.model_dump(mode="json"), raw, run)
 
 
-@get("/v1/edits/{edit_id:str}", summary="Fetch an edit", tags=["edits"])
+@get("/v1/edits/{edit_id:str}", summary="Fetch an edit", tags=["edits"], **guarded(404))
 async def get_edit(request: Request, tenant: TenantId, edit_id: FromPath[str]) -> dict[str, Any]:
     """An edit as it was returned, or as it failed (with its stored inputs, settings and the error)."""
     gw: Gateway = request.app.state.gateway

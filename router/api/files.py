@@ -6,6 +6,7 @@ from litestar import Request, get
 from litestar.params import FromPath
 from litestar.response import File
 
+from router.api.openapi import guarded
 from router.auth import TenantId
 from router.errors import ApiError
 from router.intake.sniff import sniff
@@ -14,7 +15,7 @@ from router.service import Gateway
 _MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 
-@get("/v1/files/{file_id:str}", summary="Download a stored image", tags=["files"])
+@get("/v1/files/{file_id:str}", summary="Download a stored image", tags=["files"], **guarded(404))
 async def get_file(request: Request, tenant: TenantId, file_id: FromPath[str]) -> File:
     gw: Gateway = request.app.state.gateway
     path = gw.blobs.path(file_id)

@@ -16,8 +16,10 @@ from typing import Any
 import pybase64
 from litestar import Request, Response, post
 from litestar.datastructures import UploadFile
+from openai.types import ImagesResponse
 
 from router.api.edits import base_url
+from router.api.openapi import OPENAI_ERRORS, body_operation, drop_in_edit_schema, drop_in_schema, guarded
 from router.auth import TenantId
 from router.errors import ApiError
 from router.idempotency import Answer, edit_headers, idempotent
@@ -45,6 +47,8 @@ _OPENAI_STRINGS = (
     "input_fidelity",
     "style",
 )
+_EDIT_BODY = body_operation({"multipart/form-data": drop_in_edit_schema(_OPENAI_ACCEPTED | _EDITGATE_EXTRAS)})
+_GENERATE_BODY = body_operation({"application/json": drop_in_schema(_OPENAI_ACCEPTED | _EDITGATE_EXTRAS)})
 _QUALITY = {"low": "draft", "medium": "draft", "high": "final", "auto": "final", "standard": "final", "hd": "final"}
 
 
@@ -156,8 +160,9 @@ async def _run_and_answer(request: Request, gw: Gateway, tenant: str, fields: di
     return await idempotent(request, gw, tenant, fields, raw, run)
 
 
-@post("/v1/images/edits", status_code=200, summary="OpenAI-compatible image edit", tags=["openai-compatible"])
-async def openai_images_edit(request: Request, tenant: TenantId) -> Response:
+@post("/v1/images/edits", status_code=200, summary="OpenAI-compatible image edit", tags=["openai-compatible"],
+      operation_class=_EDIT_BODY, **guarded(*OPENAI_ERRORS, openai=True))  # fmt: skip
+async def openai_images_edit(request: Request, tenant: TenantId) -> Response[ImagesResponse]:
     """What `OpenAI(base_url=EDITGATE/v1).images.edit(...)` sends: multipart `image` or `image[]`, `mask`,
     `prompt`, `model`, `n`, `size`, `quality`, `background`, `output_format`, `output_compression`, `user`."""
     gw: Gateway = request.app.state.gateway
@@ -184,8 +189,9 @@ async def openai_images_edit(request: Request, tenant: TenantId) -> Response:
     return await _run_and_answer(request, gw, tenant, fields, req, raw, response_format)
 
 
-@post("/v1/images/generations", status_code=200, summary="OpenAI-compatible generation", tags=["openai-compatible"])
-async def openai_images_generate(request: Request, tenant: TenantId) -> Response:
+@post("/v1/images/generations", status_code=200, summary="OpenAI-compatible generation", tags=["openai-compatible"],
+      operation_class=_GENERATE_BODY, **guarded(409, 429, 502, 503, 504, openai=True))  # fmt: skip
+async def openai_images_generate(request: Request, tenant: TenantId) -> Response[ImagesResponse]:
     """What `client.images.generate(...)` sends (JSON). Routed like an edit; `local` cannot generate."""
     gw: Gateway = request.app.state.gateway
     fields = await read_json_object(request)

@@ -8,7 +8,7 @@ from typing import Any
 from litestar import Request, get, post
 
 from policies.view import tenant_view
-from router.api.openapi import EditOperation
+from router.api.openapi import EditOperation, guarded
 from router.auth import CallerDep, TenantId
 from router.intake.prepare import prepare
 from router.intake.request import parse_edit_request
@@ -17,7 +17,7 @@ from router.sessions import resolve_parent
 
 
 @post("/v1/route/explain", status_code=200, summary="Explain the routing decision for a request",
-      tags=["routing"], operation_class=EditOperation)  # fmt: skip
+      tags=["routing"], operation_class=EditOperation, **guarded(404, 413, 415, 422))  # fmt: skip
 async def explain_route(request: Request, tenant: TenantId) -> dict[str, Any]:
     """Takes exactly what `POST /v1/edits` takes and runs the same intake and decision, with the live
     breaker states and today's spend, but calls no provider and stores nothing."""
@@ -37,7 +37,7 @@ async def explain_route(request: Request, tenant: TenantId) -> dict[str, Any]:
     }
 
 
-@get("/v1/policy", summary="The running routing policy", tags=["routing"])
+@get("/v1/policy", summary="The running routing policy", tags=["routing"], **guarded(403))
 async def get_policy(request: Request, caller: CallerDep) -> dict[str, Any]:
     """An admin key sees the whole policy and its reload status; a tenant's key sees what applies to it."""
     gw: Gateway = request.app.state.gateway

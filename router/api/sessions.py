@@ -10,7 +10,7 @@ from litestar.params import FromPath, PathParameter, QueryParameter
 from litestar.response import File
 
 from router.api.edits import base_url
-from router.api.openapi import EditOperation
+from router.api.openapi import EDIT_ERRORS, EditOperation, guarded
 from router.auth import TenantId
 from router.errors import ApiError
 from router.idempotency import Answer, idempotent
@@ -57,6 +57,7 @@ async def _upload(request: Request) -> tuple[bytes, dict[str, Any]]:
     status_code=201,
     summary="Start a session (upload the source: version 0)",
     tags=["sessions"],
+    **guarded(413, 422),
 )
 async def create_session(request: Request, tenant: TenantId) -> SessionView:
     gw: Gateway = request.app.state.gateway
@@ -67,7 +68,7 @@ async def create_session(request: Request, tenant: TenantId) -> SessionView:
 
 
 @post("/v1/sessions/{session_id:str}/edits", status_code=200, summary="Edit in a session", tags=["sessions"],
-      operation_class=EditOperation)  # fmt: skip
+      operation_class=EditOperation, **guarded(*EDIT_ERRORS))  # fmt: skip
 async def session_edit(request: Request, tenant: TenantId, session_id: FromPath[str]) -> Response[EditResponse]:
     """Same fields as `POST /v1/edits` without `image`: the source is `parent_version` (default: the
     latest succeeded version). When that version was made by `openai-responses` and the route stays
@@ -83,12 +84,13 @@ async def session_edit(request: Request, tenant: TenantId, session_id: FromPath[
     return await idempotent(request, gw, tenant, req.model_dump(mode="json"), raw, run)
 
 
-@get("/v1/sessions/{session_id:str}", summary="The version tree", tags=["sessions"])
+@get("/v1/sessions/{session_id:str}", summary="The version tree", tags=["sessions"], **guarded(404))
 async def get_session(request: Request, tenant: TenantId, session_id: FromPath[str]) -> SessionView:
     return await session_view(request.app.state.gateway, tenant, session_id)
 
 
-@get("/v1/sessions/{session_id:str}/versions/{number:int}", summary="One version", tags=["sessions"])
+@get("/v1/sessions/{session_id:str}/versions/{number:int}", summary="One version", tags=["sessions"],
+     **guarded(404))  # fmt: skip
 async def get_version(
     request: Request, tenant: TenantId, session_id: FromPath[str], number: VersionNumber
 ) -> VersionView:
@@ -99,6 +101,7 @@ async def get_version(
     "/v1/sessions/{session_id:str}/versions/{number:int}/image",
     summary="A version's image",
     tags=["sessions"],
+    **guarded(404),
 )
 async def get_version_image(
     request: Request, tenant: TenantId, session_id: FromPath[str], number: VersionNumber
@@ -114,7 +117,7 @@ async def get_version_image(
 
 
 @post("/v1/sessions/{session_id:str}/versions/{number:int}/retry", status_code=200, tags=["sessions"],
-      summary="Run a failed version again")  # fmt: skip
+      summary="Run a failed version again", **guarded(402, 404, 409, 422, 429, 502, 503, 504))  # fmt: skip
 async def retry(
     request: Request, tenant: TenantId, session_id: FromPath[str], number: VersionNumber
 ) -> Response[EditResponse]:
@@ -129,7 +132,7 @@ async def retry(
 
 
 @get("/v1/sessions/{session_id:str}/compare", summary="Difference heat-map and drift between two versions",
-     tags=["sessions"])  # fmt: skip
+     tags=["sessions"], **guarded(404, 422))  # fmt: skip
 async def compare_versions(
     request: Request, tenant: TenantId, session_id: FromPath[str], a: VersionQuery, b: VersionQuery
 ) -> CompareView:
@@ -138,7 +141,7 @@ async def compare_versions(
 
 
 @delete("/v1/sessions/{session_id:str}", status_code=204, summary="Delete a session, its rows and images",
-        tags=["sessions"])  # fmt: skip
+        tags=["sessions"], **guarded(404))  # fmt: skip
 async def remove_session(request: Request, tenant: TenantId, session_id: FromPath[str]) -> None:
     if not await delete_session(request.app.state.gateway, tenant, session_id):
         raise ApiError(404, "not_found", f"No session {session_id!r}.", "session_id")
