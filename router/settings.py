@@ -33,6 +33,10 @@ class Limits(BaseSettings):
     max_references: int = Field(8, description="Reference images per request.")
     max_n: int = Field(10, description="Images per request.")
 
+    def too_large(self, width: int, height: int, max_edge: int) -> bool:
+        """Inputs and outputs share the megapixel bound (memory) but have their own edge limits."""
+        return max(width, height) > max_edge or width * height > self.max_megapixels * 1e6
+
 
 class Settings(BaseSettings):
     """Top-level settings. ``EDITGATE_DATA_DIR`` etc.; see the README's configuration reference."""

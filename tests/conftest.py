@@ -101,19 +101,23 @@ def faults(emulator: str) -> Iterator[Callable[..., None]]:
 CLOUD_DB_URL: dict[str, str] = {}
 
 
+def cloud_settings(emulator: str) -> dict[str, str]:
+    """Settings that point every cloud provider at the emulator (test keys)."""
+    return {
+        "openai_api_key": "sk-test",
+        "openai_base_url": f"{emulator}/v1",
+        "gemini_api_key": "g-test",
+        "gemini_base_url": emulator,
+    }
+
+
 @pytest.fixture(scope="session")
 def cloud_server(make_server: Callable[..., str], emulator: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """An editgate whose cloud providers are the emulator (as `editgate serve` does with no keys)."""
     from router.storage.db import database_url
 
     data_dir = tmp_path_factory.mktemp("cloud")
-    url = make_server(
-        data_dir=data_dir,
-        openai_api_key="sk-test",
-        openai_base_url=f"{emulator}/v1",
-        gemini_api_key="g-test",
-        gemini_base_url=emulator,
-    )
+    url = make_server(data_dir=data_dir, **cloud_settings(emulator))
     CLOUD_DB_URL[url] = database_url(None, data_dir)
     return url
 

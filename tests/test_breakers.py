@@ -23,7 +23,7 @@ from router.breaker import Breakers
 from router.executor import ExecutionFailed, Resources, execute
 from router.storage.db import database_url, make_engine
 from router.storage.store import Store
-from tests.conftest import fixture_bytes
+from tests.conftest import cloud_settings, fixture_bytes
 
 COFFEE = fixture_bytes("coffee.png")
 MASK = fixture_bytes("coffee_background_mask.png")
@@ -127,8 +127,7 @@ def with_deadline(seconds: float) -> list[dict]:
 
 
 def cloud_server(make_server: Callable[..., str], emulator: str, **overrides: Any) -> str:
-    return make_server(openai_api_key="sk-test", openai_base_url=f"{emulator}/v1", gemini_api_key="g-test",
-                       gemini_base_url=emulator, **overrides)  # fmt: skip
+    return make_server(**cloud_settings(emulator), **overrides)
 
 
 def pro_edit(url: str) -> httpx.Response:

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from tests.canaries import base_images, decoded, new_canary, plant_everywhere
-from tests.conftest import png_bytes
+from tests.conftest import cloud_settings, png_bytes
 
 PROVIDERS = ["local", "openai-images", "openai-responses", "gemini"]
 BASES = base_images()
@@ -40,13 +40,7 @@ MASK = _mask()
 @pytest.fixture(scope="module")
 def stack(make_server: Callable[..., str], emulator: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     data_dir = tmp_path_factory.mktemp("canary-store")
-    url = make_server(
-        data_dir=data_dir,
-        openai_api_key="sk-test",
-        openai_base_url=f"{emulator}/v1",
-        gemini_api_key="g-test",
-        gemini_base_url=emulator,
-    )
+    url = make_server(data_dir=data_dir, **cloud_settings(emulator))
     with httpx.Client(base_url=url, timeout=120) as client:
         yield client, data_dir
 

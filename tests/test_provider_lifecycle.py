@@ -14,7 +14,7 @@ from router.app import create_app
 from router.registry import ProviderSet
 from router.settings import Limits, Settings
 from router.threaded import serve_in_thread
-from tests.conftest import TEST_LIMITS
+from tests.conftest import TEST_LIMITS, cloud_settings
 from tests.test_breakers import policy_file, pro_edit, wait_until
 
 
@@ -27,8 +27,7 @@ def test_a_reload_closes_the_replaced_clients_after_their_calls_finish(
 ) -> None:
     path = policy_file(tmp_path)
     settings = Settings(data_dir=tmp_path / "data", limits=Limits(**TEST_LIMITS), policy_file=path,
-                        openai_api_key="sk-test", openai_base_url=f"{emulator}/v1", gemini_api_key="g-test",
-                        gemini_base_url=emulator)  # fmt: skip
+                        **cloud_settings(emulator))  # fmt: skip
     app = create_app(settings)
     gw = app.state.gateway
     first = gw.providers

@@ -16,7 +16,7 @@ import yaml
 from click.testing import CliRunner
 
 from router.cli import main
-from tests.conftest import fixture_bytes
+from tests.conftest import cloud_settings, fixture_bytes
 
 COFFEE = fixture_bytes("coffee.png")
 MASK = fixture_bytes("coffee_background_mask.png")
@@ -33,8 +33,7 @@ def policy_file(tmp_path: Path, **changes: Any) -> Path:
 
 
 def cloud_server(make_server: Callable[..., str], emulator: str, **overrides: Any) -> str:
-    return make_server(openai_api_key="sk-test", openai_base_url=f"{emulator}/v1", gemini_api_key="g-test",
-                       gemini_base_url=emulator, **overrides)  # fmt: skip
+    return make_server(**cloud_settings(emulator), **overrides)
 
 
 def masked(url: str, **fields: str) -> httpx.Response:

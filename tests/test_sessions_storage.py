@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from router.cli import main
 from router.storage.db import database_url, make_engine
 from router.storage.store import Store
-from tests.conftest import decode, fixture_bytes
+from tests.conftest import cloud_settings, decode, fixture_bytes
 
 COFFEE = fixture_bytes("coffee.png")
 MASK = fixture_bytes("coffee_background_mask.png")
@@ -24,10 +24,7 @@ MASK = fixture_bytes("coffee_background_mask.png")
 def stack(make_server: Callable[..., str], emulator: str, db_url: str | None,
           tmp_path_factory: pytest.TempPathFactory) -> dict:  # fmt: skip
     data_dir = tmp_path_factory.mktemp("sessions")
-    url = make_server(
-        data_dir=data_dir, database_url=db_url, openai_api_key="sk-test", openai_base_url=f"{emulator}/v1",
-        gemini_api_key="g-test", gemini_base_url=emulator,
-    )  # fmt: skip
+    url = make_server(data_dir=data_dir, database_url=db_url, **cloud_settings(emulator))
     return {"url": url, "data_dir": data_dir, "db_url": db_url}
 
 

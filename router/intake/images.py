@@ -50,7 +50,7 @@ def _open(data: bytes, fmt: str, param: str, limits: Limits) -> Image.Image:
     w, h = img.size
     if w <= 0 or h <= 0:
         raise ApiError(422, "invalid_image", f"{param} has no pixels ({w}x{h}).", param)
-    if max(w, h) > limits.max_edge or w * h > limits.max_megapixels * 1e6:
+    if limits.too_large(w, h, limits.max_edge):
         raise ApiError(
             422,
             "image_too_large",

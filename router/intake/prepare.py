@@ -82,7 +82,7 @@ def check_output_size(size: tuple[int, int], limits: Limits, param: str) -> None
     """An output or canvas is refused by its size alone, before anything of that size is allocated: a tiny
     upload asking for a huge canvas would otherwise cost as much memory as a huge upload."""
     w, h = size
-    if max(w, h) > limits.max_output_edge or w * h > limits.max_megapixels * 1e6:
+    if limits.too_large(w, h, limits.max_output_edge):
         raise ApiError(
             422,
             "output_too_large",
