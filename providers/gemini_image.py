@@ -15,7 +15,15 @@ from google.genai import types
 from policies.capabilities import Capabilities
 from providers.base import EditJob, ProviderResult, ResultImage, RunBlocking, in_worker_thread
 from providers.catalog import catalog, gemini_image_size, nearest_gemini_aspect
-from providers.errors import AuthError, InvalidForProvider, ProviderError, RateLimited, Rejected, Unavailable
+from providers.errors import (
+    AuthError,
+    InvalidForProvider,
+    InvalidInput,
+    ProviderError,
+    RateLimited,
+    Rejected,
+    Unavailable,
+)
 from providers.imaging import encode
 from providers.openai_common import EMULATOR_HEADER, retry_after
 
@@ -49,6 +57,10 @@ async def close_client(client: genai.Client, http_client: httpx.AsyncClient) -> 
     await http_client.aclose()
 
 
+_UNDECODABLE = "Unable to process input image"
+"""How Gemini says an input image did not decode (a 400 INVALID_ARGUMENT; no machine-readable reason)."""
+
+
 def _map_error(exc: Exception, provider: str) -> ProviderError:
     if isinstance(exc, genai_errors.APIError):
         status, message = exc.code, exc.message or str(exc)
@@ -60,6 +72,8 @@ def _map_error(exc: Exception, provider: str) -> ProviderError:
             return AuthError(message, **kw)
         if status >= 500:
             return Unavailable(message, **kw)
+        if status == 400 and _UNDECODABLE in message:
+            return InvalidInput(message, param="image", **kw)
         return InvalidForProvider(message, **kw)
     if isinstance(exc, httpx.TimeoutException):
         sent = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)

@@ -11,7 +11,15 @@ import openai
 import pybase64
 from openai._constants import DEFAULT_CONNECTION_LIMITS
 
-from providers.errors import AuthError, InvalidForProvider, ProviderError, RateLimited, Rejected, Unavailable
+from providers.errors import (
+    AuthError,
+    InvalidForProvider,
+    InvalidInput,
+    ProviderError,
+    RateLimited,
+    Rejected,
+    Unavailable,
+)
 
 EMULATOR_HEADER = "x-emulator"
 
@@ -41,6 +49,11 @@ def retry_after(headers: httpx.Headers | None) -> float | None:
         return None
 
 
+_UNDECODABLE = frozenset({"invalid_image", "invalid_image_file"})
+"""OpenAI's codes for an input image it could not decode: the caller's file, so no other provider is tried."""
+_INPUT_PARAM = {"mask": "mask", "image": "image", "image[]": "image", "input": "image"}
+
+
 def map_error(exc: Exception, provider: str) -> ProviderError:
     if isinstance(exc, openai.APITimeoutError):
         sent = not isinstance(exc.__cause__, httpx.ConnectTimeout | httpx.PoolTimeout)
@@ -59,6 +72,8 @@ def map_error(exc: Exception, provider: str) -> ProviderError:
             return AuthError(message, **kw)
         if status >= 500:
             return Unavailable(message, **kw)
+        if code in _UNDECODABLE:
+            return InvalidInput(message, param=_INPUT_PARAM.get(str(body.get("param")), "image"), **kw)
         if (
             code in ("moderation_blocked", "content_policy_violation")
             or body.get("type") == "image_generation_user_error"

@@ -139,6 +139,17 @@ def test_local_provider_failing_to_decode_a_source_is_a_422_naming_it_with_the_i
     assert [(r.provider, r.outcome) for r in stack_ledger(error["session_id"])] == [("local", "invalid_image")]
 
 
+@pytest.mark.parametrize("provider", ["openai-images", "openai-responses", "gemini"])
+def test_a_cloud_provider_that_cannot_decode_the_source_is_a_422_naming_it_without_a_fallback(
+    cloud: httpx.Client, stack_ledger, provider: str
+) -> None:
+    response = _edit(cloud, CORRUPT_STREAM, mask=None, provider=provider)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["param"], error["provider"]) == ("invalid_image", "image", provider)
+    assert [(r.provider, r.outcome) for r in stack_ledger(error["session_id"])] == [(provider, "invalid_image")]
+
+
 def test_a_mask_whose_pixels_do_not_decode_is_a_422_naming_the_mask(client: httpx.Client) -> None:
     garbage_stream = hc._idat_replaced(hc.COFFEE_MASK, b"\x78\x9c" + bytes(range(256)) * 4)  # CRCs recomputed
     response = _edit(client, hc.COFFEE, garbage_stream)
