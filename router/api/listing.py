@@ -52,7 +52,7 @@ class EditItem(BaseModel):
     provider: str | None
     model: str | None
     rule: str | None
-    cost: CostSummary | None = Field(description="Absent until the edit has a result.")
+    cost: CostSummary | None = Field(description="Null until the edit has a result.")
     image: FileRef | None = Field(description="The first result image (fetch it by `url`); no base64 here.")
     error_code: str | None = Field(description="Why a failed edit failed (`GET /v1/edits/{id}` has the whole error).")
     retry_of: int | None

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, case, delete, exists, func, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, case, delete, exists, func, or_, select, true, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -71,7 +71,7 @@ def _older_than(created_at: Any, row_id: Any, after: tuple[float, str] | None) -
     """Keyset condition for newest-first pages: rows strictly after ``after`` in (created_at, id) desc order."""
     if after is None:
         return true()
-    return or_(created_at < after[0], and_(created_at == after[0], row_id < after[1]))
+    return tuple_(created_at, row_id) < tuple_(*after)  # a row value: an index range on both backends
 
 
 BILLED = ("ok", "ambiguous")
