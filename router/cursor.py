@@ -30,8 +30,9 @@ def _check(listing: str, tenant: str, payload: bytes) -> str:
 
 
 def encode_cursor(listing: str, tenant: str, key: Key) -> str:
-    payload = json.dumps([key[0], key[1]], separators=(",", ":")).encode()
-    token = json.dumps([key[0], key[1], _check(listing, tenant, payload)], separators=(",", ":")).encode()
+    created, row_id = float(key[0]), key[1]
+    payload = json.dumps([created, row_id], separators=(",", ":")).encode()
+    token = json.dumps([created, row_id, _check(listing, tenant, payload)], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(token).decode().rstrip("=")
 
 
@@ -46,8 +47,7 @@ def decode_cursor(listing: str, tenant: str, cursor: str, ids: re.Pattern[str]) 
     except (binascii.Error, ValueError, TypeError):  # not base64, not JSON, not three items
         raise bad from None
     if not (
-        isinstance(created, int | float)
-        and not isinstance(created, bool)
+        isinstance(created, float)
         and math.isfinite(created)
         and isinstance(row_id, str)
         and ids.fullmatch(row_id)
@@ -57,4 +57,4 @@ def decode_cursor(listing: str, tenant: str, cursor: str, ids: re.Pattern[str]) 
     payload = json.dumps([created, row_id], separators=(",", ":")).encode()
     if not hmac.compare_digest(check, _check(listing, tenant, payload)):
         raise bad
-    return float(created), row_id
+    return created, row_id

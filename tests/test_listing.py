@@ -13,9 +13,13 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from router.cursor import decode_cursor, encode_cursor
+from router.errors import ApiError
 from router.storage.db import database_url, make_engine
-from router.storage.store import Store
+from router.storage.store import VERSION_ID, Store
 from tests.conftest import fixture_bytes
 
 COFFEE = fixture_bytes("coffee.png")
@@ -248,3 +252,20 @@ def test_bad_cursor_and_limit_are_refused(stack: dict[str, Any], tenant: tuple[s
         for limit in ("0", "101", "-1", "ten", "1.5"):
             assert error(c.get(path, params={"limit": limit})) == (400, "invalid_parameter", "limit"), (path, limit)
         assert len(c.get(path, params={"limit": 100}).json()["data"]) == 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=250) | st.binary(max_size=180).map(lambda b: base64.urlsafe_b64encode(b).decode()))
+def test_any_cursor_is_a_key_or_a_400(cursor: str) -> None:
+    try:
+        decode_cursor("edits", "acme", cursor, VERSION_ID)
+    except ApiError as exc:
+        assert (exc.status, exc.code, exc.param) == (400, "invalid_cursor", "cursor")
+
+
+def test_a_cursor_round_trips_its_exact_key() -> None:
+    key = (1_735_689_600.123_456_7, "ver_" + "ab" * 16)
+    assert decode_cursor("edits", "acme", encode_cursor("edits", "acme", key), VERSION_ID) == key
+    for listing, tenant in (("sessions", "acme"), ("edits", "globex")):
+        with pytest.raises(ApiError):
+            decode_cursor(listing, tenant, encode_cursor("edits", "acme", key), VERSION_ID)
