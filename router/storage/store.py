@@ -333,9 +333,9 @@ class Store:
         )
         if since is not None:
             q = q.where(EditSession.created_at >= since)
+        q = q.order_by(EditSession.created_at.desc(), EditSession.id.desc()).limit(limit)
         async with self.tx() as db:
-            sessions = list(await db.scalars(q.order_by(EditSession.created_at.desc(), EditSession.id.desc())
-                                             .limit(limit)))  # fmt: skip
+            sessions = list(await db.scalars(q))
             if not sessions:
                 return []
             visible = (Version.session_id.in_([s.id for s in sessions]), Version.shadow_of.is_(None))
