@@ -19,6 +19,7 @@ from router.api.compare import compare_providers, experiment_report, feedback
 from router.api.docs import docs_assets, openapi_config
 from router.api.edits import create_edit, get_edit
 from router.api.files import get_file
+from router.api.listing import LISTING_HANDLERS
 from router.api.meta import chips, healthz, metrics, readyz
 from router.api.openai_compat import openai_images_edit, openai_images_generate
 from router.api.routing import explain_route, get_policy
@@ -134,6 +135,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             explain_route,
             get_policy,
             *SESSION_HANDLERS,
+            *LISTING_HANDLERS,
             docs_assets(),
         ],
         dependencies={"tenant": Provide(provide_tenant), "caller": Provide(provide_caller)},

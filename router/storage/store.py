@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import case, delete, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, exists, func, or_, select, true, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -56,6 +56,22 @@ class Spend:
 
     tenant_usd: float = 0.0
     shadow_usd: float = 0.0
+
+
+@dataclass(slots=True, frozen=True)
+class SessionSummary:
+    """A session in a listing: its row, how many versions it has, and its newest one."""
+
+    session: EditSession
+    version_count: int
+    latest: Version | None
+
+
+def _older_than(created_at: Any, row_id: Any, after: tuple[float, str] | None) -> ColumnElement[bool]:
+    """Keyset condition for newest-first pages: rows strictly after ``after`` in (created_at, id) desc order."""
+    if after is None:
+        return true()
+    return tuple_(created_at, row_id) < tuple_(*after)  # a row value: an index range on both backends
 
 
 BILLED = ("ok", "ambiguous")
@@ -286,6 +302,56 @@ class Store:
                 .limit(limit)
             )
             return [(t, s) for t, s in rows]
+
+    # --- listings (newest first, keyset-paginated on (created_at, id)) -----------------------------
+
+    async def list_edits(self, tenant: str, *, limit: int, after: tuple[float, str] | None = None,
+                         status: str | None = None, session_id: str | None = None, since: float | None = None,
+                         include_shadow: bool = False) -> list[Version]:  # fmt: skip
+        """Up to ``limit`` of the tenant's edits (every version but a session's source, version 0)."""
+        q = select(Version).where(
+            Version.tenant_id == tenant, Version.number > 0, _older_than(Version.created_at, Version.id, after)
+        )
+        if not include_shadow:
+            q = q.where(Version.shadow_of.is_(None))
+        if status is not None:
+            q = q.where(Version.status == status)
+        if session_id is not None:
+            q = q.where(Version.session_id == session_id)
+        if since is not None:
+            q = q.where(Version.created_at >= since)
+        async with self.tx() as db:
+            rows = await db.scalars(q.order_by(Version.created_at.desc(), Version.id.desc()).limit(limit))
+            return list(rows)
+
+    async def list_sessions(self, tenant: str, *, limit: int, after: tuple[float, str] | None = None,
+                            since: float | None = None) -> list[SessionSummary]:  # fmt: skip
+        """Up to ``limit`` of the tenant's sessions, each with its version count and newest version
+        (shadow versions are the operator's, not the caller's tree: they count in neither)."""
+        q = select(EditSession).where(
+            EditSession.tenant_id == tenant, _older_than(EditSession.created_at, EditSession.id, after)
+        )
+        if since is not None:
+            q = q.where(EditSession.created_at >= since)
+        q = q.order_by(EditSession.created_at.desc(), EditSession.id.desc()).limit(limit)
+        async with self.tx() as db:
+            sessions = list(await db.scalars(q))
+            if not sessions:
+                return []
+            visible = (Version.session_id.in_([s.id for s in sessions]), Version.shadow_of.is_(None))
+            counts = (
+                select(Version.session_id, func.count().label("n"), func.max(Version.number).label("top"))
+                .where(*visible)
+                .group_by(Version.session_id)
+                .subquery()
+            )
+            rows = await db.execute(
+                select(counts.c.session_id, counts.c.n, Version).join(
+                    Version, and_(Version.session_id == counts.c.session_id, Version.number == counts.c.top)
+                )
+            )
+            found = {sid: (int(n), v) for sid, n, v in rows}
+            return [SessionSummary(s, *found.get(s.id, (0, None))) for s in sessions]
 
     # --- ledger ----------------------------------------------------------------------------------
 
