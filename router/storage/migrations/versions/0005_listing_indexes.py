@@ -1,6 +1,6 @@
 """Indexes for the listings: a tenant's sessions and edits, newest first, paged on (created_at, id).
 
-Revision ID: 0007
+Revision ID: 0005
 Revises: 0004
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0007"
+revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
