@@ -107,7 +107,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             asyncio.create_task(sweeper(gateway)),
             asyncio.create_task(reloader.watch()),
             asyncio.create_task(gateway.metrics.watch_loop_lag()),
-            asyncio.create_task(DeliveryWorker(gateway.store, settings.webhooks).run()),
+            asyncio.create_task(
+                DeliveryWorker(gateway.store, settings.webhooks, retention_s=settings.retention_days * 86400).run()
+            ),
         ]
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread (tests)
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.reload)

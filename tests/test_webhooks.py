@@ -216,3 +216,41 @@ def test_delivery_connects_to_the_checked_address_and_rechecks_each_time(tmp_pat
     assert refused.status == "pending" and refused.last_status_code is None
     assert "refused" in refused.last_error and "metadata" in refused.last_error
     assert json.loads(rx.calls[0][1])["data"]["id"] == allowed.version_id
+
+
+def test_workers_in_several_processes_claim_each_delivery_once(
+    tmp_path: Path, fresh_db: Callable[[], str | None]
+) -> None:
+    """Two workers racing over one outbox (SQLite or PostgreSQL) each take disjoint rows; a lease that ran
+    out (its process died) is taken over."""
+    from sqlalchemy import update
+
+    from router.storage.db import database_url, make_engine, migrate
+    from router.storage.models import Version, WebhookDelivery
+    from router.storage.store import Store
+    from router.webhooks.outbox import claim, finish_version
+
+    url = database_url(fresh_db(), tmp_path)
+
+    async def scenario() -> tuple[list[str], list[str], list[str]]:
+        store = Store(make_engine(url))
+        await migrate(store.engine)
+        await store.ensure_tenant("t")
+        try:
+            for n in range(20):
+                version = Version(id=f"ver_{n:032x}", tenant_id="t", shadow_of=None,
+                                  settings={"webhook_url": "http://127.0.0.1:9/in"})  # fmt: skip
+                await finish_version(store, version, {"id": version.id, "status": "failed"})
+            a, b = await asyncio.gather(*(claim(store, owner, 60, 20) for owner in ("wkr_a", "wkr_b")))
+            async with store.tx() as db:  # worker a dies: its leases run out
+                await db.execute(update(WebhookDelivery).where(WebhookDelivery.lease_owner == "wkr_a")
+                                 .values(lease_until=0))  # fmt: skip
+                await db.commit()
+            c = await claim(store, "wkr_c", 60, 20)
+            return [d.id for d in a], [d.id for d in b], [d.id for d in c]
+        finally:
+            await store.engine.dispose()
+
+    a, b, c = asyncio.run(scenario())
+    assert len(a) + len(b) == 20 and not set(a) & set(b)
+    assert sorted(c) == sorted(a)

@@ -24,6 +24,7 @@ from router.webhooks.signing import signed_headers
 
 log = structlog.get_logger("editgate.webhooks")
 USER_AGENT = "editgate-webhooks/1"
+PRUNE_EVERY_S = 3600.0
 
 
 def backoff_s(attempts: int, settings: WebhookSettings, rng: random.Random) -> float:
@@ -48,7 +49,8 @@ def pinned_request(client: httpx.AsyncClient, target: Target, body: str, headers
 
 async def post_once(client: httpx.AsyncClient, target: Target, body: str, headers: dict[str, str],
                     settings: WebhookSettings) -> tuple[int, str | None]:  # fmt: skip
-    """(status code, error text or None). At most ``max_response_bytes`` of the answer are read."""
+    """(status code, error text or None). At most ``max_response_bytes`` of the answer are read. No
+    connection is reused: one to an IP verified for one name must not carry a request for another."""
     request = pinned_request(client, target, body, headers)
     async with asyncio.timeout(settings.timeout_s):
         response = await client.send(request, stream=True, follow_redirects=False)
@@ -70,15 +72,16 @@ class DeliveryWorker:
     """One per process; several processes share the outbox through leases."""
 
     def __init__(self, store: Store, settings: WebhookSettings, resolve: Resolver = system_resolver,
-                 rng: random.Random | None = None) -> None:  # fmt: skip
-        self.store, self.settings, self.resolve = store, settings, resolve
+                 rng: random.Random | None = None, retention_s: float = 30 * 86400) -> None:  # fmt: skip
+        self.store, self.settings, self.resolve, self.retention_s = store, settings, resolve, retention_s
+        self.pruned_at = 0.0
         self.owner = f"wkr_{uuid.uuid4().hex[:20]}"
         self.rng = rng or random.Random()
         self.wake = asyncio.Event()
         self.inflight: set[asyncio.Task[None]] = set()
         timeout = httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s)
-        self.client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False,
-                                        limits=httpx.Limits(max_connections=settings.concurrency))  # fmt: skip
+        limits = httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=0)
+        self.client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False, limits=limits)
 
     async def run(self) -> None:
         """Deliver until cancelled; on the way out, finish nothing half-way: leases are given back."""
@@ -109,6 +112,9 @@ class DeliveryWorker:
             await self.client.aclose()
 
     async def tick(self) -> int:
+        if time.time() - self.pruned_at > PRUNE_EVERY_S:
+            self.pruned_at = time.time()
+            await outbox.prune(self.store, self.pruned_at - self.retention_s)
         free = self.settings.concurrency - len(self.inflight)
         if free <= 0:
             return 0
