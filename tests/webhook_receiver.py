@@ -17,6 +17,8 @@ class Receiver:
     plan: list[int] = field(default_factory=list)
     """Status codes to answer, in order; 200 once it runs out."""
     calls: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    received_at: list[float] = field(default_factory=list)
+    """time.time() of each call, for measurements."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def wait_for(self, count: int, timeout: float = 20.0) -> list[tuple[dict[str, str], bytes]]:
@@ -38,6 +40,7 @@ def receiver(plan: list[int] | None = None) -> Iterator[Receiver]:
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             with state.lock:
                 state.calls.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                state.received_at.append(time.time())
                 status = state.plan.pop(0) if state.plan else 200
             self.send_response(status)
             self.send_header("content-length", "2")

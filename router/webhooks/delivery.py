@@ -161,5 +161,7 @@ class DeliveryWorker:
         entry: dict[str, Any] = {"at": round(started, 3), "status_code": code, "error": error,
                                  "duration_ms": took_ms, "next_attempt_at": next_at}  # fmt: skip
         kept = await outbox.record_attempt(self.store, delivery, self.owner, entry, status, next_at)
+        if next_at is not None:  # due before the next poll: be awake for it
+            asyncio.get_running_loop().call_later(max(0.0, next_at - time.time()) + 0.01, self.wake.set)
         log.info("webhook_attempt", delivery=delivery.id, webhook_id=delivery.webhook_id, edit_id=delivery.version_id,
                  attempt=attempts, status=status, status_code=code, error=error, lease_kept=kept)  # fmt: skip
