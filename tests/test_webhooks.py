@@ -109,11 +109,18 @@ def test_a_receiver_that_fails_twice_gets_the_third_try_with_the_same_webhook_id
 
 
 def test_refused_webhook_urls_are_a_422_naming_the_field(client: httpx.Client) -> None:
-    for url in ("http://169.254.169.254/latest/meta-data/", "http://127.0.0.1:9/x", "http://[::ffff:10.0.0.1]/",
-                "ftp://example.com/in"):  # fmt: skip
+    cases = {
+        "http://169.254.169.254/latest/meta-data/": "metadata",
+        "http://127.0.0.1:9/x": "loopback",
+        "http://[::ffff:10.0.0.1]/": "private",
+        "ftp://example.com/in": "http and https",
+    }
+    for url, why in cases.items():
         r = edit(client, webhook_url=url)
         assert r.status_code == 422, (url, r.text)
-        assert r.json()["error"]["param"] == "webhook_url", r.text
+        error = r.json()["error"]
+        assert error["param"] == "webhook_url" and why in error["message"], r.text
+        assert error["code"] in ("invalid_webhook_url", "invalid_parameter"), r.text
 
 
 def test_the_delivery_log_is_the_tenants_own(hooks_server: str) -> None:
