@@ -24,6 +24,7 @@ from router.api.meta import chips, healthz, metrics, readyz
 from router.api.openai_compat import openai_images_edit, openai_images_generate
 from router.api.routing import explain_route, get_policy
 from router.api.sessions import SESSION_HANDLERS
+from router.api.webhooks import edit_deliveries
 from router.auth import provide_caller, provide_tenant
 from router.blobs import DiskBlobStore
 from router.body_deadline import body_deadline
@@ -39,6 +40,7 @@ from router.sessions import sweeper
 from router.settings import Settings
 from router.storage.db import database_url, make_engine, migrate
 from router.storage.store import DEV_TENANT, Store
+from router.webhooks.delivery import DeliveryWorker
 from router.workers import ImageWorkers
 
 log = structlog.get_logger("editgate.app")
@@ -106,6 +108,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             asyncio.create_task(sweeper(gateway)),
             asyncio.create_task(reloader.watch()),
             asyncio.create_task(gateway.metrics.watch_loop_lag()),
+            asyncio.create_task(
+                DeliveryWorker(gateway.store, settings.webhooks, retention_s=settings.retention_days * 86400).run()
+            ),
         ]
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread (tests)
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.reload)
@@ -114,6 +119,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             for task in tasks:
                 task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)  # the webhook worker gives its leases back
             if isinstance(gateway.providers, ProviderSet):
                 await gateway.providers.retire()
             await gateway.store.engine.dispose()
@@ -122,6 +128,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             create_edit,
             get_edit,
+            edit_deliveries,
             get_file,
             healthz,
             readyz,

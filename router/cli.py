@@ -190,6 +190,82 @@ def keys_list(data_dir: Path | None, database_url: str | None) -> None:
 
 
 @main.group()
+def webhooks() -> None:
+    """Register the URLs called (signed, Standard Webhooks) on every terminal edit of a tenant."""
+
+
+def _checked_url(url: str) -> str:
+    from router.webhooks.guard import Refused, check
+
+    try:
+        asyncio.run(check(url, Settings().webhooks.allow_private))
+    except Refused as exc:
+        raise click.ClickException(
+            f"{url}: {exc} (EDITGATE_WEBHOOK_ALLOW_PRIVATE=true allows private receivers)"
+        ) from None
+    return url
+
+
+@webhooks.command("add")
+@click.option("--tenant", required=True, callback=_tenant_name, help="Tenant name; created if new.")
+@click.argument("url")
+@_with_db
+def webhooks_add(tenant: str, url: str, data_dir: Path | None, database_url: str | None) -> None:
+    """Call URL on each of TENANT's finished edits. The tenant's signing secret is the last word of the
+    output when this made it (shown only now); later endpoints share it."""
+    from router.webhooks.outbox import add_endpoint
+
+    _checked_url(url)
+    try:
+        endpoint_id, secret, made = _with_store(data_dir, database_url, lambda s: add_endpoint(s, tenant, url))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Added {endpoint_id} for tenant {tenant}: {url}")
+    if made:
+        click.echo(f"Signing secret of tenant {tenant}, shown only now: {secret}")
+    else:
+        click.echo(f"Signed with tenant {tenant}'s existing secret (`editgate webhooks secret --tenant {tenant}`).")
+
+
+@webhooks.command("list")
+@click.option("--tenant", default=None, callback=_tenant_name, help="Only this tenant's endpoints.")
+@_with_db
+def webhooks_list(tenant: str | None, data_dir: Path | None, database_url: str | None) -> None:
+    """Endpoint id, tenant and URL of every registered endpoint."""
+    from router.webhooks.outbox import list_endpoints
+
+    for endpoint in _with_store(data_dir, database_url, lambda s: list_endpoints(s, tenant)):
+        click.echo(f"{endpoint.id}\t{endpoint.tenant_id}\t{endpoint.url}")
+
+
+@webhooks.command("remove")
+@click.argument("endpoint_id")
+@_with_db
+def webhooks_remove(endpoint_id: str, data_dir: Path | None, database_url: str | None) -> None:
+    """Stop calling an endpoint (deliveries already queued for it still run)."""
+    from router.webhooks.outbox import remove_endpoint
+
+    if not _with_store(data_dir, database_url, lambda s: remove_endpoint(s, endpoint_id)):
+        raise click.ClickException(f"no endpoint {endpoint_id}")
+    click.echo(f"Removed {endpoint_id}.")
+
+
+@webhooks.command("secret")
+@click.option("--tenant", required=True, callback=_tenant_name)
+@click.option("--rotate", is_flag=True, help="Make a new secret; deliveries from now on are signed with it.")
+@_with_db
+def webhooks_secret(tenant: str, rotate: bool, data_dir: Path | None, database_url: str | None) -> None:
+    """Print TENANT's signing secret (the last word), for the operator to hand over again; --rotate replaces it."""
+    from router.webhooks.outbox import ensure_secret, rotate_secret
+
+    async def run(store: Store) -> str:
+        tenant_id = await store.ensure_tenant(tenant)
+        return await rotate_secret(store, tenant_id) if rotate else (await ensure_secret(store, tenant_id))[0]
+
+    click.echo(f"Signing secret of tenant {tenant}: {_with_store(data_dir, database_url, run)}")
+
+
+@main.group()
 def policy() -> None:
     """Validate routing policy files."""
 

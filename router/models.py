@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from router.intake.outpaint import Anchor
+from router.webhooks.guard import parse as parse_webhook_url
 
 _SIZE = re.compile(r"^(auto|keep|[1-9]\d{0,4}x[1-9]\d{0,4})$")
 _ASPECT = re.compile(r"^[1-9]\d{0,2}:[1-9]\d{0,2}$")
@@ -45,6 +46,11 @@ class EditRequest(BaseModel):
     )
     experiment_key: str | None = Field(None, max_length=200, description="Sticky key for experiments that use it.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Returned unchanged.")
+    webhook_url: str | None = Field(
+        None,
+        max_length=2048,
+        description="Called (signed, Standard Webhooks) when the edit succeeds or fails; see the README's Webhooks.",
+    )
 
     @field_validator("size")
     @classmethod
@@ -59,6 +65,13 @@ class EditRequest(BaseModel):
         if v is not None and not _ASPECT.match(v):
             raise ValueError("aspect must be 'W:H' with whole numbers, e.g. 9:16")
         return v
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, v: str | None) -> str | None:
+        if v:
+            parse_webhook_url(v)
+        return v or None
 
     def explicit_size(self) -> tuple[int, int] | None:
         if self.size in ("auto", "keep"):

@@ -47,6 +47,7 @@ from router.registry import in_use
 from router.settings import Settings
 from router.storage.models import Version
 from router.storage.store import SessionGone, Spend, Store
+from router.webhooks import finish_version
 from router.workers import ImageWorkers
 
 log = structlog.get_logger("editgate.edit")
@@ -287,9 +288,9 @@ class EditRun:
         if self.decision is not None and not self.ledgered:
             rows = _ledger_rows(self.target, self.session_id, self.version.id, self.decision, attempts, {}, None, None)
             await self.gw.store.add_attempts(rows)
-        await self.gw.store.update_version(
-            self.version.id, status="failed", rule=self.route_info.rule or None, result=record, finished_at=time.time()
-        )
+        # WEBHOOKS (stand-in for lifecycle.on_terminal): the state and its webhook messages in one transaction
+        await finish_version(self.gw.store, self.version, record, status="failed", rule=self.route_info.rule or None,
+                             finished_at=time.time())  # fmt: skip
         tried = [a for a in attempts if a.outcome != "skipped_circuit_open"]
         self.gw.metrics.attempted(attempts)
         self.gw.metrics.finished(
@@ -409,12 +410,13 @@ class EditRun:
         first = response.images[0] if response.images else None
         record = response.model_dump(exclude={"images": {"__all__": {"b64_json"}}})
         record.update(settings=self.settings, image=first.model_dump(exclude={"b64_json"}) if first else None)
-        await gw.store.update_version(
-            self.version.id, status="succeeded", provider=served_by, model=outcome.candidate.model, rule=decision.rule,
-            image_sha=first.sha256 if first else None,
+        # WEBHOOKS (stand-in for lifecycle.on_terminal): the state and its webhook messages in one transaction
+        await finish_version(
+            gw.store, self.version, record, status="succeeded", provider=served_by, model=outcome.candidate.model,
+            rule=decision.rule, image_sha=first.sha256 if first else None,
             # a mask-locked result is no longer the provider's own output: its chain cannot continue from it
             chain_response_id=None if lock else outcome.result.chain_state,
-            chain_note=chain.note if chain else None, result=record, finished_at=time.time(),
+            chain_note=chain.note if chain else None, finished_at=time.time(),
         )  # fmt: skip
         log.info("edit_succeeded", edit_id=self.version.id, provider=served_by, total_ms=total_ms)
         if shadow is not None and self.raw is not None:

@@ -38,6 +38,27 @@ class Limits(BaseSettings):
         return max(width, height) > max_edge or width * height > self.max_megapixels * 1e6
 
 
+class WebhookSettings(BaseSettings):
+    """Webhook delivery: who may be called, how long one call may take, how long retries go on."""
+
+    model_config = SettingsConfigDict(env_prefix="EDITGATE_WEBHOOK_", extra="forbid")
+
+    allow_private: bool = Field(
+        False,
+        description="Allow URLs that resolve to loopback, private, link-local or CGNAT addresses (never the "
+        "cloud metadata ones). Off: such URLs are refused at request time and again before each delivery.",
+    )
+    connect_timeout_s: float = Field(5.0, gt=0, description="Connecting to the receiver.")
+    timeout_s: float = Field(15.0, gt=0, description="One delivery, whole (connect, send, answer).")
+    max_response_bytes: int = Field(16 * 1024, ge=0, description="At most this much of an answer is read.")
+    retry_base_s: float = Field(5.0, gt=0, description="First retry's backoff ceiling; doubles per attempt.")
+    retry_cap_s: float = Field(6 * 3600.0, gt=0, description="Largest backoff ceiling (full jitter below it).")
+    retry_window_s: float = Field(24 * 3600.0, gt=0, description="No attempt later than this after the edit ended.")
+    poll_s: float = Field(1.0, gt=0, description="How often the worker looks for due deliveries.")
+    lease_s: float = Field(60.0, gt=0, description="A claimed delivery another process may take over after this.")
+    concurrency: int = Field(8, ge=1, description="Deliveries in flight at once, per process.")
+
+
 class Settings(BaseSettings):
     """Top-level settings. ``EDITGATE_DATA_DIR`` etc.; see the README's configuration reference."""
 
@@ -83,6 +104,7 @@ class Settings(BaseSettings):
     retention_days: float = Field(30.0, description="Sessions, their images and history expire after this.")
     sweep_interval_s: float = Field(300.0, description="How often expired sessions are removed.")
     limits: Limits = Field(default_factory=Limits)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
     def has_provider_keys(self) -> bool:
         return bool(self.openai_api_key or self.gemini_api_key)

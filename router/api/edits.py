@@ -16,6 +16,7 @@ from router.models import EditResponse
 from router.service import EditTarget, Gateway, run_edit
 from router.sessions import edit_in_session
 from router.storage.store import VERSION_ID
+from router.webhooks.intake import accept_webhook_url, show_secret
 
 
 def base_url(request: Request, gw: Gateway) -> str:
@@ -34,13 +35,14 @@ async def create_edit(request: Request, tenant: TenantId) -> Response[EditRespon
     gw: Gateway = request.app.state.gateway
     req, raw = await parse_edit_request(request)
     url = base_url(request, gw)
+    secret = await accept_webhook_url(gw.store, gw.settings.webhooks, tenant, req.webhook_url)
 
     async def run() -> Answer:
         if req.session_id:
             return Answer.of_edit(await edit_in_session(gw, tenant, req, raw, req.session_id, url))
         return Answer.of_edit(await run_edit(gw, req, raw, EditTarget(tenant, base_url=url)))
 
-    return await idempotent(request, gw, tenant, req.model_dump(mode="json"), raw, run)
+    return show_secret(await idempotent(request, gw, tenant, req.model_dump(mode="json"), raw, run), secret)
 
 
 @get("/v1/edits/{edit_id:str}", summary="Fetch an edit", tags=["edits"], **guarded(404))

@@ -32,6 +32,7 @@ from router.sessions import (
     version_view,
 )
 from router.storage.store import MAX_INT32
+from router.webhooks.intake import accept_webhook_url, show_secret
 
 VersionNumber = Annotated[int, PathParameter(ge=0, le=MAX_INT32)]
 VersionQuery = Annotated[int, QueryParameter(ge=0, le=MAX_INT32)]
@@ -77,11 +78,12 @@ async def session_edit(request: Request, tenant: TenantId, session_id: FromPath[
     req, raw = await parse_edit_request(request, image_required=False)
     if req.session_id not in (None, session_id):
         raise ApiError(422, "invalid_parameter", "session_id in the body differs from the path.", "session_id")
+    secret = await accept_webhook_url(gw.store, gw.settings.webhooks, tenant, req.webhook_url)
 
     async def run() -> Answer:
         return Answer.of_edit(await edit_in_session(gw, tenant, req, raw, session_id, base_url(request, gw)))
 
-    return await idempotent(request, gw, tenant, req.model_dump(mode="json"), raw, run)
+    return show_secret(await idempotent(request, gw, tenant, req.model_dump(mode="json"), raw, run), secret)
 
 
 @get("/v1/sessions/{session_id:str}", summary="The version tree", tags=["sessions"], **guarded(404))

@@ -5,7 +5,9 @@ tenants ─┬─ api_keys            (hashes only; an admin flag)
          │            │   └─ feedback (accepted / rejected / 1-5; the latest counts)
          │            └─ blobs    (which content-addressed files the session uses)
          ├─ attempts            (the ledger: one row per provider attempt; comparisons marked)
-         └─ idempotency         (key -> request hash and stored response)
+         ├─ idempotency         (key -> request hash and stored response)
+         ├─ webhook_endpoints   (URLs called on every terminal edit) and webhook_secrets (one per tenant)
+         └─ webhook_deliveries  (the outbox: one row per edit x URL, written with the terminal state)
 """
 
 from __future__ import annotations
@@ -148,3 +150,53 @@ class Idempotency(Base):
     status_code: Mapped[int | None] = mapped_column(Integer, default=None)
     response: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class WebhookEndpoint(Base):
+    """A URL a tenant registered (``editgate webhooks add``): called on each of its edits' terminal states."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class WebhookSecret(Base):
+    """The tenant's signing secret (``whsec_`` + base64), kept as the signer needs it: HMAC needs the key itself."""
+
+    __tablename__ = "webhook_secrets"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class WebhookDelivery(Base):
+    """The outbox: one message to one URL, retried under a lease until delivered or out of time.
+    ``payload`` is the exact body that is signed; ``webhook_id`` stays the same on every attempt."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    version_id: Mapped[str] = mapped_column(String(40), index=True)
+    endpoint_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    url: Mapped[str] = mapped_column(Text)
+    event_type: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[str] = mapped_column(Text)
+    webhook_id: Mapped[str] = mapped_column(String(40))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(20))
+    """pending (due at ``next_attempt_at``), delivered, or failed (retries ran out)."""
+    next_attempt_at: Mapped[float | None] = mapped_column(Float, default=None)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_error: Mapped[str | None] = mapped_column(String(300), default=None)
+    lease_owner: Mapped[str | None] = mapped_column(String(40), default=None)
+    lease_until: Mapped[float | None] = mapped_column(Float, default=None)
+    history: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    """Each attempt: when, status code, error, how long it took, when the next one is due."""
+    created_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float, default=None)
