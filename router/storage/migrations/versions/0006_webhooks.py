@@ -1,7 +1,7 @@
 """Webhooks: registered endpoints, per-tenant signing secrets and the delivery outbox.
 
 Revision ID: 0006
-Revises: 0004 (re-pointed at 0005 when the lifecycle's migration lands)
+Revises: 0005
 """
 
 from __future__ import annotations
