@@ -115,6 +115,10 @@ class Rule(BaseModel):
     retry_ambiguous: bool = Field(
         False, description="Retry or fall back after a read timeout (the provider may have rendered and billed)."
     )
+    rerun_interrupted: bool = Field(
+        False,
+        description="Re-run (as a queued retry) an edit of this rule that a crash interrupted; it may pay twice.",
+    )
 
     _known_features = field_validator("when")(classmethod(lambda cls, when: check_conditions(when)))
 

@@ -17,7 +17,7 @@ from providers.decode_budget import DECODE_BUDGET
 from providers.pricing import load_prices
 from router.api.compare import compare_providers, experiment_report, feedback
 from router.api.docs import docs_assets, openapi_config
-from router.api.edits import create_edit, get_edit
+from router.api.edits import cancel_edit, create_edit, get_edit
 from router.api.files import get_file
 from router.api.listing import LISTING_HANDLERS
 from router.api.meta import chips, healthz, metrics, readyz
@@ -31,15 +31,18 @@ from router.body_deadline import body_deadline
 from router.breaker import Breakers
 from router.errors import EXCEPTION_HANDLERS
 from router.executor import Resources
+from router.lifecycle import Lifecycle
 from router.logging import request_id_middleware
 from router.metrics import Metrics
 from router.policy_source import PolicyReloader, read_policy
+from router.queue import drain, lease_keeper, queue_worker, recover_once, recovery_loop
 from router.registry import ProviderSet, build_providers
 from router.service import Gateway
 from router.sessions import sweeper
 from router.settings import Settings
 from router.storage.db import database_url, make_engine, migrate
-from router.storage.store import DEV_TENANT, Store
+from router.storage.store import DEV_TENANT, Store, new_id
+from router.webhooks import enqueue
 from router.webhooks.delivery import DeliveryWorker
 from router.workers import ImageWorkers
 
@@ -52,12 +55,14 @@ def build_gateway(settings: Settings) -> Gateway:
     DECODE_BUDGET.resize(settings.decode_budget_megapixels)
     policy = read_policy(settings.policy_file)
     engine = make_engine(database_url(settings.database_url, settings.data_dir))
+    store = Store(engine)
     gateway = Gateway(
         settings=settings,
         policy=policy,
         providers=build_providers(settings, policy, workers.run),
         blobs=DiskBlobStore(settings.data_dir / "blobs"),
-        store=Store(engine),
+        store=store,
+        lifecycle=Lifecycle(store, owner=new_id("inst"), lease_s=settings.lease_s),
         workers=workers,
         resources=Resources(Breakers(policy.breaker)),
         prices=load_prices(settings.pricing_file),
@@ -65,6 +70,7 @@ def build_gateway(settings: Settings) -> Gateway:
         forced_provider=settings.image_edit_provider,
     )
     gateway.set_policy(policy)
+    gateway.lifecycle.on_terminal.append(enqueue)  # webhook messages commit with the state they announce
     return gateway
 
 
@@ -102,8 +108,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "no_api_keys",
                 note="running as the single development tenant 'dev'; the first `editgate keys create` enforces auth",
             )
+        if recovered := await recover_once(gateway):
+            log.warning("recovered_interrupted_edits", edits=len(recovered))
         reloader = PolicyReloader(settings.policy_file, _apply_policy(gateway))
         app.state.reloader = reloader
+        keeper = asyncio.create_task(lease_keeper(gateway))
         tasks = [
             asyncio.create_task(sweeper(gateway)),
             asyncio.create_task(reloader.watch()),
@@ -111,6 +120,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             asyncio.create_task(
                 DeliveryWorker(gateway.store, settings.webhooks, retention_s=settings.retention_days * 86400).run()
             ),
+            asyncio.create_task(queue_worker(gateway)),
+            asyncio.create_task(recovery_loop(gateway)),
         ]
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread (tests)
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.reload)
@@ -119,6 +130,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             for task in tasks:
                 task.cancel()
+            await drain(gateway, app.state.get("drain_started"))
+            keeper.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)  # the webhook worker gives its leases back
             if isinstance(gateway.providers, ProviderSet):
                 await gateway.providers.retire()
@@ -129,6 +142,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             create_edit,
             get_edit,
             edit_deliveries,
+            cancel_edit,
             get_file,
             healthz,
             readyz,

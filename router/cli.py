@@ -28,6 +28,23 @@ def main() -> None:
     """editgate: one HTTP API in front of many AI image-edit providers."""
 
 
+def _draining_server() -> type:
+    import uvicorn
+
+    class Draining(uvicorn.Server):
+        """On SIGTERM/SIGINT: the gateway stops taking edits and its drain clock starts (``EDITGATE_DRAIN_S``);
+        uvicorn stops accepting connections and waits that long for the ones open."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            app = self.config.app
+            if not app.state.get("drain_started"):
+                app.state.drain_started = time.monotonic()
+                app.state.gateway.draining = True
+            super().handle_exit(sig, frame)
+
+    return Draining
+
+
 @main.command()
 @click.option("--host", envvar="EDITGATE_HOST", default=None, help="Bind address [127.0.0.1].")
 @click.option("--port", envvar="EDITGATE_PORT", type=int, default=None, help="Port [8080].")
@@ -73,7 +90,9 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
             )
             structlog.get_logger("editgate.cli").warning("emulator_serving_cloud_providers", url=url)
         app = create_app(settings)
-        uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+        config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
+                                timeout_graceful_shutdown=settings.drain_s)  # fmt: skip
+        _draining_server()(config).run()
 
 
 @main.command()

@@ -1,7 +1,8 @@
 """``Idempotency-Key`` on every endpoint that can spend money: the same key and body return the stored
 answer (its exact body and headers, plus ``Idempotent-Replayed: true``) without a second provider call
 or ledger charge; the same key with another body is a 409, and so is a key whose request is still
-running. A failed request frees its key for a retry.
+running. A failed request frees its key for a retry. The key's claim and answer are written in the
+edit's own accept and finish transactions (see router/lifecycle.py).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from litestar import Request, Response
 
 from router.errors import ApiError
 from router.intake.request import RawInputs
+from router.lifecycle import ClaimTaken, IdempotencyClaim
 from router.models import EditResponse
 from router.service import Gateway
+from router.storage.store import Claim
 
 
 @dataclass(slots=True)
@@ -28,6 +31,7 @@ class Answer:
     headers: dict[str, str]
     version_id: str
     """The version the key belongs to: deleting its session frees the key."""
+    status: int = 200
 
     @classmethod
     def of_edit(cls, response: EditResponse) -> Answer:
@@ -36,7 +40,7 @@ class Answer:
 
     def response(self, replayed: bool = False) -> Response:
         headers = {**self.headers, "Idempotent-Replayed": "true"} if replayed else self.headers
-        return Response(self.body, status_code=200, headers=headers)
+        return Response(self.body, status_code=self.status, headers=headers)
 
     def stored(self) -> dict[str, Any]:
         return {"body": self.body, "headers": self.headers}
@@ -58,29 +62,64 @@ def request_digest(path: str, fields: Mapping[str, Any], raw: RawInputs | None) 
     return h.hexdigest()
 
 
+def _key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key and len(key) > 200:
+        raise ApiError(422, "invalid_parameter", "Idempotency-Key is at most 200 characters.", "Idempotency-Key")
+    return key or None
+
+
+def _held(claim: Claim) -> Response:
+    """The answer for a key another request holds: its stored answer, or a 409."""
+    if claim.state == "conflict":
+        raise ApiError(409, "idempotency_key_reused", "This Idempotency-Key was used with a different request.")
+    if claim.state == "replay":
+        return Answer.from_stored(claim.response or {}).response(replayed=True)
+    message = "A request with this Idempotency-Key is still running; retry to receive its answer."
+    raise ApiError(409, "idempotency_in_progress", message, retry_after=1)
+
+
 async def idempotent(
+    request: Request, gw: Gateway, tenant: str, fields: Mapping[str, Any], raw: RawInputs | None,
+    run: Callable[[IdempotencyClaim | None], Awaitable[Answer]],
+) -> Response:  # fmt: skip
+    """One edit at most once per ``Idempotency-Key`` (per tenant); ``fields`` and ``raw`` identify the
+    request. The key is checked here (a read) and claimed by ``run``'s accept transaction, which
+    answers or frees it in the edit's terminal one: no transaction of its own."""
+    key = _key(request)
+    if key is None:
+        return (await run(None)).response()
+    digest = await gw.workers.run(
+        lambda: request_digest(request.url.path, fields, raw.load() if raw is not None else None)
+    )
+    stale_after = gw.settings.request_timeout_s + 60
+    found = await gw.store.peek_idempotency(tenant, key, digest, stale_after)
+    if found.state != "new":
+        return _held(found)
+    try:
+        answer = await run(IdempotencyClaim(tenant, key, digest, found.stale_since))
+    except ClaimTaken:  # another request claimed it between the check and the accept
+        found = await gw.store.peek_idempotency(tenant, key, digest, stale_after)
+        return _held(found if found.state != "new" else Claim("in_progress"))
+    return answer.response()
+
+
+async def idempotent_batch(
     request: Request, gw: Gateway, tenant: str, fields: Mapping[str, Any], raw: RawInputs | None,
     run: Callable[[], Awaitable[Answer]],
 ) -> Response:  # fmt: skip
-    """Run ``run`` at most once per ``Idempotency-Key`` (per tenant); ``fields`` and ``raw`` identify the request."""
-    key = request.headers.get("idempotency-key")
-    if not key:
+    """The same for a request that makes several edits (a compare): the key has transactions of its own."""
+    key = _key(request)
+    if key is None:
         return (await run()).response()
-    if len(key) > 200:
-        raise ApiError(422, "invalid_parameter", "Idempotency-Key is at most 200 characters.", "Idempotency-Key")
     stale_after = gw.settings.request_timeout_s + 60
 
     def digest() -> str:
         return request_digest(request.url.path, fields, raw.load() if raw is not None else None)
 
     claim = await gw.store.claim_idempotency(tenant, key, await gw.workers.run(digest), stale_after)
-    if claim.state == "conflict":
-        raise ApiError(409, "idempotency_key_reused", "This Idempotency-Key was used with a different request.")
-    if claim.state == "in_progress":
-        message = "A request with this Idempotency-Key is still running; retry to receive its answer."
-        raise ApiError(409, "idempotency_in_progress", message, retry_after=1)
-    if claim.state == "replay":
-        return Answer.from_stored(claim.response or {}).response(replayed=True)
+    if claim.state != "new":
+        return _held(claim)
     try:
         answer = await run()
     except BaseException:

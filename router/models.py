@@ -41,6 +41,9 @@ class EditRequest(BaseModel):
         None, ge=0, le=2**31 - 1, description="Branch from this version; default the latest."
     )
     include_base64: bool = Field(False, description="Also return each image as base64 in the response.")
+    async_: bool = Field(
+        False, alias="async", description="Answer 202 at once (the edit is queued); like `Prefer: respond-async`."
+    )
     preservation: bool = Field(
         True, description="Measure drift outside the edit region. False skips the two decodes it needs (pass-through)."
     )

@@ -1,22 +1,23 @@
-"""One edit, end to end: intake -> decide -> execute -> normalize -> store -> response.
+"""One edit, end to end: intake -> accept -> route -> execute -> normalize -> finish.
 
-Each step is one call into its own module; this file sequences them, times them and keeps the
-version row current, so a failure anywhere still leaves the caller's inputs and settings stored and
-findable (``GET /v1/edits/{id}``, ``POST .../versions/{v}/retry``).
+Each step is one call into its own module; this file sequences and times them. The version's state
+changes only through :mod:`router.lifecycle` (a synchronous edit writes two transactions: accept and
+finish), so a failure anywhere still leaves the caller's inputs and settings stored and findable
+(``GET /v1/edits/{id}``, ``POST .../versions/{v}/retry``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import anyio
 import pybase64
 import structlog
-from sqlalchemy.exc import IntegrityError
 
 from policies import Candidate, Policy, RouteDecision, decide, shadow_for
 from policies.model import Shadow
@@ -28,6 +29,7 @@ from router.executor import ExecutionFailed, Outcome, Resources, execute
 from router.intake.images import LoadedImage
 from router.intake.prepare import PreparedEdit, prepare
 from router.intake.request import RawInputs
+from router.lifecycle import CANCELED, INTERRUPTED, Finish, IdempotencyClaim, Lifecycle, NewSession
 from router.metrics import Metrics
 from router.models import (
     Attempt,
@@ -46,12 +48,13 @@ from router.normalize import NormalizedImage, normalize
 from router.registry import in_use
 from router.settings import Settings
 from router.storage.models import Version
-from router.storage.store import SessionGone, Spend, Store
-from router.webhooks import finish_version
+from router.storage.store import SessionGone, Spend, Store, new_id
 from router.workers import ImageWorkers
 
 log = structlog.get_logger("editgate.edit")
 CHAIN_PROVIDER = "openai-responses"
+SETTINGS_EXCLUDED = {"include_base64", "async_"}
+"""Request fields that say how to answer, not what to edit: not stored with the version."""
 
 
 @dataclass(slots=True)
@@ -67,9 +70,37 @@ class Gateway:
     resources: Resources
     prices: PriceTable
     metrics: Metrics
+    lifecycle: Lifecycle
     forced_provider: str | None = None
     dev_tenant: str | None = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
+    runs: dict[str, tuple[asyncio.Task[Any], EditRun]] = field(default_factory=dict)
+    """Edits running in this process, by version id: what cancel stops and a drain waits for."""
+    draining: bool = False
+
+    async def shielded(self, run: EditRun, work: Coroutine[Any, Any, EditResponse]) -> EditResponse:
+        """Run ``work`` as a task of its own: cancelling the caller (a disconnect) leaves it running."""
+        task = asyncio.create_task(work)
+        version_id = run.version.id
+        self.runs[version_id] = (task, run)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self.runs.pop(version_id, None)
+            if not t.cancelled():
+                t.exception()  # retrieved: a caller that went away must not leave it "never retrieved"
+
+        task.add_done_callback(done)
+        return await asyncio.shield(task)
+
+    def stop(self, version_id: str, as_status: str) -> asyncio.Task[Any] | None:
+        """Cancel a run of this process (``as_status``: canceled or interrupted); its task, to await."""
+        found = self.runs.get(version_id)
+        if found is None:
+            return None
+        task, run = found
+        run.stop_as = as_status
+        task.cancel()
+        return task
 
     def spawn(self, work: Coroutine[Any, Any, Any], what: str) -> None:
         """Run ``work`` after the response (shadow traffic); failures are logged, never raised."""
@@ -111,6 +142,11 @@ class EditTarget:
     shadow_of: int | None = None
     tag: tuple[str, str] | None = None
     """(experiment, arm) to record instead of the decision's: shadow traffic and its primary."""
+    claim: IdempotencyClaim | None = None
+    """The Idempotency-Key this edit holds: claimed in its accept, answered or freed in its end."""
+    shape: Callable[[EditResponse], Awaitable[Any]] | None = None
+    """The endpoint's answer for a result (stored for the key's replays); default the native one."""
+    answer: Any = None
 
 
 def _ms(start: float, end: float) -> float:
@@ -256,123 +292,167 @@ async def route(gw: Gateway, p: PreparedEdit, tenant: str, session_id: str | Non
     )
 
 
+def route_info(decision: RouteDecision) -> RouteInfo:
+    return RouteInfo(
+        rule=decision.rule,
+        policy_version=decision.policy_version,
+        policy_digest=decision.policy_digest,
+        experiment=decision.experiment,
+        arm=decision.arm,
+        budget=decision.budget.model_dump() if decision.budget else None,
+        candidates=[c.provider for c in decision.candidates],
+        dropped=[d.model_dump() for d in decision.dropped],
+        trace=[t.model_dump() for t in decision.trace],
+    )
+
+
+def _first_call(decision: RouteDecision | None) -> dict[str, Any]:
+    """Version columns naming the call about to be made: what recovery ledgers if this process dies."""
+    if decision is None or decision.refusal is not None or not decision.candidates:
+        return {}
+    first = decision.candidates[0]
+    return {"provider": first.provider, "model": first.model, "rule": decision.rule}
+
+
+def _open_record(inputs: Inputs, settings: dict[str, Any], decision: RouteDecision | None, base_url: str,
+                 p: PreparedEdit) -> dict[str, Any]:  # fmt: skip
+    """What ``GET /v1/edits/{id}`` shows while the edit is queued or running."""
+    record: dict[str, Any] = {"inputs": inputs.model_dump(), "settings": settings, "_base_url": base_url,
+                              "metadata": p.request.metadata}  # fmt: skip
+    if decision is not None:
+        record["route"] = route_info(decision).model_dump()
+        if decision.candidates:
+            record["cost"] = {"estimated_usd": decision.candidates[0].estimate_usd}
+    return record
+
+
 class EditRun:
-    """One edit after its version row exists: route, execute, normalize, record. Every way out of
-    :meth:`complete` other than success goes through :meth:`fail`, so the version never stays running."""
+    """One edit after its version row exists: :meth:`run` routes, executes, normalizes and finishes;
+    every way out other than success ends the version in one terminal transition (failed, or
+    interrupted / canceled when the run is stopped), so nothing stays running."""
 
     def __init__(self, gw: Gateway, p: PreparedEdit, target: EditTarget, session_id: str, parent: Version,
                  version: Version, inputs: Inputs, started: float) -> None:  # fmt: skip
         self.gw, self.p, self.target, self.session_id = gw, p, target, session_id
         self.parent, self.version, self.inputs, self.t0 = parent, version, inputs, started
-        self.settings = p.request.model_dump(exclude={"include_base64"})
+        self.settings = p.request.model_dump(exclude=SETTINGS_EXCLUDED)
         self.decision: RouteDecision | None = None
         self.route_info = RouteInfo(
             rule="", policy_version=gw.policy.version, policy_digest=gw.policy.digest, candidates=[]
         )
-        self.ledgered = False
+        self.t_routed = started
+        self.shadow: Shadow | None = None
+        self.outcome: Outcome | None = None
+        self.actual: float | None = None
         self.upload_bytes = 0
         self.raw: RawInputs | None = None
+        self.stop_as = INTERRUPTED
+        """What a cancellation of this run means: the caller's cancel, or a drain that ran out."""
 
     @property
     def header(self) -> dict[str, Any]:
         v = self.version
         return {"id": v.id, "session_id": self.session_id, "version": v.number, "parent_version": self.parent.number}
 
-    async def fail(self, error: ApiError, attempts: list[Attempt]) -> ApiError:
-        """Record the failure (version, ledger) and return the error for the caller, with the edit's ids."""
-        self.route_info.attempts = self.route_info.attempts or attempts
-        error.extra.update(edit_id=self.version.id, session_id=self.session_id, version=self.version.number)
-        record = {**self.header, "status": "failed", "created": int(self.version.created_at),
-                  "error": error.body()["error"], "inputs": self.inputs.model_dump(), "settings": self.settings,
-                  "route": self.route_info.model_dump()}  # fmt: skip
-        if self.decision is not None and not self.ledgered:
-            rows = _ledger_rows(self.target, self.session_id, self.version.id, self.decision, attempts, {}, None, None)
-            await self.gw.store.add_attempts(rows)
-        # WEBHOOKS (stand-in for lifecycle.on_terminal): the state and its webhook messages in one transaction
-        await finish_version(self.gw.store, self.version, record, status="failed", rule=self.route_info.rule or None,
-                             finished_at=time.time())  # fmt: skip
-        tried = [a for a in attempts if a.outcome != "skipped_circuit_open"]
-        self.gw.metrics.attempted(attempts)
-        self.gw.metrics.finished(
-            provider=tried[-1].provider if tried else "none", model=tried[-1].model if tried else "none",
-            rule=self.route_info.rule or "none", outcome=error.code, total_s=time.perf_counter() - self.t0,
-            tenant=self.target.tenant,
-        )  # fmt: skip
-        log.info("edit_failed", edit_id=self.version.id, code=error.code)
-        return error
+    async def run(self, decision: RouteDecision | None = None) -> EditResponse:
+        """``decision``: the route a synchronous edit took before its accept; a queued one routes here."""
+        self.gw.metrics.in_flight.inc()
+        try:
+            decision = await self.routed(decision)
+            outcome = await self.execute(decision)
+            lock, normalized = await self.normalize(outcome)
+            return await self.finish(outcome, lock, normalized)
+        except ApiError as error:
+            raise await self.fail(error) from None
+        except BaseException as exc:
+            if isinstance(exc, anyio.get_cancelled_exc_class()):
+                with anyio.CancelScope(shield=True):
+                    await self.stop()
+                raise
+            log.exception("edit_internal_error", edit_id=self.version.id, error_type=type(exc).__name__)
+            error = ApiError(500, "internal_error", "The edit failed inside the gateway; its inputs are kept.")
+            with anyio.CancelScope(shield=True):
+                await self.fail(error)
+            if not isinstance(exc, Exception):
+                raise
+            raise error from exc
+        finally:
+            self.gw.metrics.in_flight.dec()
 
-    async def complete(self) -> EditResponse:
+    async def routed(self, decision: RouteDecision | None) -> RouteDecision:
+        """Take the route (a queued edit routes now, and records the call it is about to make)."""
         gw, p = self.gw, self.p
-        decision = self.decision = await route(gw, p, self.target.tenant, self.session_id, self.parent.provider,
-                                               shadow=self.target.shadow_of is not None)  # fmt: skip
-        self.route_info = RouteInfo(
-            rule=decision.rule,
-            policy_version=decision.policy_version,
-            policy_digest=decision.policy_digest,
-            experiment=decision.experiment,
-            arm=decision.arm,
-            budget=decision.budget.model_dump() if decision.budget else None,
-            candidates=[c.provider for c in decision.candidates],
-            dropped=[d.model_dump() for d in decision.dropped],
-            trace=[t.model_dump() for t in decision.trace],
-        )
-        t_intake = time.perf_counter()
-        shadow = self._sample_shadow(decision)
+        if decision is None:
+            decision = await route(gw, p, self.target.tenant, self.session_id, self.parent.provider,
+                                   shadow=self.target.shadow_of is not None)  # fmt: skip
+            if first := _first_call(decision):
+                record = {**self.version.result, "route": route_info(decision).model_dump(),
+                          "cost": {"estimated_usd": decision.candidates[0].estimate_usd}}  # fmt: skip
+                await gw.lifecycle.routed(self.version, record=record, **first)
+        self.decision = decision
+        self.route_info = route_info(decision)
+        self.t_routed = time.perf_counter()
+        self.shadow = self._sample_shadow(decision)
         gw.metrics.decided(decision.rule, decision.experiment, decision.arm)
         log.info("edit_routed", edit_id=self.version.id, rule=decision.rule, candidates=self.route_info.candidates,
                  experiment=decision.experiment, arm=decision.arm)  # fmt: skip
         if decision.refusal is not None:
-            raise await self.fail(
-                ApiError(decision.refusal.status, decision.refusal.code, decision.refusal.message), []
-            )
+            raise ApiError(decision.refusal.status, decision.refusal.code, decision.refusal.message)
+        return decision
+
+    @property
+    def previous_response_id(self) -> str | None:
+        """The parent's Responses chain, continued when nothing but the prompt changes."""
         chained = (
-            self.parent.provider == CHAIN_PROVIDER and self.parent.chain_response_id and p.mask is None
-            and not p.references
+            self.parent.provider == CHAIN_PROVIDER and self.parent.chain_response_id and self.p.mask is None
+            and not self.p.references
         )  # fmt: skip
-        previous = self.parent.chain_response_id if chained else None
+        return self.parent.chain_response_id if chained else None
+
+    async def execute(self, decision: RouteDecision) -> Outcome:
+        """The provider calls, under the route's deadline; every attempt stays in the trace."""
+        gw, p, previous = self.gw, self.p, self.previous_response_id
         deadline = decision.deadline_s or gw.settings.request_timeout_s
         try:
             async with in_use(gw.providers) as providers:  # a reload closes replaced clients only after this
                 outcome = await execute(
                     decision, providers, lambda c: _job(p, c, min(c.timeout_s, deadline), previous), deadline,
-                    gw.resources, attempts=self.route_info.attempts,  # kept if this request is cancelled meanwhile
+                    gw.resources, attempts=self.route_info.attempts,  # kept if this run is cancelled meanwhile
                 )  # fmt: skip
         except ExecutionFailed as failed:
-            raise await self.fail(failed.error, failed.attempts) from None
-        t_provider = time.perf_counter()
+            self.route_info.attempts = failed.attempts
+            raise failed.error from None
+        self.outcome = outcome
         self.route_info.attempts = outcome.attempts
         self.route_info.fallbacks_taken = len(outcome.attempts) - 1
         served_by = outcome.candidate.provider
-        actual = actual_usd(served_by, outcome.candidate.model, gw.options(served_by), outcome.result.usage, gw.prices)
-        if actual is None:
+        self.actual = actual_usd(served_by, outcome.candidate.model, gw.options(served_by), outcome.result.usage,
+                                 gw.prices)  # fmt: skip
+        if self.actual is None:
             log.warning("cost_unknown", provider=served_by, model=outcome.candidate.model)
-        rows = _ledger_rows(self.target, self.session_id, self.version.id, decision, outcome.attempts,
-                            outcome.result.usage, actual, None)  # fmt: skip
-        await gw.store.add_attempts(rows)  # the provider was paid: ledger it before anything else can fail
-        self.ledgered = True
         gw.metrics.attempted(outcome.attempts)
-        gw.metrics.billed(served_by, outcome.candidate.model, outcome.result.usage, actual, self.target.tenant)
-        try:
-            lock, normalized = await self._normalize(outcome)
-        except ApiError as exc:  # an input that passed intake's structural checks does not decode
-            raise await self.fail(exc, []) from None
-        except (OSError, ValueError, SyntaxError) as exc:  # the provider's bytes are not a usable image
-            message = f"{served_by} returned an image that cannot be decoded ({type(exc).__name__})."
-            raise await self.fail(ApiError(502, "provider_bad_output", message, provider=served_by), []) from None
-        results: list[StoredFile] = [(n.data, "result", n.sha256) for n, _ in normalized]
-        await store_blobs(gw, self.target.tenant, self.session_id, results)
+        gw.metrics.billed(served_by, outcome.candidate.model, outcome.result.usage, self.actual, self.target.tenant)
+        return outcome
+
+    def ledger(self, total_ms: float | None = None) -> list[dict[str, Any]]:
+        """One row per call made so far (the paid one with its usage and cost)."""
+        if self.decision is None:
+            return []
+        usage = self.outcome.result.usage if self.outcome else {}
+        return _ledger_rows(self.target, self.session_id, self.version.id, self.decision, self.route_info.attempts,
+                            usage, self.actual, total_ms)  # fmt: skip
+
+    async def finish(self, outcome: Outcome, lock: bool, normalized: list[tuple[NormalizedImage, Any]]) -> EditResponse:
+        """succeeded, in one transaction: the result, the ledger, the files, the session's expiry, the key."""
+        gw, p = self.gw, self.p
+        served_by, model = outcome.candidate.provider, outcome.candidate.model
+        shas = await gw.workers.run(lambda: [gw.blobs.put(n.data, n.sha256) for n, _ in normalized])
         t_end = time.perf_counter()
+        previous = self.previous_response_id
         chain = self._chain(served_by, previous)
         expires_at = expiry(gw.settings)
-        await gw.store.extend_session(self.session_id, expires_at)
         total_ms = _ms(self.t0, t_end)
         provider_ms = round(outcome.provider_ms, 2)
-        await gw.store.finish_attempts(self.version.id, total_ms)
-        gw.metrics.finished(provider=served_by, model=outcome.candidate.model, rule=decision.rule, outcome="ok",
-                            total_s=total_ms / 1000, tenant=self.target.tenant)  # fmt: skip
-        gw.metrics.images(
-            self.upload_bytes, p.work.width * p.work.height / 1e6, [n.width * n.height / 1e6 for n, _ in normalized]
-        )
         response = EditResponse(
             **self.header,
             status="succeeded",
@@ -380,20 +460,20 @@ class EditRun:
             expires_at=int(expires_at),
             images=[self._image(n) for n, _ in normalized],
             provider=served_by,
-            model=outcome.candidate.model,
+            model=model,
             route=self.route_info,
             cost=Cost(
                 estimated_usd=outcome.candidate.estimate_usd,
-                actual_usd=actual,
+                actual_usd=self.actual,
                 usage=outcome.result.usage,
                 pricing_version=gw.prices.version,
             ),
             latency_ms=Latency(
                 total=total_ms,
-                intake=_ms(self.t0, t_intake),
+                intake=_ms(self.t0, self.t_routed),
                 queueing=round(outcome.queue_ms, 2),
                 provider=provider_ms,
-                normalize=_ms(t_provider, t_end),
+                normalize=_ms(self.t_routed + (outcome.provider_ms + outcome.queue_ms) / 1000, t_end),
                 gateway=round(total_ms - provider_ms, 2),
             ),
             preservation=normalized[0][1] if normalized else None,
@@ -410,21 +490,83 @@ class EditRun:
         first = response.images[0] if response.images else None
         record = response.model_dump(exclude={"images": {"__all__": {"b64_json"}}})
         record.update(settings=self.settings, image=first.model_dump(exclude={"b64_json"}) if first else None)
-        # WEBHOOKS (stand-in for lifecycle.on_terminal): the state and its webhook messages in one transaction
-        await finish_version(
-            gw.store, self.version, record, status="succeeded", provider=served_by, model=outcome.candidate.model,
-            rule=decision.rule, image_sha=first.sha256 if first else None,
-            # a mask-locked result is no longer the provider's own output: its chain cannot continue from it
-            chain_response_id=None if lock else outcome.result.chain_state,
-            chain_note=chain.note if chain else None, finished_at=time.time(),
-        )  # fmt: skip
+        shape = self.target.shape or default_shape
+        self.target.answer = await shape(response)
+        done = Finish(
+            fields={
+                "provider": served_by,
+                "model": model,
+                "rule": self.route_info.rule,
+                "image_sha": first.sha256 if first else None,
+                # a mask-locked result is no longer the provider's own output: its chain cannot continue from it
+                "chain_response_id": None if lock else outcome.result.chain_state,
+                "chain_note": chain.note if chain else None,
+            },
+            record=record,
+            ledger=self.ledger(total_ms),
+            blobs=[(sha, "result", len(n.data)) for sha, (n, _) in zip(shas, normalized, strict=True)],
+            session_expires_at=expires_at,
+            answer=self.target.answer.stored() if self.target.claim is not None else None,
+        )
+        if not await gw.lifecycle.finish(self.version, done):
+            raise ApiError(409, "edit_ended", "The edit was canceled or interrupted before it finished.")
+        gw.metrics.finished(provider=served_by, model=model, rule=self.route_info.rule, outcome="ok",
+                            total_s=total_ms / 1000, tenant=self.target.tenant)  # fmt: skip
+        gw.metrics.images(
+            self.upload_bytes, p.work.width * p.work.height / 1e6, [n.width * n.height / 1e6 for n, _ in normalized]
+        )
         log.info("edit_succeeded", edit_id=self.version.id, provider=served_by, total_ms=total_ms)
-        if shadow is not None and self.raw is not None:
-            shadow_req = p.request.model_copy(update={"provider": shadow.provider, "include_base64": False})
-            target = EditTarget(self.target.tenant, self.session_id, self.parent, base_url=self.target.base_url,
-                                shadow_of=self.version.number, tag=(shadow.name, shadow.provider))  # fmt: skip
-            gw.spawn(run_edit(gw, shadow_req, self.raw, target), f"shadow:{shadow.name}")
+        self._spawn_shadow()
         return response
+
+    def _closing_record(self, error: dict[str, Any]) -> dict[str, Any]:
+        return {**self.header, "created": int(self.version.created_at), "error": error,
+                "inputs": self.inputs.model_dump(), "settings": self.settings, "route": self.route_info.model_dump(),
+                "metadata": self.p.request.metadata}  # fmt: skip
+
+    async def fail(self, error: ApiError) -> ApiError:
+        """failed, in one transaction (the calls made are ledgered, the key freed); returns the error
+        for the caller, with the edit's ids."""
+        error.extra.update(edit_id=self.version.id, session_id=self.session_id, version=self.version.number)
+        record = self._closing_record(error.body()["error"])
+        # a failed version names no provider: its parent's chain and provider stickiness must not follow it
+        await self.gw.lifecycle.fail(
+            self.version,
+            record,
+            self.ledger(),
+            fields={"provider": None, "model": None, "rule": self.route_info.rule or None},
+        )
+        attempts = self.route_info.attempts
+        tried = [a for a in attempts if a.outcome != "skipped_circuit_open"]
+        if self.outcome is None:
+            self.gw.metrics.attempted(attempts)
+        self.gw.metrics.finished(
+            provider=tried[-1].provider if tried else "none", model=tried[-1].model if tried else "none",
+            rule=self.route_info.rule or "none", outcome=error.code, total_s=time.perf_counter() - self.t0,
+            tenant=self.target.tenant,
+        )  # fmt: skip
+        log.info("edit_failed", edit_id=self.version.id, code=error.code)
+        return error
+
+    async def stop(self) -> None:
+        """interrupted or canceled: the run was stopped; a call in flight is ledgered as ambiguous
+        (the executor records it so), as the provider may still render and bill it."""
+        code = "canceled" if self.stop_as == CANCELED else "interrupted"
+        message = ("The edit was canceled; a provider call in flight may still be billed." if code == "canceled"
+                   else "The gateway stopped before the edit finished; retry it with POST .../retry.")  # fmt: skip
+        record = self._closing_record({"code": code, "message": message, "param": None})
+        end = self.gw.lifecycle.cancel if code == "canceled" else self.gw.lifecycle.interrupt
+        await end(self.version, record, self.ledger())
+        log.info(f"edit_{code}", edit_id=self.version.id)
+
+    def _spawn_shadow(self) -> None:
+        shadow = self.shadow
+        if shadow is None or self.raw is None:
+            return
+        req = self.p.request.model_copy(update={"provider": shadow.provider, "include_base64": False})
+        target = EditTarget(self.target.tenant, self.session_id, self.parent, base_url=self.target.base_url,
+                            shadow_of=self.version.number, tag=(shadow.name, shadow.provider))  # fmt: skip
+        self.gw.spawn(run_edit(self.gw, req, self.raw, target), f"shadow:{shadow.name}")
 
     def _sample_shadow(self, decision: RouteDecision) -> Shadow | None:
         """Shadow traffic for plain routed edits (not experiments, compares or shadows themselves)."""
@@ -440,6 +582,15 @@ class EditRun:
             return None
         self.target.tag = (shadow.name, "primary")
         return shadow
+
+    async def normalize(self, outcome: Outcome) -> tuple[bool, list[tuple[NormalizedImage, Any]]]:
+        """Size, format and mask lock of what the provider returned; whether the mask lock applied."""
+        try:
+            return await self._normalize(outcome)
+        except (OSError, ValueError, SyntaxError) as exc:  # the provider's bytes are not a usable image
+            served_by = outcome.candidate.provider
+            message = f"{served_by} returned an image that cannot be decoded ({type(exc).__name__})."
+            raise ApiError(502, "provider_bad_output", message, provider=served_by) from None
 
     async def _normalize(self, outcome: Outcome) -> tuple[bool, list[tuple[NormalizedImage, Any]]]:
         p, gw = self.p, self.gw
@@ -490,7 +641,17 @@ class EditRun:
         return Chain(continued=previous is not None, previous_response_id=previous)
 
 
-async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTarget) -> EditResponse:
+def _put_all(blobs: BlobStore, files: list[StoredFile]) -> list[str]:
+    return [blobs.put(data, sha) for data, _, sha in files]
+
+
+async def accept_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTarget, queued: bool = False
+                      ) -> tuple[EditRun, RouteDecision | None]:  # fmt: skip
+    """Intake, then the accept transition: a synchronous edit routes first (so the version names the
+    call it is about to make), a queued one routes when it is claimed."""
+    if gw.draining:
+        raise ApiError(503, "draining", "This instance is shutting down; send the edit again (another takes it).",
+                       retry_after=1)  # fmt: skip
     t0 = time.perf_counter()
     p = await gw.workers.run(lambda: prepare(req, raw, gw.settings.limits, target.tenant))
     upload_bytes = len(raw.image) + len(raw.mask or b"") + sum(len(r) for r in raw.references)
@@ -499,57 +660,68 @@ async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTa
         raw.image, raw.mask, raw.references = b"", None, []
     else:
         kept_raw = raw
-    session_id, parent = target.session_id, target.parent
-    if session_id is None or parent is None:
-        session_id, parent = await start_session(gw, target.tenant, p.source, target.base_url, {})
     files: list[StoredFile] = [(p.source.blob.data, "source", p.source.blob.sha256)]
     if p.mask is not None:
         files.append((p.mask.blob.data, "mask", None))
     files += [(r.blob.data, "reference", None) for r in p.references]
-    try:
-        shas = await store_blobs(gw, target.tenant, session_id, files)
-        del files  # this frame lives as long as the provider call: it must not keep the bytes alive
-        source_sha, mask_sha = shas[0], shas[1] if p.mask is not None else None
-        ref_shas = shas[2:] if p.mask is not None else shas[1:]
-        version = await gw.store.add_version(
-            target.tenant, session_id, parent_number=parent.number, status="running", prompt=req.prompt,
-            chips=p.chips, settings=req.model_dump(exclude={"include_base64"}), source_sha=source_sha,
-            mask_sha=mask_sha, reference_shas=ref_shas, retry_of=target.retry_of, shadow_of=target.shadow_of,
-        )  # fmt: skip
-    except (SessionGone, IntegrityError):
-        raise ApiError(404, "not_found", f"Session {session_id!r} was deleted.", "session_id") from None
-    for sha, blob in ((source_sha, p.source.blob), *zip(ref_shas, (r.blob for r in p.references), strict=True)):
-        if (path := gw.blobs.path(sha)) is not None:
-            blob.release_to(path)  # the stored file holds these exact bytes: nothing keeps them in memory meanwhile
+    shas = await gw.workers.run(partial(_put_all, gw.blobs, files))
+    uses = [(sha, kind, len(data)) for sha, (data, kind, _) in zip(shas, files, strict=True)]
+    del files  # this frame lives as long as the provider call: it must not keep the bytes alive
+    source_sha, mask_sha = shas[0], shas[1] if p.mask is not None else None
+    ref_shas = shas[2:] if p.mask is not None else shas[1:]
+    p.source.blob.sha256 = source_sha
     url = target.base_url
+    session_id, parent, new_session = target.session_id, target.parent, None
+    if session_id is None or parent is None:  # a standalone edit: its session's version 0 is the source
+        session_id = new_id("ses")
+        v0 = {"image": file_ref(url, source_sha, p.source.blob, p.source.format).model_dump(),
+              "warnings": p.source.notes}  # fmt: skip
+        new_session = NewSession(session_id, expiry(gw.settings), source_sha, p.source.blob.nbytes, v0)
+        parent = Version(id="", tenant_id=target.tenant, session_id=session_id, number=0, status="succeeded",
+                         image_sha=source_sha, result=v0)  # fmt: skip
     inputs = Inputs(
         source=file_ref(url, source_sha, p.source.blob, p.source.format),
         mask=file_ref(url, mask_sha, p.mask.blob, "png") if p.mask and mask_sha else None,
         references=[file_ref(url, s, r.blob, r.format) for s, r in zip(ref_shas, p.references, strict=True)],
     )
+    decision = None
+    if not queued:
+        decision = await route(gw, p, target.tenant, session_id, parent.provider, shadow=target.shadow_of is not None)
+    settings = req.model_dump(exclude=SETTINGS_EXCLUDED)
+    try:
+        version = await gw.lifecycle.accept(
+            target.tenant, session_id, parent.number, new_session, uses,
+            fields=dict(prompt=req.prompt, chips=p.chips, settings=settings, source_sha=source_sha, mask_sha=mask_sha,
+                        reference_shas=ref_shas, retry_of=target.retry_of, shadow_of=target.shadow_of,
+                        **_first_call(decision)),
+            record=_open_record(inputs, settings, decision, url, p), queued=queued, claim=target.claim,
+        )  # fmt: skip
+    except SessionGone:
+        raise ApiError(404, "not_found", f"Session {session_id!r} was deleted.", "session_id") from None
+    for sha, blob in ((source_sha, p.source.blob), *zip(ref_shas, (r.blob for r in p.references), strict=True)):
+        if (path := gw.blobs.path(sha)) is not None:
+            blob.release_to(path)  # the stored file holds these exact bytes: nothing keeps them in memory meanwhile
     run = EditRun(gw, p, target, session_id, parent, version, inputs, t0)
     run.raw = kept_raw  # only shadow traffic needs the upload again after intake
     run.upload_bytes = upload_bytes
-    gw.metrics.in_flight.inc()
-    try:
-        return await run.complete()
-    except ApiError as error:
-        if "edit_id" not in error.extra:  # not recorded yet: every failure after the version exists names it
-            raise await run.fail(error, run.route_info.attempts) from None
-        raise
-    except BaseException as exc:
-        cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
-        if not cancelled:
-            log.exception("edit_internal_error", edit_id=version.id, error_type=type(exc).__name__)
-        error = (
-            ApiError(499, "cancelled", "The request was cancelled before the edit finished; its inputs are kept.")
-            if cancelled
-            else ApiError(500, "internal_error", "The edit failed inside the gateway; its inputs are kept.")
-        )
-        with anyio.CancelScope(shield=True):
-            await run.fail(error, run.route_info.attempts)
-        if cancelled or not isinstance(exc, Exception):
-            raise
-        raise error from exc  # the caller gets the edit's id, to find its stored inputs
-    finally:
-        gw.metrics.in_flight.dec()
+    return run, decision
+
+
+async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTarget) -> EditResponse:
+    """A synchronous edit: accept, then run to a terminal state. The run is shielded from the caller:
+    a client that disconnects does not cancel a paid render (its result is stored, and an
+    Idempotency-Key gets it back)."""
+    run, decision = await accept_edit(gw, req, raw, target)
+    return await gw.shielded(run, run.run(decision))
+
+
+async def enqueue_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTarget) -> Version:
+    """An async edit: intake and the accept transition now; the queue runs it from what is stored."""
+    run, _ = await accept_edit(gw, req, raw, target, queued=True)
+    return run.version
+
+
+async def default_shape(response: EditResponse) -> Any:
+    from router.idempotency import Answer  # the answer's HTTP shape lives with the handlers
+
+    return Answer.of_edit(response)

@@ -15,9 +15,10 @@ from providers.base import ImageBlob
 from providers.imaging import DecodeError, decode, encode
 from router.errors import ApiError
 from router.intake.request import RawInputs
+from router.lifecycle import RETRYABLE, IdempotencyClaim
 from router.models import Drift, EditRequest, EditResponse
 from router.normalize import drift, fit
-from router.service import EditTarget, Gateway, file_ref, run_edit, store_blobs
+from router.service import EditTarget, Gateway, enqueue_edit, file_ref, run_edit, store_blobs
 from router.storage.models import EditSession, Version
 from router.storage.store import SESSION_ID
 
@@ -118,29 +119,48 @@ async def resolve_parent(gw: Gateway, tenant: str, session_id: str, number: int 
     return parent, await read_blob(gw, parent.image_sha)
 
 
-async def edit_in_session(gw: Gateway, tenant: str, req: EditRequest, raw: RawInputs, session_id: str,
-                          base_url: str) -> EditResponse:  # fmt: skip
+async def session_target(gw: Gateway, tenant: str, req: EditRequest, raw: RawInputs, session_id: str,
+                         base_url: str) -> EditTarget:  # fmt: skip
+    """Where an edit in a session lands; its source (``raw.image``) is the parent version's image."""
     if raw.sent_image:
         raise ApiError(422, "invalid_parameter", "A session edit takes its source from a version; send no image.",
                        "image")  # fmt: skip
     parent, raw.image = await resolve_parent(gw, tenant, session_id, req.parent_version)
-    return await run_edit(gw, req, raw, EditTarget(tenant, session_id, parent, base_url=base_url))
+    return EditTarget(tenant, session_id, parent, base_url=base_url)
 
 
-async def retry_version(gw: Gateway, tenant: str, session_id: str, number: int, base_url: str) -> EditResponse:
-    """Run a failed version again with its stored inputs and settings; the retry is a new version."""
-    failed = await version_or_404(gw, tenant, session_id, number)
-    if failed.status != "failed":
-        raise ApiError(409, "not_failed", f"Version {number} is {failed.status}; only failed versions are retried.")
-    settings = dict(failed.settings)
+async def edit_in_session(gw: Gateway, tenant: str, req: EditRequest, raw: RawInputs, session_id: str,
+                          base_url: str) -> EditResponse:  # fmt: skip
+    return await run_edit(gw, req, raw, await session_target(gw, tenant, req, raw, session_id, base_url))
+
+
+async def stored_edit(gw: Gateway, version: Version) -> tuple[EditRequest, Version, RawInputs]:
+    """A version's request, parent and inputs, rebuilt from what was stored: how a retry and a queued
+    edit run from the database alone."""
+    settings = dict(version.settings)
     if settings.get("mode") != "outpaint":
         settings["mask_convention"] = "alpha"  # the stored mask is already in the alpha convention
     req = EditRequest.model_validate(settings)
-    parent, image = await resolve_parent(gw, tenant, session_id, failed.parent_number)
-    mask = await read_blob(gw, failed.mask_sha) if failed.mask_sha and req.mode != "outpaint" else None
-    refs = [await read_blob(gw, sha) for sha in failed.reference_shas or []]
-    raw = RawInputs(image=image, mask=mask, references=refs)
-    return await run_edit(gw, req, raw, EditTarget(tenant, session_id, parent, retry_of=number, base_url=base_url))
+    parent, image = await resolve_parent(gw, version.tenant_id, version.session_id, version.parent_number)
+    mask = await read_blob(gw, version.mask_sha) if version.mask_sha and req.mode != "outpaint" else None
+    refs = [await read_blob(gw, sha) for sha in version.reference_shas or []]
+    return req, parent, RawInputs(image=image, mask=mask, references=refs)
+
+
+async def retry_version(gw: Gateway, tenant: str, session_id: str, number: int, base_url: str,
+                        claim: IdempotencyClaim | None = None,
+                        queued: bool = False) -> EditResponse | Version:  # fmt: skip
+    """Run a failed or interrupted version again with its stored inputs and settings, as a new version
+    (``queued``: accepted now, run by the queue)."""
+    ended = await version_or_404(gw, tenant, session_id, number)
+    if ended.status not in RETRYABLE:
+        raise ApiError(409, "not_failed", f"Version {number} is {ended.status}; only failed or interrupted "
+                       "versions are retried.")  # fmt: skip
+    req, parent, raw = await stored_edit(gw, ended)
+    target = EditTarget(tenant, session_id, parent, retry_of=number, base_url=base_url, claim=claim)
+    if queued:
+        return await enqueue_edit(gw, req, raw, target)
+    return await run_edit(gw, req, raw, target)
 
 
 def _heatmap(a: bytes, b: bytes) -> tuple[bytes, Drift, int, int]:

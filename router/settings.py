@@ -103,6 +103,18 @@ class Settings(BaseSettings):
     )
     retention_days: float = Field(30.0, description="Sessions, their images and history expire after this.")
     sweep_interval_s: float = Field(300.0, description="How often expired sessions are removed.")
+    lease_s: float = Field(
+        30.0,
+        gt=0,
+        description="Lease on a running edit; renewed every third of it while the provider call is alive. "
+        "An edit whose lease expires (its instance died) becomes `interrupted`.",
+    )
+    recovery_interval_s: float = Field(10.0, gt=0, description="How often expired leases are looked for.")
+    drain_s: float = Field(
+        120.0, ge=0, description="On SIGTERM, how long in-flight edits may finish before they are marked interrupted."
+    )
+    queue_concurrency: int = Field(8, ge=1, description="Queued (async) edits this instance runs at once.")
+    queue_poll_s: float = Field(1.0, gt=0, description="How often the queue is checked for edits other replicas took.")
     limits: Limits = Field(default_factory=Limits)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 

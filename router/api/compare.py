@@ -15,7 +15,7 @@ from router.api.edits import base_url
 from router.api.openapi import EditOperation, guarded
 from router.auth import TenantId
 from router.errors import ApiError
-from router.idempotency import Answer, idempotent
+from router.idempotency import Answer, idempotent_batch
 from router.intake.prepare import prepare
 from router.intake.request import RawInputs, parse_edit_request
 from router.models import EditRequest
@@ -69,7 +69,9 @@ async def compare_providers(
         )
     url = base_url(request, gw)
     fields = {**req.model_dump(mode="json"), "providers": providers}
-    return await idempotent(request, gw, tenant, fields, raw, lambda: _compare(gw, tenant, req, raw, providers, url))
+    return await idempotent_batch(
+        request, gw, tenant, fields, raw, lambda: _compare(gw, tenant, req, raw, providers, url)
+    )
 
 
 class FeedbackIn(BaseModel):

@@ -25,9 +25,10 @@ from router.errors import ApiError
 from router.idempotency import Answer, edit_headers, idempotent
 from router.intake.form import read_form
 from router.intake.request import RawInputs, json_object_field, parse_fields, read_json_object
+from router.lifecycle import IdempotencyClaim
 from router.models import EditResponse
 from router.service import EditTarget, Gateway, run_edit
-from router.sessions import edit_in_session
+from router.sessions import session_target
 
 _OPENAI_ACCEPTED = {"model", "prompt", "n", "size", "quality", "background", "output_format", "output_compression",
                     "user", "input_fidelity", "moderation", "safety_identifier", "response_format", "stream",
@@ -150,12 +151,17 @@ async def _run_and_answer(request: Request, gw: Gateway, tenant: str, fields: di
     """Run the edit once per ``Idempotency-Key`` and answer in OpenAI's shape (a replay: the same bytes)."""
     url = base_url(request, gw)
 
-    async def run() -> Answer:
-        if req.session_id:
-            response = await edit_in_session(gw, tenant, req, raw, req.session_id, url)
-        else:
-            response = await run_edit(gw, req, raw, EditTarget(tenant, base_url=url))
+    async def shape(response: EditResponse) -> Answer:
         return await _answer(gw, response, response_format, fields.get("quality"), req.background == "transparent")
+
+    async def run(claim: IdempotencyClaim | None) -> Answer:
+        if req.session_id:
+            target = await session_target(gw, tenant, req, raw, req.session_id, url)
+        else:
+            target = EditTarget(tenant, base_url=url)
+        target.claim, target.shape = claim, shape
+        await run_edit(gw, req, raw, target)
+        return target.answer  # type: ignore[no-any-return]
 
     return await idempotent(request, gw, tenant, fields, raw, run)
 

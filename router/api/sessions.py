@@ -9,7 +9,7 @@ from litestar.datastructures import UploadFile
 from litestar.params import FromPath, PathParameter, QueryParameter
 from litestar.response import File
 
-from router.api.edits import base_url
+from router.api.edits import accepted, base_url, prefers_async, start_edit
 from router.api.openapi import EDIT_ERRORS, EditOperation, guarded
 from router.auth import TenantId
 from router.errors import ApiError
@@ -17,6 +17,7 @@ from router.idempotency import Answer, idempotent
 from router.intake.form import read_form
 from router.intake.images import load_image
 from router.intake.request import decode_b64, json_object_field, parse_edit_request, read_json_object
+from router.lifecycle import IdempotencyClaim
 from router.models import EditResponse
 from router.service import Gateway, start_session
 from router.sessions import (
@@ -25,8 +26,8 @@ from router.sessions import (
     VersionView,
     compare,
     delete_session,
-    edit_in_session,
     retry_version,
+    session_target,
     session_view,
     version_or_404,
     version_view,
@@ -80,8 +81,10 @@ async def session_edit(request: Request, tenant: TenantId, session_id: FromPath[
         raise ApiError(422, "invalid_parameter", "session_id in the body differs from the path.", "session_id")
     secret = await accept_webhook_url(gw.store, gw.settings.webhooks, tenant, req.webhook_url)
 
-    async def run() -> Answer:
-        return Answer.of_edit(await edit_in_session(gw, tenant, req, raw, session_id, base_url(request, gw)))
+    async def run(claim: IdempotencyClaim | None) -> Answer:
+        target = await session_target(gw, tenant, req, raw, session_id, base_url(request, gw))
+        target.claim = claim
+        return await start_edit(gw, request, tenant, req, raw, target)
 
     return show_secret(await idempotent(request, gw, tenant, req.model_dump(mode="json"), raw, run), secret)
 
@@ -119,16 +122,21 @@ async def get_version_image(
 
 
 @post("/v1/sessions/{session_id:str}/versions/{number:int}/retry", status_code=200, tags=["sessions"],
-      summary="Run a failed version again", **guarded(402, 404, 409, 422, 429, 502, 503, 504))  # fmt: skip
+      summary="Run a failed or interrupted version again",
+      **guarded(402, 404, 409, 422, 429, 502, 503, 504))  # fmt: skip
 async def retry(
     request: Request, tenant: TenantId, session_id: FromPath[str], number: VersionNumber
 ) -> Response[EditResponse]:
-    """The failed version's stored inputs and settings, run again as a new version. `Idempotency-Key`
-    makes a retry of the retry safe."""
+    """The failed (or interrupted) version's stored inputs and settings, run again as a new version.
+    `Idempotency-Key` makes a retry of the retry safe; `Prefer: respond-async` queues it (202)."""
     gw: Gateway = request.app.state.gateway
 
-    async def run() -> Answer:
-        return Answer.of_edit(await retry_version(gw, tenant, session_id, number, base_url(request, gw)))
+    async def run(claim: IdempotencyClaim | None) -> Answer:
+        url = base_url(request, gw)
+        if prefers_async(request, None):
+            queued = await retry_version(gw, tenant, session_id, number, url, claim, queued=True)
+            return await accepted(gw, queued)  # type: ignore[arg-type]
+        return Answer.of_edit(await retry_version(gw, tenant, session_id, number, url, claim))  # type: ignore[arg-type]
 
     return await idempotent(request, gw, tenant, {}, None, run)
 

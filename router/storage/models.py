@@ -73,6 +73,8 @@ class Version(Base):
     __table_args__ = (
         UniqueConstraint("session_id", "number"),
         Index("ix_versions_tenant_created", "tenant_id", "created_at", "id"),
+        Index("ix_versions_status_queued", "status", "queued_at"),
+        Index("ix_versions_status_lease", "status", "lease_expires_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -100,6 +102,12 @@ class Version(Base):
     """The EditResponse (or the error body) as returned; what GET /v1/edits/{id} serves."""
     created_at: Mapped[float] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float, default=None)
+    queued_at: Mapped[float | None] = mapped_column(Float, default=None)
+    """Set on edits accepted to run later (async): the queue is ordered by it."""
+    started_at: Mapped[float | None] = mapped_column(Float, default=None)
+    lease_owner: Mapped[str | None] = mapped_column(String(40), default=None)
+    """The instance running this edit; with ``lease_expires_at``, what recovery checks (see router/lifecycle.py)."""
+    lease_expires_at: Mapped[float | None] = mapped_column(Float, default=None)
 
 
 class Attempt(Base):

@@ -48,6 +48,7 @@ class Claim:
     state: Literal["new", "replay", "conflict", "in_progress"]
     status_code: int | None = None
     response: dict[str, Any] | None = None
+    stale_since: float | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -182,19 +183,23 @@ class Store:
             )
 
     async def own_blobs(self, tenant: str, session_id: str, blobs: Iterable[tuple[str, str, int]]) -> None:
-        """Record that the session uses these (sha256, kind, size) files. Concurrent edits of one session
-        claim the same files: the insert ignores a row that already exists instead of racing a check."""
+        """Record that the session uses these (sha256, kind, size) files, in a transaction of its own."""
+        async with self.tx() as db:
+            await self.own_blobs_in(db, tenant, session_id, blobs)
+            await db.commit()
+
+    async def own_blobs_in(self, db: AsyncSession, tenant: str, session_id: str,
+                           blobs: Iterable[tuple[str, str, int]]) -> None:  # fmt: skip
+        """The same, inside the caller's transaction. Concurrent edits of one session claim the same
+        files: the insert ignores a row that already exists instead of racing a check."""
         rows = [
             {"tenant_id": tenant, "session_id": session_id, "sha256": sha, "kind": kind, "size": size,
              "created_at": time.time()}
             for sha, kind, size in dict.fromkeys(blobs)
         ]  # fmt: skip
-        if not rows:
-            return
-        insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
-        async with self.tx() as db:
+        if rows:
+            insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
             await db.execute(insert(Blob).values(rows).on_conflict_do_nothing())
-            await db.commit()
 
     async def referenced(self, shas: list[str]) -> set[str]:
         async with self.tx() as db:
@@ -428,6 +433,21 @@ class Store:
             return attempts, latest, versions
 
     # --- idempotency -----------------------------------------------------------------------------
+
+    async def peek_idempotency(self, tenant: str, key: str, request_hash: str, stale_after_s: float) -> Claim:
+        """What holds the key, read only: ``new`` (free, or a claim left running past ``stale_after_s``
+        by a process that died: ``stale_since`` says which, for a conditional take-over)."""
+        async with self.tx() as db:
+            row = await db.scalar(select(Idempotency).where(Idempotency.tenant_id == tenant, Idempotency.key == key))
+        if row is None:
+            return Claim("new")
+        if row.request_hash != request_hash:
+            return Claim("conflict")
+        if row.response is not None:
+            return Claim("replay", row.status_code, row.response)
+        if row.created_at < time.time() - stale_after_s:
+            return Claim("new", stale_since=row.created_at)
+        return Claim("in_progress")
 
     async def claim_idempotency(self, tenant: str, key: str, request_hash: str, stale_after_s: float) -> Claim:
         """Insert the claim, or report what holds the key. A claim left running past ``stale_after_s``

@@ -12,6 +12,6 @@
 query, ``delivery`` runs the worker, ``intake`` checks a request's ``webhook_url``.
 """
 
-from router.webhooks.outbox import enqueue, finish_version
+from router.webhooks.outbox import enqueue
 
-__all__ = ["enqueue", "finish_version"]
+__all__ = ["enqueue"]

@@ -96,17 +96,6 @@ async def enqueue(db: AsyncSession, version: Version, record: dict[str, Any]) ->
     return len(urls)
 
 
-async def finish_version(store: Store, version: Version, record: dict[str, Any], **fields: Any) -> None:
-    """Write a version's terminal state and enqueue its webhooks in one transaction.
-
-    WEBHOOKS: a stand-in for the lifecycle's finish transition (``on_terminal`` hook); the lead re-wires
-    :func:`enqueue` onto that hook at merge and this goes away."""
-    async with store.tx() as db:
-        await db.execute(update(Version).where(Version.id == version.id).values(result=record, **fields))
-        await enqueue(db, version, record)
-        await db.commit()
-
-
 # --- secrets and endpoints (the CLI and request-time checks) ------------------------------------------
 
 

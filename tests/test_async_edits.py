@@ -1,0 +1,134 @@
+"""Async edits: ``Prefer: respond-async`` (or ``"async": true``) answers 202 with the queued record and
+``Location``; ``GET ?wait=`` long-polls to the terminal state; cancel stops a queued or running edit;
+a queued edit accepted before a restart runs after it; a sync caller that disconnects still gets its
+edit finished and stored."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import fixture_bytes
+from tests.lifecycle_server import ServerProcess, wait_for
+
+COFFEE = fixture_bytes("coffee.png")
+MASK = fixture_bytes("coffee_background_mask.png")
+FILES = [("image", ("c.png", COFFEE)), ("mask", ("m.png", MASK))]
+
+
+def _accept(api: httpx.Client, **data: str) -> httpx.Response:
+    headers = {} if data.pop("json_async", None) else {"Prefer": "respond-async"}
+    return api.post("/v1/edits", files=FILES, data={"prompt": "a sandy beach", "provider": "gemini", **data},
+                    headers=headers)  # fmt: skip
+
+
+def test_prefer_respond_async_answers_202_then_wait_returns_the_result(cloud: httpx.Client) -> None:
+    r = _accept(cloud)
+    assert r.status_code == 202, r.text
+    assert r.headers["location"] == f"/v1/edits/{r.json()['id']}"
+    assert r.json()["status"] == "queued" and r.json()["queue_position"] >= 1
+    done = cloud.get(r.headers["location"], params={"wait": 30}).json()
+    assert done["status"] == "succeeded" and done["provider"] == "gemini" and done["image"]["sha256"]
+    assert cloud.get(f"/v1/files/{done['image']['sha256']}").status_code == 200
+
+
+def test_async_field_in_json(cloud: httpx.Client) -> None:
+    import base64
+
+    body = {"prompt": "a sandy beach", "provider": "gemini", "async": True, "image": base64.b64encode(COFFEE).decode()}
+    r = cloud.post("/v1/edits", json=body)
+    assert r.status_code == 202, r.text
+    assert cloud.get(f"/v1/edits/{r.json()['id']}", params={"wait": 30}).json()["status"] == "succeeded"
+
+
+def test_cancel_a_running_edit_records_the_ambiguous_call(cloud: httpx.Client, faults: Callable[..., None],
+                                                          stack_ledger: Callable[[str], list]) -> None:  # fmt: skip
+    faults("gemini", hang=1.0, hang_s=60)
+    r = _accept(cloud)
+    edit_id, session_id = r.json()["id"], r.json()["session_id"]
+    wait_for(lambda: cloud.get(f"/v1/edits/{edit_id}").json()["status"] == "running", 30, "running")
+    time.sleep(0.3)  # the provider call is in flight
+    canceled = cloud.post(f"/v1/edits/{edit_id}/cancel")
+    assert canceled.status_code == 200, canceled.text
+    assert canceled.json()["status"] == "canceled"
+    assert [row.outcome for row in stack_ledger(session_id)] == ["ambiguous"]
+    assert cloud.post(f"/v1/edits/{edit_id}/cancel").status_code == 409
+
+
+def test_queued_edits_survive_a_restart(tmp_path: Path, emulator: str) -> None:
+    server = ServerProcess(tmp_path, emulator, EDITGATE_QUEUE_CONCURRENCY="1")
+    try:
+        httpx.put(f"{emulator}/_emulator/config", json={"endpoints": {"gemini": {"latency_ms": 3000}}})
+        with httpx.Client(base_url=server.url, timeout=60) as api:
+            ids = [_accept(api).json()["id"] for _ in range(3)]
+            positions = [api.get(f"/v1/edits/{i}").json().get("queue_position") for i in ids]
+        assert positions[1:] == [1, 2] or positions == [1, 2, 3] or positions[2] == 2, positions
+        server.proc.terminate()  # drains the running one; the queued ones stay queued in the database
+        server.proc.wait(timeout=60)
+        left = [s for (s,) in server.query("SELECT status FROM versions WHERE number > 0")]
+        assert "running" not in left and "queued" in left
+    finally:
+        server.stop()
+    httpx.put(f"{emulator}/_emulator/config", json={}).raise_for_status()
+    server = ServerProcess(tmp_path, emulator)
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as api:
+            for edit_id in ids:
+                assert api.get(f"/v1/edits/{edit_id}", params={"wait": 30}).json()["status"] == "succeeded"
+    finally:
+        server.stop()
+
+
+def test_cancel_a_queued_edit_makes_no_call(tmp_path: Path, emulator: str) -> None:
+    server = ServerProcess(tmp_path, emulator, EDITGATE_QUEUE_CONCURRENCY="1")
+    try:
+        httpx.put(f"{emulator}/_emulator/config", json={"endpoints": {"gemini": {"latency_ms": 2000}}})
+        with httpx.Client(base_url=server.url, timeout=60) as api:
+            first, second = _accept(api).json()["id"], _accept(api).json()["id"]
+            assert api.get(f"/v1/edits/{second}").json()["status"] == "queued"
+            assert api.post(f"/v1/edits/{second}/cancel").json()["status"] == "canceled"
+            assert api.get(f"/v1/edits/{first}", params={"wait": 30}).json()["status"] == "succeeded"
+        assert server.query("SELECT count(*) FROM attempts WHERE version_id = ?", second) == [(0,)]
+    finally:
+        httpx.put(f"{emulator}/_emulator/config", json={}).raise_for_status()
+        server.stop()
+
+
+def test_a_sync_caller_that_disconnects_still_gets_its_edit_by_repeating(cloud: httpx.Client, emulator: str) -> None:
+    httpx.put(f"{emulator}/_emulator/config", json={"endpoints": {"gemini": {"latency_ms": 2000}}})
+    try:
+        key = {"Idempotency-Key": f"disconnect-{time.time()}"}
+        data = {"prompt": "a sandy beach", "provider": "gemini"}
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{cloud.base_url}/v1/edits", files=FILES, data=data, headers=key, timeout=0.8)
+        again = wait_for(
+            lambda: cloud.post("/v1/edits", files=FILES, data=data, headers=key).status_code == 200, 30, "the answer"
+        )
+        replay = cloud.post("/v1/edits", files=FILES, data=data, headers=key)
+        assert replay.headers.get("idempotent-replayed") == "true" and replay.json()["status"] == "succeeded"
+        assert again >= 0
+    finally:
+        httpx.put(f"{emulator}/_emulator/config", json={}).raise_for_status()
+
+
+def test_accept_latency(cloud: httpx.Client, emulator: str) -> None:
+    """Measured, not asserted: the p50 of 50 accepts (printed with -s); all 50 then finish."""
+    httpx.put(f"{emulator}/_emulator/config", json={"endpoints": {"gemini": {"latency_ms": 200}}})
+    try:
+        took, ids = [], []
+        for _ in range(50):
+            start = time.perf_counter()
+            r = _accept(cloud)
+            took.append(time.perf_counter() - start)
+            assert r.status_code == 202
+            ids.append(r.json()["id"])
+        print(f"async accept p50: {statistics.median(took) * 1000:.1f} ms")
+        statuses = {cloud.get(f"/v1/edits/{i}", params={"wait": 60}).json()["status"] for i in ids}
+        assert statuses == {"succeeded"}
+    finally:
+        httpx.put(f"{emulator}/_emulator/config", json={}).raise_for_status()
