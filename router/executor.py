@@ -111,7 +111,7 @@ async def execute(
     provider_ms = queue_ms = 0.0
     ends = time.monotonic() + deadline_s
     try:
-        with anyio.fail_after(deadline_s):
+        with anyio.fail_after(deadline_s) as deadline:
             for index, candidate in enumerate(decision.candidates):
                 name = candidate.provider
                 is_last = index == len(decision.candidates) - 1
@@ -159,11 +159,16 @@ async def execute(
                                 tries += 1
                                 continue
                         break
-                    except BaseException:  # the deadline, a cancellation, or a defect in the adapter
+                    except BaseException as exc:  # the deadline, a cancellation, or a defect in the adapter
+                        cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
+                        if started is None or (cancelled and not deadline.cancel_called):
+                            # still queued (no call made), or the caller's cancel or a drain: no verdict on the
+                            # provider, but a half-open probe is freed for the next request
+                            breaker.release()
+                        else:
+                            breaker.record(False)  # the deadline ran out on it, or the adapter broke
                         if started is None:
-                            breaker.release()  # still queued: no call was made
                             raise
-                        breaker.record(False)
                         ms = (time.perf_counter() - started) * 1000
                         provider_ms += ms
                         attempts.append(Attempt(provider=name, model=candidate.model, outcome=AMBIGUOUS,

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import structlog
 from sqlalchemy import delete, func, select, update
@@ -93,6 +94,24 @@ def _view(record: dict[str, Any], status: str) -> dict[str, Any]:
     return {**record, "status": status}
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _runs_to_completion(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """A transaction, once begun, commits or rolls back whole even when its caller is cancelled (a
+    caller's cancel, a drain, a disconnect): a task cancelled inside a database transaction can leave its
+    pooled connection checked out for good, and then every later query waits for the pool."""
+
+    @functools.wraps(method)
+    async def whole(*args: P.args, **kwargs: P.kwargs) -> T:
+        task = asyncio.ensure_future(method(*args, **kwargs))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved if the caller left
+        return await asyncio.shield(task)
+
+    return whole
+
+
 class Lifecycle:
     def __init__(self, store: Store, owner: str, lease_s: float) -> None:
         self.store, self.owner, self.lease_s = store, owner, lease_s
@@ -105,6 +124,7 @@ class Lifecycle:
 
     # --- accept ----------------------------------------------------------------------------------
 
+    @_runs_to_completion
     async def accept(self, tenant: str, session_id: str, parent_number: int, new_session: NewSession | None,
                      blobs: list[BlobUse], fields: dict[str, Any], record: dict[str, Any], queued: bool,
                      claim: IdempotencyClaim | None) -> Version:  # fmt: skip
@@ -176,6 +196,7 @@ class Lifecycle:
 
     # --- queue -----------------------------------------------------------------------------------
 
+    @_runs_to_completion
     async def claim_next(self) -> Version | None:
         """queued -> running under this instance's lease: the oldest queued edit nobody else is claiming."""
         for _ in range(3):
@@ -213,6 +234,7 @@ class Lifecycle:
             )
         return int(ahead or 0) + 1
 
+    @_runs_to_completion
     async def routed(self, version: Version, provider: str, model: str, rule: str, record: dict[str, Any]) -> None:
         """A queued edit's route, once known: what recovery needs to ledger a call cut short."""
         async with self.store.tx() as db:
@@ -225,6 +247,7 @@ class Lifecycle:
 
     # --- leases ----------------------------------------------------------------------------------
 
+    @_runs_to_completion
     async def renew(self) -> None:
         """Extend the lease of every edit this instance is running: one UPDATE, whatever their number."""
         held = list(self.held)
@@ -279,17 +302,22 @@ class Lifecycle:
         """running -> interrupted: the work stopped without an answer (a crash, a drain that ran out)."""
         return await self._end(version, INTERRUPTED, record, ledger, {}, self._release)
 
-    async def cancel(self, version: Version, record: dict[str, Any], ledger: list[dict[str, Any]]) -> bool:
-        """queued | running -> canceled, at the caller's request."""
-        return await self._end(version, CANCELED, record, ledger, {}, self._release)
+    async def cancel(self, version: Version, record: dict[str, Any], ledger: list[dict[str, Any]],
+                     only_queued: bool = False) -> bool:  # fmt: skip
+        """queued | running -> canceled, at the caller's request. ``only_queued``: a cancel that found the edit
+        queued must not end it once a worker has claimed it (that run would go on and pay without a ledger row)."""
+        return await self._end(version, CANCELED, record, ledger, {}, self._release,
+                               (QUEUED,) if only_queued else (QUEUED, RUNNING))  # fmt: skip
 
     async def _release(self, db: AsyncSession, version: Version) -> None:
         await db.execute(
             delete(Idempotency).where(Idempotency.version_id == version.id, Idempotency.response.is_(None))
         )
 
+    @_runs_to_completion
     async def _end(self, version: Version, status: str, record: dict[str, Any], ledger: list[dict[str, Any]],
-                   fields: dict[str, Any], also: Callable[..., Awaitable[None]]) -> bool:  # fmt: skip
+                   fields: dict[str, Any], also: Callable[..., Awaitable[None]],
+                   open_states: tuple[str, ...] = (QUEUED, RUNNING)) -> bool:  # fmt: skip
         """One terminal transaction, conditional on the version still being open. The loser of a race
         (a cancel against a finish, recovery against a slow renewal) writes nothing: one ledger per edit."""
         now = time.time()
@@ -297,7 +325,7 @@ class Lifecycle:
         async with self.store.tx() as db:
             ended = await db.scalar(
                 update(Version)
-                .where(Version.id == version.id, Version.status.in_((QUEUED, RUNNING)))
+                .where(Version.id == version.id, Version.status.in_(open_states))
                 .values(status=status, result=final, finished_at=now, lease_owner=None, lease_expires_at=None,
                         **fields)
                 .returning(Version)

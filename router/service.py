@@ -88,6 +88,8 @@ class Gateway:
             self.runs.pop(version_id, None)
             if not t.cancelled():
                 t.exception()  # retrieved: a caller that went away must not leave it "never retrieved"
+            elif version_id in self.lifecycle.held:  # cancelled before its first step: its body never ran
+                self.spawn(run.stop(), "end a run stopped before it started")
 
         task.add_done_callback(done)
         return await asyncio.shield(task)

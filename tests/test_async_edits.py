@@ -132,3 +132,23 @@ def test_accept_latency(cloud: httpx.Client, emulator: str) -> None:
         assert statuses == {"succeeded"}
     finally:
         httpx.put(f"{emulator}/_emulator/config", json={}).raise_for_status()
+
+
+def test_cancelling_edits_while_the_worker_claims_them_leaves_none_running(
+    cloud: httpx.Client, emulator: str, stack_ledger: Callable[[str], list]
+) -> None:
+    """Cancels racing the queue worker's claims: each edit ends (canceled or succeeded), none stays running,
+    and a canceled edit whose provider call may have started has its ambiguous ledger row."""
+    httpx.put(f"{emulator}/_emulator/config", json={"endpoints": {"gemini": {"latency_ms": 300}}})
+    try:
+        accepted = [_accept(cloud).json() for _ in range(30)]
+        for edit in accepted:
+            assert cloud.post(f"/v1/edits/{edit['id']}/cancel").status_code in (200, 409)
+        ended = {e["id"]: cloud.get(f"/v1/edits/{e['id']}", params={"wait": 30}).json() for e in accepted}
+        odd = [(e["status"], e.get("error")) for e in ended.values() if e["status"] not in ("canceled", "succeeded")]
+        assert not odd, odd
+        for edit in accepted:
+            outcomes = [row.outcome for row in stack_ledger(edit["session_id"])]
+            assert outcomes in ([], ["ambiguous"], ["ok"]), (ended[edit["id"]]["status"], outcomes)
+    finally:
+        httpx.put(f"{emulator}/_emulator/config", json={}).raise_for_status()

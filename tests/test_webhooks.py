@@ -24,6 +24,15 @@ from tests.webhook_receiver import receiver
 FAST = {"allow_private": True, "retry_base_s": 0.05, "retry_cap_s": 0.2, "poll_s": 0.05, "lease_s": 5}
 
 
+async def enqueued(store: Any, version: Any, record: dict[str, Any]) -> None:
+    """The outbox rows a terminal transition writes (``enqueue`` in its own transaction, as a hook would)."""
+    from router.webhooks import enqueue
+
+    async with store.tx() as db:
+        await enqueue(db, version, record)
+        await db.commit()
+
+
 def edit(client: httpx.Client, masked: bool = True, **fields: Any) -> httpx.Response:
     """A masked edit (the local provider serves it); without the mask no provider can, so it fails."""
     files = [("image", ("astronaut.png", fixture_bytes("astronaut.png")))]
@@ -188,7 +197,7 @@ def test_delivery_connects_to_the_checked_address_and_rechecks_each_time(tmp_pat
     from router.storage.models import Version
     from router.storage.store import Store
     from router.webhooks.delivery import DeliveryWorker
-    from router.webhooks.outbox import deliveries_for, finish_version
+    from router.webhooks.outbox import deliveries_for
 
     with receiver() as rx:
         port = int(rx.url.rsplit(":", 1)[1].split("/")[0])
@@ -207,7 +216,7 @@ def test_delivery_connects_to_the_checked_address_and_rechecks_each_time(tmp_pat
                 for n, address in ((1, "127.0.0.1"), (2, "169.254.169.254")):
                     answers["hooks.example.test"] = [address]
                     version = Version(id=f"ver_{n:032x}", tenant_id="t", shadow_of=None, settings={"webhook_url": hook})
-                    await finish_version(store, version, {"id": version.id, "status": "succeeded"})
+                    await enqueued(store, version, {"id": version.id, "status": "succeeded"})
                     worker = DeliveryWorker(store, settings, resolve)
                     assert await worker.tick() == 1
                     await asyncio.gather(*worker.inflight)
@@ -235,7 +244,7 @@ def test_workers_in_several_processes_claim_each_delivery_once(
     from router.storage.db import database_url, make_engine, migrate
     from router.storage.models import Version, WebhookDelivery
     from router.storage.store import Store
-    from router.webhooks.outbox import claim, finish_version
+    from router.webhooks.outbox import claim
 
     url = database_url(fresh_db(), tmp_path)
 
@@ -247,7 +256,7 @@ def test_workers_in_several_processes_claim_each_delivery_once(
             for n in range(20):
                 version = Version(id=f"ver_{n:032x}", tenant_id="t", shadow_of=None,
                                   settings={"webhook_url": "http://127.0.0.1:9/in"})  # fmt: skip
-                await finish_version(store, version, {"id": version.id, "status": "failed"})
+                await enqueued(store, version, {"id": version.id, "status": "failed"})
             a, b = await asyncio.gather(*(claim(store, owner, 60, 20) for owner in ("wkr_a", "wkr_b")))
             async with store.tx() as db:  # worker a dies: its leases run out
                 await db.execute(update(WebhookDelivery).where(WebhookDelivery.lease_owner == "wkr_a")

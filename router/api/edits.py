@@ -123,7 +123,7 @@ async def cancel_edit(request: Request, tenant: TenantId, edit_id: FromPath[str]
         raise ApiError(409, "not_cancelable", f"Edit {edit_id} already ended ({version.status}).", "edit_id")
     record = {**(version.result or {}), "error": {"code": "canceled", "param": None,
               "message": "Canceled by the caller; a provider call in flight may still be billed."}}  # fmt: skip
-    if version.status == QUEUED and await gw.lifecycle.cancel(version, record, []):
+    if version.status == QUEUED and await gw.lifecycle.cancel(version, record, [], only_queued=True):
         return await edit_view(gw, await edit_or_404(gw, tenant, edit_id))
     version = await edit_or_404(gw, tenant, edit_id)  # it may have been claimed meanwhile
     if version.status == RUNNING:
