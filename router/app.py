@@ -28,6 +28,7 @@ from router.blobs import DiskBlobStore
 from router.body_deadline import body_deadline
 from router.breaker import Breakers
 from router.errors import EXCEPTION_HANDLERS
+from router.events import EventBus
 from router.executor import Resources
 from router.logging import request_id_middleware
 from router.metrics import Metrics
@@ -60,6 +61,7 @@ def build_gateway(settings: Settings) -> Gateway:
         prices=load_prices(settings.pricing_file),
         metrics=Metrics(settings.metrics_tenant_labels),
         forced_provider=settings.image_edit_provider,
+        events=EventBus(settings.events_retain_s),
     )
     gateway.set_policy(policy)
     return gateway

@@ -20,10 +20,11 @@ from sqlalchemy.exc import IntegrityError
 
 from policies import Candidate, Policy, RouteDecision, decide, shadow_for
 from policies.model import Shadow
-from providers.base import EditJob, ImageBlob, Provider
+from providers.base import EditJob, ImageBlob, OnPartial, Provider
 from providers.pricing import PriceTable, UsageInputs, actual_usd, estimate_usd
 from router.blobs import BlobStore
 from router.errors import ApiError
+from router.events import EventBus, attempt_publisher, partial_publisher, routed_data
 from router.executor import ExecutionFailed, Outcome, Resources, execute
 from router.intake.images import LoadedImage
 from router.intake.prepare import PreparedEdit, prepare
@@ -69,6 +70,7 @@ class Gateway:
     forced_provider: str | None = None
     dev_tenant: str | None = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
+    events: EventBus = field(default_factory=EventBus)  # [events]
 
     def spawn(self, work: Coroutine[Any, Any, Any], what: str) -> None:
         """Run ``work`` after the response (shadow traffic); failures are logged, never raised."""
@@ -158,7 +160,8 @@ async def start_session(
     )
 
 
-def _job(p: PreparedEdit, candidate: Candidate, timeout_s: float, previous_response_id: str | None) -> EditJob:
+def _job(p: PreparedEdit, candidate: Candidate, timeout_s: float, previous_response_id: str | None,
+         on_partial: OnPartial | None = None) -> EditJob:  # fmt: skip
     req = p.request
     out_w, out_h = p.out_size or (p.work.width, p.work.height)
     return EditJob(
@@ -177,6 +180,8 @@ def _job(p: PreparedEdit, candidate: Candidate, timeout_s: float, previous_respo
         previous_response_id=previous_response_id if candidate.provider == CHAIN_PROVIDER else None,
         timeout_s=timeout_s,
         connect_timeout_s=min(candidate.connect_timeout_s, timeout_s),
+        partial_images=req.partial_images,
+        on_partial=on_partial,
     )
 
 
@@ -290,6 +295,7 @@ class EditRun:
         await self.gw.store.update_version(
             self.version.id, status="failed", rule=self.route_info.rule or None, result=record, finished_at=time.time()
         )
+        self.gw.events.publish(self.version.id, "failed", error.body()["error"])  # [events]
         tried = [a for a in attempts if a.outcome != "skipped_circuit_open"]
         self.gw.metrics.attempted(attempts)
         self.gw.metrics.finished(
@@ -316,6 +322,7 @@ class EditRun:
             trace=[t.model_dump() for t in decision.trace],
         )
         t_intake = time.perf_counter()
+        gw.events.publish(self.version.id, "routed", routed_data(decision))  # [events]
         shadow = self._sample_shadow(decision)
         gw.metrics.decided(decision.rule, decision.experiment, decision.arm)
         log.info("edit_routed", edit_id=self.version.id, rule=decision.rule, candidates=self.route_info.candidates,
@@ -330,11 +337,13 @@ class EditRun:
         )  # fmt: skip
         previous = self.parent.chain_response_id if chained else None
         deadline = decision.deadline_s or gw.settings.request_timeout_s
+        partials = partial_publisher(gw.events, self.version.id, p.request.output_format, gw.workers.run)  # [events]
         try:
             async with in_use(gw.providers) as providers:  # a reload closes replaced clients only after this
                 outcome = await execute(
-                    decision, providers, lambda c: _job(p, c, min(c.timeout_s, deadline), previous), deadline,
-                    gw.resources, attempts=self.route_info.attempts,  # kept if this request is cancelled meanwhile
+                    decision, providers, lambda c: _job(p, c, min(c.timeout_s, deadline), previous, partials),
+                    deadline, gw.resources, attempts=self.route_info.attempts,  # kept if this request is cancelled
+                    on_attempt=attempt_publisher(gw.events, self.version.id),  # [events]
                 )  # fmt: skip
         except ExecutionFailed as failed:
             raise await self.fail(failed.error, failed.attempts) from None
@@ -417,6 +426,7 @@ class EditRun:
             chain_note=chain.note if chain else None, result=record, finished_at=time.time(),
         )  # fmt: skip
         log.info("edit_succeeded", edit_id=self.version.id, provider=served_by, total_ms=total_ms)
+        gw.events.publish(self.version.id, "completed", response.model_dump(mode="json"))  # [events]
         if shadow is not None and self.raw is not None:
             shadow_req = p.request.model_copy(update={"provider": shadow.provider, "include_base64": False})
             target = EditTarget(self.target.tenant, self.session_id, self.parent, base_url=self.target.base_url,
@@ -516,6 +526,7 @@ async def run_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTa
         )  # fmt: skip
     except (SessionGone, IntegrityError):
         raise ApiError(404, "not_found", f"Session {session_id!r} was deleted.", "session_id") from None
+    gw.events.accepted(version.id)  # [events]
     for sha, blob in ((source_sha, p.source.blob), *zip(ref_shas, (r.blob for r in p.references), strict=True)):
         if (path := gw.blobs.path(sha)) is not None:
             blob.release_to(path)  # the stored file holds these exact bytes: nothing keeps them in memory meanwhile

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     )
     retention_days: float = Field(30.0, description="Sessions, their images and history expire after this.")
     sweep_interval_s: float = Field(300.0, description="How often expired sessions are removed.")
+    events_heartbeat_s: float = Field(15.0, gt=0, description="An idle event stream gets a comment this often.")
+    events_retain_s: float = Field(
+        300.0, ge=0, description="An edit's live events stay in memory this long after it ends (then: from storage)."
+    )
     limits: Limits = Field(default_factory=Limits)
 
     def has_provider_keys(self) -> bool:
