@@ -17,6 +17,7 @@ from providers.decode_budget import DECODE_BUDGET
 from providers.pricing import load_prices
 from router.api.compare import compare_providers, experiment_report, feedback
 from router.api.docs import docs_assets, openapi_config
+from router.api.edit_events import get_edit_events
 from router.api.edits import create_edit, get_edit
 from router.api.files import get_file
 from router.api.meta import chips, healthz, metrics, readyz
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             create_edit,
             get_edit,
+            get_edit_events,
             get_file,
             healthz,
             readyz,

@@ -50,7 +50,9 @@ class EventBus:
     def __init__(self, retain_s: float = 300.0, max_edits: int = 10_000) -> None:
         self.retain_s = retain_s
         self.max_edits = max_edits
-        self._edits: OrderedDict[str, _Edit] = OrderedDict()
+        self._edits: dict[str, _Edit] = {}
+        self._finished: OrderedDict[str, float] = OrderedDict()
+        """Finished edits in the order they finished: the sweep drops from the front."""
 
     def publish(self, edit_id: str, type_: str, data: dict[str, Any]) -> Event:
         """Append an event and wake the edit's subscribers (event-loop thread only)."""
@@ -63,7 +65,7 @@ class EventBus:
         event = Event(len(edit.events) + 1, type_, data)
         edit.events.append(event)
         if type_ in TERMINAL:
-            edit.finished_at = time.monotonic()
+            edit.finished_at = self._finished[edit_id] = time.monotonic()
         woken, edit.changed = edit.changed, asyncio.Event()
         woken.set()
         return event
@@ -75,12 +77,14 @@ class EventBus:
             watcher(edit_id)
 
     def knows(self, edit_id: str) -> bool:
+        self._sweep()
         return edit_id in self._edits
 
     async def subscribe(self, edit_id: str, last_event_id: int = 0, heartbeat_s: float | None = None
                         ) -> AsyncIterator[Event | None]:  # fmt: skip
         """Events after ``last_event_id``, replayed then live, until the terminal one. ``None`` is yielded
         when ``heartbeat_s`` passes without an event (the caller sends a keep-alive)."""
+        self._sweep()
         edit = self._edits.get(edit_id)
         if edit is None:
             return
@@ -100,11 +104,11 @@ class EventBus:
 
     def _sweep(self) -> None:
         now = time.monotonic()
-        finished = [k for k, e in self._edits.items() if e.finished_at is not None]
-        for key in finished:
-            edit = self._edits[key]
-            if now - edit.finished_at > self.retain_s or len(self._edits) >= self.max_edits:  # type: ignore[operator]
-                del self._edits[key]
+        while self._finished:
+            edit_id, finished_at = next(iter(self._finished.items()))
+            if now - finished_at <= self.retain_s and len(self._edits) < self.max_edits:
+                return
+            del self._finished[edit_id], self._edits[edit_id]
 
 
 @contextmanager

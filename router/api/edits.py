@@ -7,6 +7,7 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
+from router.api.edit_events import stream_native_edit, wants_events
 from router.api.openapi import EDIT_ERRORS, EditOperation, guarded
 from router.auth import TenantId
 from router.errors import ApiError
@@ -40,7 +41,10 @@ async def create_edit(request: Request, tenant: TenantId) -> Response[EditRespon
             return Answer.of_edit(await edit_in_session(gw, tenant, req, raw, req.session_id, url))
         return Answer.of_edit(await run_edit(gw, req, raw, EditTarget(tenant, base_url=url)))
 
-    return await idempotent(request, gw, tenant, req.model_dump(mode="json"), raw, run)
+    fields = req.model_dump(mode="json")
+    if wants_events(request):  # the run's events as SSE; the run itself is not tied to this connection
+        return await stream_native_edit(gw, tenant, lambda: idempotent(request, gw, tenant, fields, raw, run))
+    return await idempotent(request, gw, tenant, fields, raw, run)
 
 
 @get("/v1/edits/{edit_id:str}", summary="Fetch an edit", tags=["edits"], **guarded(404))
