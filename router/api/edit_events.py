@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -18,7 +19,7 @@ from litestar.response import Stream
 
 from router.api.openapi import guarded
 from router.auth import TenantId
-from router.errors import ApiError
+from router.errors import ApiError, error_response
 from router.events import TERMINAL, Event, stored_terminal, watch_accepted
 from router.service import Gateway
 from router.storage.store import VERSION_ID
@@ -139,3 +140,42 @@ async def stream_native_edit(gw: Gateway, tenant: str, work: Callable[[], Awaita
     if edit_id is None:  # an idempotent replay: the stored edit's terminal event
         edit_id = str(outcome.result().content["id"])  # type: ignore[index]
     return event_stream(native_sse(gw, tenant, edit_id), {"x-editgate-edit-id": edit_id})
+
+
+async def stream_drop_in(gw: Gateway, kind: str, work: Callable[[], Awaitable[Response]],
+                         background: str, quality: str) -> Stream:  # fmt: skip
+    """``stream=true`` on the drop-in: OpenAI's ``{kind}.partial_image`` events as the provider sends them, then
+    ``{kind}.completed`` with the normalized image and the usage, or an ``error`` event the SDK raises.
+    ``kind``: ``image_edit`` or ``image_generation``."""
+    edit_id, outcome = await start_in_background(gw, work)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        if edit_id is not None:
+            async for event in gw.events.subscribe(edit_id, 0, gw.settings.events_heartbeat_s):
+                if event is None:
+                    yield KEEP_ALIVE
+                elif event.type == "partial_image":
+                    p = event.data
+                    yield sse(f"{kind}.partial_image", {
+                        "type": f"{kind}.partial_image", "b64_json": p["b64_json"], "partial_image_index": p["index"],
+                        "created_at": int(time.time()), "output_format": p["format"], "quality": quality,
+                        "size": f"{p['width']}x{p['height']}", "background": background,
+                    })  # fmt: skip
+        try:
+            answer = await asyncio.shield(outcome)  # a client that goes away cancels this stream, never the edit
+        except ApiError as exc:
+            yield sse("error", {"type": "error", **error_response(exc, openai_shape=True).content})
+            return
+        except Exception:
+            error = ApiError(500, "internal_error", "The edit failed inside the gateway.", edit_id=edit_id)
+            yield sse("error", {"type": "error", **error_response(error, openai_shape=True).content})
+            return
+        body: dict[str, Any] = answer.content  # type: ignore[assignment]
+        for item in body["data"]:
+            yield sse(f"{kind}.completed", {
+                "type": f"{kind}.completed", "b64_json": item["b64_json"], "created_at": body["created"],
+                "background": body["background"], "output_format": body["output_format"], "quality": body["quality"],
+                "size": body["size"], "usage": body["usage"],
+            })  # fmt: skip
+
+    return event_stream(chunks(), {"x-editgate-edit-id": edit_id} if edit_id else None)

@@ -4,8 +4,9 @@ The request is what ``client.images.edit`` / ``client.images.generate`` send; th
 ``ImagesResponse``; errors use OpenAI's error JSON and status codes so the SDK raises the matching
 exception. ``model`` picks the route: a provider's model name pins that provider, a policy alias
 (``editgate-auto``, ``editgate-standard``, ``editgate-pro``) lets the policy decide. editgate's own
-fields (``protect``, ``tier``, ``session_id``, ...) ride along as ``extra_body``. Streaming is refused
-with a clear 400: results arrive whole.
+fields (``protect``, ``tier``, ``session_id``, ...) ride along as ``extra_body``. ``stream=true`` answers
+``text/event-stream`` with the events the SDK parses into ``ImageEditStreamEvent`` / ``ImageGenStreamEvent``:
+the provider's partial images (``partial_images``: 0-3) as they come, then the normalized result.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from litestar import Request, Response, post
 from litestar.datastructures import UploadFile
 from openai.types import ImagesResponse
 
+from router.api.edit_events import stream_drop_in
 from router.api.edits import base_url
 from router.api.openapi import OPENAI_ERRORS, body_operation, drop_in_edit_schema, drop_in_schema, guarded
 from router.auth import TenantId
@@ -75,10 +77,7 @@ def _edit_request(gw: Gateway, fields: dict[str, Any], mode: str | None) -> tupl
     for name in _OPENAI_STRINGS:
         if fields.get(name) is not None and not isinstance(fields[name], str):
             raise ApiError(400, "invalid_type", f"Invalid type for '{name}': expected a string.", name)
-    if str(fields.get("stream", "")).lower() in ("true", "1"):
-        raise ApiError(400, "unsupported_parameter", "editgate does not stream partial images; send stream=false "
-                       "(the finished image arrives in one response).", "stream")  # fmt: skip
-    response_format = fields.get("response_format") or "b64_json"
+    response_format = "b64_json" if _streaming(fields) else fields.get("response_format") or "b64_json"
     if response_format not in ("b64_json", "url"):
         raise ApiError(400, "invalid_value", "response_format must be 'b64_json' or 'url'.", "response_format")
     req: dict[str, Any] = {k: v for k, v in fields.items() if k in _EDITGATE_EXTRAS}
@@ -92,7 +91,7 @@ def _edit_request(gw: Gateway, fields: dict[str, Any], mode: str | None) -> tupl
     req["prompt"] = fields.get("prompt") or ""
     size = fields.get("size")
     req["size"] = "auto" if size in (None, "auto") else size
-    for name in ("n", "background", "output_format", "output_compression"):
+    for name in ("n", "background", "output_format", "output_compression", "partial_images"):
         if fields.get(name) not in (None, ""):
             req[name] = fields[name]
     if fields.get("quality"):
@@ -102,6 +101,14 @@ def _edit_request(gw: Gateway, fields: dict[str, Any], mode: str | None) -> tupl
     if mode:
         req["mode"] = mode
     return parse_fields(req), response_format
+
+
+def _streaming(fields: dict[str, Any]) -> bool:
+    return str(fields.get("stream", "")).lower() in ("true", "1")
+
+
+def _openai_quality(quality: str | None) -> str:
+    return quality if quality in ("low", "medium", "high") else "high"
 
 
 def _usage(usage: dict[str, int]) -> dict[str, Any]:
@@ -135,7 +142,7 @@ async def _answer(gw: Gateway, response: EditResponse, response_format: str, qua
         "data": data,
         "background": "transparent" if transparent else "opaque",
         "output_format": first.format if first else None,
-        "quality": quality if quality in ("low", "medium", "high") else "high",
+        "quality": _openai_quality(quality),
         "size": f"{first.width}x{first.height}" if first else None,
         "usage": _usage(response.cost.usage),
     }
@@ -157,6 +164,11 @@ async def _run_and_answer(request: Request, gw: Gateway, tenant: str, fields: di
             response = await run_edit(gw, req, raw, EditTarget(tenant, base_url=url))
         return await _answer(gw, response, response_format, fields.get("quality"), req.background == "transparent")
 
+    if _streaming(fields):  # the run is not tied to this connection: a disconnect never cancels a paid render
+        kind = "image_generation" if req.mode == "generate" else "image_edit"
+        return await stream_drop_in(gw, kind, lambda: idempotent(request, gw, tenant, fields, raw, run),
+                                    "transparent" if req.background == "transparent" else "opaque",
+                                    _openai_quality(fields.get("quality")))  # fmt: skip
     return await idempotent(request, gw, tenant, fields, raw, run)
 
 
