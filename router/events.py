@@ -4,8 +4,9 @@ The edit's code publishes (``queued``, ``routed``, ``attempt``, ``partial_image`
 ``failed``); any number of subscribers read them, first what already happened (after a
 ``Last-Event-ID``), then live. Event ids count up from 1 per edit. Memory is bounded: an edit's
 buffer is dropped ``retain_s`` after its terminal event (and the oldest finished buffers go first
-beyond ``max_edits``); a subscriber that comes later gets the terminal event from the stored version
-record instead (see :func:`stored_terminal`).
+beyond ``max_edits``), and its previews' bytes as soon as it ends (``partial_image`` events replay with
+``superseded: true`` and no ``b64_json``); a subscriber that comes later gets the terminal event from the
+stored version record instead (see :func:`stored_terminal`).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class EventBus:
         edit.events.append(event)
         if type_ in TERMINAL:
             edit.finished_at = self._finished[edit_id] = time.monotonic()
+            edit.events = [_superseded(e) for e in edit.events]  # a new list: live subscribers keep the old one
         woken, edit.changed = edit.changed, asyncio.Event()
         woken.set()
         return event
@@ -88,11 +90,12 @@ class EventBus:
         edit = self._edits.get(edit_id)
         if edit is None:
             return
-        position = next((i for i, e in enumerate(edit.events) if int(e.id) > last_event_id), len(edit.events))
+        events = edit.events  # appended to until the terminal event; only replaced after it
+        position = next((i for i, e in enumerate(events) if int(e.id) > last_event_id), len(events))
         while True:
             changed = edit.changed
-            while position < len(edit.events):
-                event = edit.events[position]
+            while position < len(events):
+                event = events[position]
                 position += 1
                 yield event
                 if event.type in TERMINAL:
@@ -109,6 +112,14 @@ class EventBus:
             if now - finished_at <= self.retain_s and len(self._edits) < self.max_edits:
                 return
             del self._finished[edit_id], self._edits[edit_id]
+
+
+def _superseded(event: Event) -> Event:
+    """A finished edit keeps its previews' place in the history but not their bytes: the final replaces them."""
+    if event.type != "partial_image":
+        return event
+    data = {k: v for k, v in event.data.items() if k != "b64_json"}
+    return Event(event.id, event.type, {**data, "superseded": True})
 
 
 @contextmanager

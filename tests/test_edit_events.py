@@ -67,7 +67,10 @@ def test_resume_with_last_event_id_and_late_subscriber(cloud: httpx.Client) -> N
         resumed = list(source.iter_sse())
     assert [(e.id, e.event) for e in resumed] == [(e.id, e.event) for e in events[3:]]
     with connect_sse(cloud, "GET", url) as source:  # a late subscriber gets the whole history, terminal included
-        assert [e.event for e in source.iter_sse()] == [e.event for e in events]
+        late = list(source.iter_sse())
+    assert [e.event for e in late] == [e.event for e in events]
+    preview = late[2].json()  # a finished edit's previews keep their place, not their bytes (bounded memory)
+    assert preview["superseded"] and "b64_json" not in preview and preview["index"] == 0
 
 
 def test_terminal_event_replays_from_storage_after_the_buffer_is_gone(short: httpx.Client) -> None:
@@ -142,3 +145,23 @@ def test_the_bus_keeps_few_finished_edits_and_every_running_one() -> None:
     assert bus.knows("running") and bus.knows("done-9") and not bus.knows("done-0")
     assert len(bus._edits) <= 3
     assert bus.publish("done-9", "partial_image", {}).type == "completed"  # nothing follows a terminal event
+
+
+def test_a_lagging_live_subscriber_still_gets_the_preview_bytes() -> None:
+    import asyncio
+
+    from router.events import EventBus
+
+    async def scenario() -> tuple[list, list]:
+        bus = EventBus()
+        bus.publish("e", "queued", {"position": 0})
+        live = bus.subscribe("e")
+        first = [await anext(live)]
+        bus.publish("e", "partial_image", {"index": 0, "b64_json": "AAAA"})
+        bus.publish("e", "completed", {})  # before the subscriber read the preview
+        late = [e async for e in bus.subscribe("e")]
+        return first + [e async for e in live], late
+
+    live, late = asyncio.run(scenario())
+    assert [e.type for e in live] == ["queued", "partial_image", "completed"] and live[1].data["b64_json"] == "AAAA"
+    assert "b64_json" not in late[1].data and late[1].data["superseded"]

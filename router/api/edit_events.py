@@ -154,7 +154,7 @@ async def stream_drop_in(gw: Gateway, kind: str, work: Callable[[], Awaitable[Re
             async for event in gw.events.subscribe(edit_id, 0, gw.settings.events_heartbeat_s):
                 if event is None:
                     yield KEEP_ALIVE
-                elif event.type == "partial_image":
+                elif event.type == "partial_image" and "b64_json" in event.data:
                     p = event.data
                     yield sse(f"{kind}.partial_image", {
                         "type": f"{kind}.partial_image", "b64_json": p["b64_json"], "partial_image_index": p["index"],
