@@ -116,7 +116,8 @@ def _last_event_id(request: Request) -> int | None:
     return int(value)
 
 
-@get("/v1/edits/{edit_id:str}/events", summary="Stream an edit's events (SSE)", tags=["edits"], **guarded(404, 422))
+@get("/v1/edits/{edit_id:str}/events", summary="Stream an edit's events (SSE)", tags=["edits"],
+     media_type=EVENT_STREAM, **guarded(404, 422))  # fmt: skip
 async def get_edit_events(request: Request, tenant: TenantId, edit_id: FromPath[str]) -> Stream:
     """`text/event-stream`: `queued`, `routed`, `attempt`, `partial_image` (base64 preview), then `completed`
     (the EditResponse) or `failed` (the error). Each event has an `id`; send `Last-Event-ID` to resume.
