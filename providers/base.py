@@ -19,6 +19,8 @@ from policies.capabilities import Capabilities
 T = TypeVar("T")
 RunBlocking = Callable[[Callable[[], T]], Awaitable[T]]
 """Runs CPU-bound image work off the event loop; injected so providers share the gateway's pool."""
+OnPartial = Callable[[int, bytes, str], Awaitable[None]]
+"""Receives a provider's partial image as it arrives: (index, encoded bytes, mime). A preview, never a result."""
 
 
 async def in_worker_thread(fn: Callable[[], T]) -> T:
@@ -114,6 +116,9 @@ class EditJob:
     timeout_s: float = 600.0
     """Read timeout of this call (the policy's per-provider value, capped by the route's deadline)."""
     connect_timeout_s: float = 10.0
+    partial_images: int = 0
+    """Previews (0-3) to ask for while the provider renders; providers that cannot stream send none."""
+    on_partial: OnPartial | None = None
 
 
 @dataclass(frozen=True, slots=True)

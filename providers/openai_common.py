@@ -55,6 +55,8 @@ _INPUT_PARAM = {"mask": "mask", "image": "image", "image[]": "image", "input": "
 
 
 def map_error(exc: Exception, provider: str) -> ProviderError:
+    if isinstance(exc, ProviderError):  # already decided (a stream that ended early, an error event)
+        return exc
     if isinstance(exc, openai.APITimeoutError):
         sent = not isinstance(exc.__cause__, httpx.ConnectTimeout | httpx.PoolTimeout)
         return Unavailable("the provider did not answer within the timeout", provider=provider, ambiguous=sent)
@@ -80,9 +82,19 @@ def map_error(exc: Exception, provider: str) -> ProviderError:
         ):
             return Rejected(message, **kw)
         return InvalidForProvider(message, **kw)
+    if isinstance(exc, openai.APIError) and not isinstance(exc, openai.APIResponseValidationError):
+        return stream_error(exc.body if isinstance(exc.body, dict) else {}, exc.message, provider)
     if isinstance(exc, (openai.APIResponseValidationError, ValueError)):
         return Unavailable(f"the provider sent a malformed response: {exc}", provider=provider)
     return Unavailable(f"{type(exc).__name__}: {exc}", provider=provider)
+
+
+def stream_error(error: dict, message: str, provider: str) -> ProviderError:
+    """An ``error`` event after a stream's 200 headers: the provider failed the render it had started."""
+    message = str(error.get("message") or message)
+    if error.get("code") in ("moderation_blocked", "content_policy_violation"):
+        return Rejected(message, provider=provider)
+    return Unavailable(f"the provider failed mid-stream: {message}", provider=provider)
 
 
 def data_url(data: bytes, mime: str) -> str:

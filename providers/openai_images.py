@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import httpx
 import openai
+from openai import AsyncStream
+from openai.types import Image, ImagesResponse
 
 from policies.capabilities import Capabilities
 from providers.base import EditJob, ProviderResult, ResultImage
 from providers.catalog import snap_openai_size
+from providers.errors import Unavailable
 from providers.imaging import MIME
 from providers.openai_common import EMULATOR_HEADER, image_bytes, map_error, token_usage
 
@@ -55,20 +59,23 @@ class OpenAIImagesProvider:
         return request
 
     async def edit(self, job: EditJob) -> ProviderResult:
+        streamed = job.partial_images > 0 and job.on_partial is not None
         try:
             timeout = httpx.Timeout(job.timeout_s, connect=job.connect_timeout_s)
+            extra = {"stream": True, "partial_images": job.partial_images} if streamed else {}
             if job.mode == "generate":  # text-to-image: the canvas is not sent
                 request = {k: v for k, v in self.build_request(job).items() if k not in ("image", "mask")}
-                raw = await self._client.images.with_raw_response.generate(**request, timeout=timeout)  # type: ignore[call-overload]
+                raw = await self._client.images.with_raw_response.generate(**request, **extra, timeout=timeout)  # type: ignore[call-overload]
+                response = await self._relay(raw.parse(), job) if streamed else raw.parse()
             else:
                 request = self.build_request(job)
                 try:  # stored images are streamed from their files, not held in memory through the call
-                    raw = await self._client.images.with_raw_response.edit(**request, timeout=timeout)  # type: ignore[call-overload]
+                    raw = await self._client.images.with_raw_response.edit(**request, **extra, timeout=timeout)  # type: ignore[call-overload]
+                    response = await self._relay(raw.parse(), job) if streamed else raw.parse()
                 finally:
                     for _, content, _ in request["image"]:  # type: ignore[attr-defined]
                         if not isinstance(content, bytes):
                             content.close()
-            response = raw.parse()
             mime = MIME.get(response.output_format or job.output_format, "image/png")
             images = [ResultImage(data=image_bytes(d.b64_json), mime=mime) for d in response.data or [] if d.b64_json]
         except Exception as exc:
@@ -82,3 +89,23 @@ class OpenAIImagesProvider:
             revised_prompt=next((d.revised_prompt for d in response.data or [] if d.revised_prompt), None),
             emulated=EMULATOR_HEADER in raw.headers,
         )
+
+    async def _relay(self, stream: AsyncStream[Any], job: EditJob) -> ImagesResponse:
+        """Pass each ``*.partial_image`` event on as it arrives; the ``*.completed`` events make the response."""
+        assert job.on_partial is not None
+        completed: list[Any] = []
+        async with stream:
+            async for event in stream:
+                if event.type.endswith(".partial_image"):
+                    mime = MIME.get(event.output_format or job.output_format, "image/png")
+                    await job.on_partial(event.partial_image_index, image_bytes(event.b64_json), mime)
+                elif event.type.endswith(".completed"):
+                    completed.append(event)
+        if not completed:  # the connection ended after the headers: the render may have finished and billed
+            raise Unavailable("the stream ended before the completed image", provider=self.name, ambiguous=True)
+        last = completed[-1]
+        return ImagesResponse(
+            created=last.created_at, data=[Image(b64_json=e.b64_json) for e in completed],
+            output_format=last.output_format, size=last.size, quality=last.quality, background=last.background,
+            usage=last.usage.model_dump(),
+        )  # fmt: skip

@@ -10,13 +10,15 @@ from typing import Any
 
 import httpx
 import openai
+from openai import AsyncStream
+from openai.types.responses import Response
 
 from policies.capabilities import Capabilities
 from providers.base import EditJob, ProviderResult, ResultImage
 from providers.catalog import snap_openai_size
 from providers.errors import InvalidForProvider, Rejected, Unavailable
 from providers.imaging import MIME
-from providers.openai_common import EMULATOR_HEADER, data_url, image_bytes, map_error, token_usage
+from providers.openai_common import EMULATOR_HEADER, data_url, image_bytes, map_error, stream_error, token_usage
 from providers.openai_images import DEFAULT_QUALITY
 
 
@@ -69,11 +71,16 @@ class OpenAIResponsesProvider:
         return request
 
     async def edit(self, job: EditJob) -> ProviderResult:
+        streamed = job.partial_images > 0 and job.on_partial is not None
+        request = self.build_request(job)
+        if streamed:
+            request["tools"][0]["partial_images"] = job.partial_images
+            request["stream"] = True
         try:
             raw = await self._client.responses.with_raw_response.create(
-                **self.build_request(job), timeout=httpx.Timeout(job.timeout_s, connect=job.connect_timeout_s)
+                **request, timeout=httpx.Timeout(job.timeout_s, connect=job.connect_timeout_s)
             )
-            response = raw.parse()
+            response = await self._relay(raw.parse(), job) if streamed else raw.parse()
         except Exception as exc:
             raise map_error(exc, self.name) from exc
         request_id = raw.headers.get("x-request-id")
@@ -106,3 +113,21 @@ class OpenAIResponsesProvider:
             revised_prompt=calls[0].revised_prompt,
             emulated=EMULATOR_HEADER in raw.headers,
         )
+
+    async def _relay(self, stream: AsyncStream[Any], job: EditJob) -> Response:
+        """Pass each partial image on as it arrives; the ``response.completed`` event carries the whole response."""
+        assert job.on_partial is not None
+        async with stream:
+            async for event in stream:
+                if event.type == "response.image_generation_call.partial_image":
+                    mime = MIME.get(event.output_format or job.output_format, "image/png")
+                    await job.on_partial(event.partial_image_index, image_bytes(event.partial_image_b64), mime)
+                elif event.type == "response.completed":
+                    return event.response
+                elif event.type == "error":
+                    raise stream_error(event.model_dump(), event.message, self.name)
+                elif event.type in ("response.failed", "response.incomplete"):
+                    error = event.response.error
+                    raise stream_error(error.model_dump() if error else {}, f"the response ended {event.type}",
+                                       self.name)  # fmt: skip
+        raise Unavailable("the stream ended before the response completed", provider=self.name, ambiguous=True)

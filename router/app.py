@@ -17,6 +17,7 @@ from providers.decode_budget import DECODE_BUDGET
 from providers.pricing import load_prices
 from router.api.compare import compare_providers, experiment_report, feedback
 from router.api.docs import docs_assets, openapi_config
+from router.api.edit_events import get_edit_events
 from router.api.edits import cancel_edit, create_edit, get_edit
 from router.api.files import get_file
 from router.api.listing import LISTING_HANDLERS
@@ -30,6 +31,7 @@ from router.blobs import DiskBlobStore
 from router.body_deadline import body_deadline
 from router.breaker import Breakers
 from router.errors import EXCEPTION_HANDLERS
+from router.events import EventBus
 from router.executor import Resources
 from router.lifecycle import Lifecycle
 from router.logging import request_id_middleware
@@ -68,6 +70,7 @@ def build_gateway(settings: Settings) -> Gateway:
         prices=load_prices(settings.pricing_file),
         metrics=Metrics(settings.metrics_tenant_labels),
         forced_provider=settings.image_edit_provider,
+        events=EventBus(settings.events_retain_s),
     )
     gateway.set_policy(policy)
     gateway.lifecycle.on_terminal.append(enqueue)  # webhook messages commit with the state they announce
@@ -143,6 +146,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             get_edit,
             edit_deliveries,
             cancel_edit,
+            get_edit_events,
             get_file,
             healthz,
             readyz,

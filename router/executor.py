@@ -103,10 +103,17 @@ async def execute(
     resources: Resources,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     attempts: list[Attempt] | None = None,
+    on_attempt: Callable[[Attempt], None] | None = None,
 ) -> Outcome:
     """``attempts``: the list to append each attempt to, so a caller that is itself cancelled still
-    has the trace (and can ledger a call that may have billed)."""
+    has the trace (and can ledger a call that may have billed). ``on_attempt`` sees each one as it is recorded."""
     attempts = [] if attempts is None else attempts
+
+    def note_attempt(attempt: Attempt) -> None:
+        attempts.append(attempt)
+        if on_attempt is not None:
+            on_attempt(attempt)
+
     last: ProviderError | None = None
     provider_ms = queue_ms = 0.0
     ends = time.monotonic() + deadline_s
@@ -119,7 +126,7 @@ async def execute(
                 tries = 0
                 while True:
                     if not breaker.begin():
-                        attempts.append(Attempt(provider=name, model=candidate.model, outcome="skipped_circuit_open",
+                        note_attempt(Attempt(provider=name, model=candidate.model, outcome="skipped_circuit_open",
                                                 latency_ms=0.0))  # fmt: skip
                         break
                     job = job_for(candidate)
@@ -135,7 +142,7 @@ async def execute(
                         provider_ms += ms
                         exc.provider = exc.provider or name
                         outcome = AMBIGUOUS if isinstance(exc, Unavailable) and exc.ambiguous else exc.code
-                        attempts.append(Attempt(provider=name, model=candidate.model, outcome=outcome,
+                        note_attempt(Attempt(provider=name, model=candidate.model, outcome=outcome,
                                                 error=exc.message, latency_ms=round(ms, 2)))  # fmt: skip
                         last = exc
                         if isinstance(exc, AuthError):
@@ -171,15 +178,13 @@ async def execute(
                             raise
                         ms = (time.perf_counter() - started) * 1000
                         provider_ms += ms
-                        attempts.append(Attempt(provider=name, model=candidate.model, outcome=AMBIGUOUS,
+                        note_attempt(Attempt(provider=name, model=candidate.model, outcome=AMBIGUOUS,
                                                 error="cut short before the provider answered; it may have "
                                                 "rendered and billed", latency_ms=round(ms, 2)))  # fmt: skip
                         raise
                     ms = (time.perf_counter() - started) * 1000
                     breaker.record(True)
-                    attempts.append(
-                        Attempt(provider=name, model=candidate.model, outcome="ok", latency_ms=round(ms, 2))
-                    )
+                    note_attempt(Attempt(provider=name, model=candidate.model, outcome="ok", latency_ms=round(ms, 2)))
                     return Outcome(result, candidate, attempts, provider_ms + ms, queue_ms)
     except TimeoutError:
         message = f"No provider finished within {deadline_s:g} s."

@@ -33,6 +33,9 @@ class EditRequest(BaseModel):
     output_compression: int | None = Field(None, ge=0, le=100, description="JPEG/WebP quality, 0-100.")
     background: Literal["opaque", "auto", "transparent"] = "auto"
     n: int = Field(1, ge=1, description="Images to produce (at most the configured limit).")
+    partial_images: int = Field(
+        0, ge=0, le=3, description="Previews to stream while the provider renders (events API, streaming drop-in)."
+    )
     text_in_output: bool | None = Field(None, description="On-image text wanted; inferred when omitted.")
     mask_convention: Literal["auto", "alpha", "black_white"] = "auto"
     provider: str | None = Field(None, description="Ask for one provider, if the policy allows it.")

@@ -21,10 +21,11 @@ import structlog
 
 from policies import Candidate, Policy, RouteDecision, decide, shadow_for
 from policies.model import Shadow
-from providers.base import EditJob, ImageBlob, Provider
+from providers.base import EditJob, ImageBlob, OnPartial, Provider
 from providers.pricing import PriceTable, UsageInputs, actual_usd, estimate_usd
 from router.blobs import BlobStore
 from router.errors import ApiError
+from router.events import EventBus, attempt_publisher, partial_publisher, routed_data
 from router.executor import ExecutionFailed, Outcome, Resources, execute
 from router.intake.images import LoadedImage
 from router.intake.prepare import PreparedEdit, prepare
@@ -77,6 +78,8 @@ class Gateway:
     runs: dict[str, tuple[asyncio.Task[Any], EditRun]] = field(default_factory=dict)
     """Edits running in this process, by version id: what cancel stops and a drain waits for."""
     draining: bool = False
+    events: EventBus = field(default_factory=EventBus)
+    """Each edit's live events (queued, routed, attempt, partial_image, completed | failed) for SSE."""
 
     async def shielded(self, run: EditRun, work: Coroutine[Any, Any, EditResponse]) -> EditResponse:
         """Run ``work`` as a task of its own: cancelling the caller (a disconnect) leaves it running."""
@@ -197,7 +200,8 @@ async def start_session(
     )
 
 
-def _job(p: PreparedEdit, candidate: Candidate, timeout_s: float, previous_response_id: str | None) -> EditJob:
+def _job(p: PreparedEdit, candidate: Candidate, timeout_s: float, previous_response_id: str | None,
+         on_partial: OnPartial | None = None) -> EditJob:  # fmt: skip
     req = p.request
     out_w, out_h = p.out_size or (p.work.width, p.work.height)
     return EditJob(
@@ -216,6 +220,8 @@ def _job(p: PreparedEdit, candidate: Candidate, timeout_s: float, previous_respo
         previous_response_id=previous_response_id if candidate.provider == CHAIN_PROVIDER else None,
         timeout_s=timeout_s,
         connect_timeout_s=min(candidate.connect_timeout_s, timeout_s),
+        partial_images=req.partial_images,
+        on_partial=on_partial,
     )
 
 
@@ -394,6 +400,7 @@ class EditRun:
         self.decision = decision
         self.route_info = route_info(decision)
         self.t_routed = time.perf_counter()
+        gw.events.publish(self.version.id, "routed", routed_data(decision))
         self.shadow = self._sample_shadow(decision)
         gw.metrics.decided(decision.rule, decision.experiment, decision.arm)
         log.info("edit_routed", edit_id=self.version.id, rule=decision.rule, candidates=self.route_info.candidates,
@@ -415,11 +422,13 @@ class EditRun:
         """The provider calls, under the route's deadline; every attempt stays in the trace."""
         gw, p, previous = self.gw, self.p, self.previous_response_id
         deadline = decision.deadline_s or gw.settings.request_timeout_s
+        partials = partial_publisher(gw.events, self.version.id, p.request.output_format, gw.workers.run)
         try:
             async with in_use(gw.providers) as providers:  # a reload closes replaced clients only after this
                 outcome = await execute(
-                    decision, providers, lambda c: _job(p, c, min(c.timeout_s, deadline), previous), deadline,
-                    gw.resources, attempts=self.route_info.attempts,  # kept if this run is cancelled meanwhile
+                    decision, providers, lambda c: _job(p, c, min(c.timeout_s, deadline), previous, partials),
+                    deadline, gw.resources, attempts=self.route_info.attempts,  # kept if this run is cancelled
+                    on_attempt=attempt_publisher(gw.events, self.version.id),
                 )  # fmt: skip
         except ExecutionFailed as failed:
             self.route_info.attempts = failed.attempts
@@ -512,6 +521,7 @@ class EditRun:
         )
         if not await gw.lifecycle.finish(self.version, done):
             raise ApiError(409, "edit_ended", "The edit was canceled or interrupted before it finished.")
+        gw.events.publish(self.version.id, "completed", response.model_dump(mode="json"))
         gw.metrics.finished(provider=served_by, model=model, rule=self.route_info.rule, outcome="ok",
                             total_s=total_ms / 1000, tenant=self.target.tenant)  # fmt: skip
         gw.metrics.images(
@@ -538,6 +548,7 @@ class EditRun:
             self.ledger(),
             fields={"provider": None, "model": None, "rule": self.route_info.rule or None},
         )
+        self.gw.events.publish(self.version.id, "failed", error.body()["error"])
         attempts = self.route_info.attempts
         tried = [a for a in attempts if a.outcome != "skipped_circuit_open"]
         if self.outcome is None:
@@ -559,6 +570,7 @@ class EditRun:
         record = self._closing_record({"code": code, "message": message, "param": None})
         end = self.gw.lifecycle.cancel if code == "canceled" else self.gw.lifecycle.interrupt
         await end(self.version, record, self.ledger())
+        self.gw.events.publish(self.version.id, "failed", record["error"])
         log.info(f"edit_{code}", edit_id=self.version.id)
 
     def _spawn_shadow(self) -> None:
@@ -700,6 +712,7 @@ async def accept_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: Edi
         )  # fmt: skip
     except SessionGone:
         raise ApiError(404, "not_found", f"Session {session_id!r} was deleted.", "session_id") from None
+    gw.events.accepted(version.id, await gw.lifecycle.queue_position(version) if queued else 0)
     for sha, blob in ((source_sha, p.source.blob), *zip(ref_shas, (r.blob for r in p.references), strict=True)):
         if (path := gw.blobs.path(sha)) is not None:
             blob.release_to(path)  # the stored file holds these exact bytes: nothing keeps them in memory meanwhile

@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     )
     queue_concurrency: int = Field(8, ge=1, description="Queued (async) edits this instance runs at once.")
     queue_poll_s: float = Field(1.0, gt=0, description="How often the queue is checked for edits other replicas took.")
+    events_heartbeat_s: float = Field(15.0, gt=0, description="An idle event stream gets a comment this often.")
+    events_retain_s: float = Field(
+        300.0, ge=0, description="An edit's live events stay in memory this long after it ends (then: from storage)."
+    )
     limits: Limits = Field(default_factory=Limits)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 

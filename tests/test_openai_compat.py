@@ -112,7 +112,6 @@ def test_local_cannot_generate(sdk: OpenAI) -> None:
     [
         ({"model": "dall-e-9"}, openai.BadRequestError, "invalid_value"),
         ({"model": "gpt-image-2", "quality": "ultra"}, openai.BadRequestError, "invalid_value"),
-        ({"model": "gpt-image-2", "stream": True}, openai.BadRequestError, "unsupported_parameter"),
         ({"model": "gpt-image-2", "extra_body": {"protect": "halo"}}, openai.BadRequestError, "unknown_protect_chip"),
         ({"model": "gpt-image-2", "extra_body": {"session_id": "ses_" + "0" * 32}}, openai.NotFoundError, "not_found"),
     ],

@@ -210,3 +210,39 @@ def test_a_released_source_is_read_back_or_streamed_from_its_stored_file(
     assert decode(result.images[0].data).ndim == 3
     open_files = {os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")}
     assert str(stored.resolve()) not in open_files
+
+
+@pytest.mark.parametrize("name", ADAPTERS)
+@pytest.mark.parametrize("mode", ["inpaint", "generate"])
+def test_partial_images_are_relayed_then_the_final_with_its_usage(emulator: str, name: str, mode: str) -> None:
+    make, model, _ = ADAPTERS[name]
+    partials: list[tuple[int, bytes, str]] = []
+
+    async def on_partial(index: int, data: bytes, mime: str) -> None:
+        partials.append((index, data, mime))
+
+    job = _job(model, mode=mode, mask=None if mode == "generate" else MASK, output_format="webp")
+    plain = run(make(emulator), job)
+    streamed = run(make(emulator), _job(model, mode=mode, mask=job.mask, output_format="webp", partial_images=2,
+                                        on_partial=on_partial))  # fmt: skip
+    if name == "gemini":  # no partials from gemini: only the final image
+        assert partials == []
+    else:
+        assert [(i, m) for i, _, m in partials] == [(0, "image/webp"), (1, "image/webp")]
+        assert all(decode(data).shape[:2] == decode(streamed.images[0].data).shape[:2] for _, data, _ in partials)
+    assert streamed.usage == plain.usage and streamed.usage  # cost comes from the completed event
+    assert streamed.emulated and len(streamed.images) == 1
+
+
+@pytest.mark.parametrize("name", ["openai-images", "openai-responses"])
+def test_a_mid_stream_error_event_is_unavailable(emulator: str, faults: Callable[..., None], name: str) -> None:
+    make, model, endpoint = ADAPTERS[name]
+    faults(endpoint, mid_stream=1.0)
+    seen: list[int] = []
+
+    async def on_partial(index: int, data: bytes, mime: str) -> None:
+        seen.append(index)
+
+    with pytest.raises(Unavailable, match="mid-stream") as err:
+        run(make(emulator), _job(model, partial_images=1, on_partial=on_partial))
+    assert seen == [0] and err.value.provider == name and not err.value.ambiguous

@@ -16,7 +16,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from pydantic import BaseModel, ConfigDict, Field
 
 Endpoint = Literal["images", "responses", "gemini"]
-Fault = Literal["rate_limit", "server_error", "unavailable", "hang", "drop", "malformed", "safety"]
+Fault = Literal["rate_limit", "server_error", "unavailable", "hang", "drop", "malformed", "safety", "mid_stream"]
 EMULATOR_HEADER = (b"x-emulator", b"editgate-emulator; test double, not a real provider")
 
 
@@ -29,6 +29,8 @@ class EndpointPlan(BaseModel):
     retry_after_s: float = 1.0
     hang_s: float = 3600.0
     max_faults: int | None = Field(None, ge=0, description="Stop injecting after this many faults.")
+    partial_interval_ms: float = Field(0.0, ge=0, description="Streaming: the pause before each partial image "
+                                       "after the first, and before the completed event.")  # fmt: skip
 
 
 class EmulatorConfig(BaseModel):
@@ -178,7 +180,7 @@ class FaultInjector:
                 }
             )
             await marked({"type": "http.response.body", "body": b'{"created": 1700000000, "data": [{"b64_json": '})
-        else:  # no fault, or "safety", which the endpoint itself renders in its own shape
+        else:  # no fault, "safety" or "mid_stream", which the endpoint itself renders in its own shape
             await self.app(scope, receive, marked)  # type: ignore[arg-type]
 
 

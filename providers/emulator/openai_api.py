@@ -29,6 +29,7 @@ from providers.catalog import (
 )
 from providers.emulator.common import b64_image, data_url_bytes, decode_any, image_format, json_response
 from providers.emulator.render import render_edit
+from providers.emulator.streaming import event_stream, image_events, response_events
 
 _IMAGE_FIELDS = {
     "image", "image[]", "mask", "prompt", "model", "n", "size", "quality", "background", "output_format",
@@ -50,6 +51,20 @@ class OpenAIRequestError(Exception):
 
 def _req_id() -> str:
     return f"req_{uuid.uuid4().hex}"
+
+
+class StreamAsk:
+    """``stream`` and ``partial_images`` of a request, and the plan's pacing and mid-stream fault."""
+
+    def __init__(self, request: Request, fields: Any, endpoint: str) -> None:
+        self.on = str(fields.get("stream", "false")).lower() in ("true", "1")
+        self.partials = _int(fields.get("partial_images") or 0, "partial_images", 0, 3)
+        plan = request.app.state.config.endpoints.get(endpoint)
+        self.interval_s = plan.partial_interval_ms / 1000 if plan else 0.0
+        self.failing = request.scope.get("state", {}).get("fault") == "mid_stream"
+        if self.failing and not self.on:  # without a stream the same fault is a plain server error
+            raise OpenAIRequestError(500, "The server had an error while processing your request.",
+                                     type_="server_error")  # fmt: skip
 
 
 def check_key(request: Request, invalid_prefix: str) -> None:
@@ -205,6 +220,7 @@ async def _images_edits(request: Request) -> Response[bytes]:
             raise OpenAIRequestError(
                 400, "Image too large: each image must be under 50 MB.", "image", "image_too_large"
             )
+    streaming = StreamAsk(request, form, "images")
     masks = await _files(form, "mask")
     if masks and len(masks[0]) >= facts["max_mask_bytes"]:
         raise OpenAIRequestError(400, "Mask too large: must be under 4 MB.", "mask", "image_too_large")
@@ -255,7 +271,11 @@ async def _images_edits(request: Request) -> Response[bytes]:
             cache[key] = body
     body = {**body, "created": int(time.time())}
     ms = int((time.perf_counter() - started) * 1000)
-    return json_response(body, headers={"x-request-id": _req_id(), "openai-processing-ms": str(ms)})
+    headers = {"x-request-id": _req_id(), "openai-processing-ms": str(ms)}
+    if streaming.on:
+        events = image_events("image_edit", body, streaming.partials, streaming.interval_s, streaming.failing)
+        return event_stream(events, headers)  # type: ignore[return-value]
+    return json_response(body, headers=headers)
 
 
 @post("/v1/images/generations")
@@ -282,6 +302,7 @@ async def _images_generations(request: Request) -> Response[bytes]:
     _check_choice(quality, facts["qualities"], "quality")
     fmt = body.get("output_format") or "png"
     _check_choice(fmt, facts["formats"], "output_format")
+    streaming = StreamAsk(request, body, "images")
     if request.scope.get("state", {}).get("fault") == "safety":
         raise OpenAIRequestError(400, "Your request was rejected as a result of our safety system. (emulated)",
                                  code="moderation_blocked", type_="image_generation_user_error")  # fmt: skip
@@ -296,7 +317,11 @@ async def _images_generations(request: Request) -> Response[bytes]:
         return {"created": int(time.time()), "data": data, "background": "opaque", "output_format": fmt, "quality": q,
                 "size": f"{w}x{h}", "usage": image_usage(prompt, [], w, h, q, n)}  # fmt: skip
 
-    return json_response(await anyio.to_thread.run_sync(work), headers={"x-request-id": _req_id()})
+    result = await anyio.to_thread.run_sync(work)
+    if streaming.on:
+        events = image_events("image_generation", result, streaming.partials, streaming.interval_s, streaming.failing)
+        return event_stream(events, {"x-request-id": _req_id()})  # type: ignore[return-value]
+    return json_response(result, headers={"x-request-id": _req_id()})
 
 
 class ResponseStore:
@@ -390,6 +415,8 @@ async def _responses_create(request: Request) -> Response[bytes]:
     _check_choice(fmt, facts["formats"], "tools[0].output_format")
     mask_url = (tool.get("input_image_mask") or {}).get("image_url")
     safety = request.scope.get("state", {}).get("fault") == "safety"
+    streaming = StreamAsk(request, {"stream": body.get("stream"), "partial_images": tool.get("partial_images")},
+                          "responses")  # fmt: skip
 
     def work() -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
         try:
@@ -452,6 +479,9 @@ async def _responses_create(request: Request) -> Response[bytes]:
     payload = _response(
         body, response_id, model, output, usage, {"image_gen": tool_usage, "web_search": {"num_requests": 0}}
     )
+    if streaming.on:
+        events = response_events(payload, streaming.partials, streaming.interval_s, streaming.failing)
+        return event_stream(events, {"x-request-id": _req_id()})  # type: ignore[return-value]
     return json_response(payload, headers={"x-request-id": _req_id()})
 
 

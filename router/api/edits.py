@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from litestar import Request, Response, get, post
 from litestar.params import FromPath, QueryParameter
 
+from router.api.edit_events import stream_native_edit, wants_events
 from router.api.openapi import EDIT_ERRORS, EditOperation, guarded
 from router.auth import TenantId
 from router.errors import ApiError
@@ -88,7 +89,10 @@ async def create_edit(request: Request, tenant: TenantId) -> Response[EditRespon
         target.claim = claim
         return await start_edit(gw, request, tenant, req, raw, target)
 
-    return show_secret(await idempotent(request, gw, tenant, req.model_dump(mode="json"), raw, run), secret)
+    fields = req.model_dump(mode="json")
+    if wants_events(request):  # the run's events as SSE; the run itself is not tied to this connection
+        return await stream_native_edit(gw, tenant, lambda: idempotent(request, gw, tenant, fields, raw, run))
+    return show_secret(await idempotent(request, gw, tenant, fields, raw, run), secret)
 
 
 async def edit_or_404(gw: Gateway, tenant: str, edit_id: str) -> Version:

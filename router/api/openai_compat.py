@@ -4,8 +4,9 @@ The request is what ``client.images.edit`` / ``client.images.generate`` send; th
 ``ImagesResponse``; errors use OpenAI's error JSON and status codes so the SDK raises the matching
 exception. ``model`` picks the route: a provider's model name pins that provider, a policy alias
 (``editgate-auto``, ``editgate-standard``, ``editgate-pro``) lets the policy decide. editgate's own
-fields (``protect``, ``tier``, ``session_id``, ...) ride along as ``extra_body``. Streaming is refused
-with a clear 400: results arrive whole.
+fields (``protect``, ``tier``, ``session_id``, ...) ride along as ``extra_body``. ``stream=true`` answers
+``text/event-stream`` with the events the SDK parses into ``ImageEditStreamEvent`` / ``ImageGenStreamEvent``:
+the provider's partial images (``partial_images``: 0-3) as they come, then the normalized result.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from litestar import Request, Response, post
 from litestar.datastructures import UploadFile
 from openai.types import ImagesResponse
 
+from router.api.edit_events import stream_drop_in
 from router.api.edits import base_url
 from router.api.openapi import OPENAI_ERRORS, body_operation, drop_in_edit_schema, drop_in_schema, guarded
 from router.auth import TenantId
@@ -76,10 +78,7 @@ def _edit_request(gw: Gateway, fields: dict[str, Any], mode: str | None) -> tupl
     for name in _OPENAI_STRINGS:
         if fields.get(name) is not None and not isinstance(fields[name], str):
             raise ApiError(400, "invalid_type", f"Invalid type for '{name}': expected a string.", name)
-    if str(fields.get("stream", "")).lower() in ("true", "1"):
-        raise ApiError(400, "unsupported_parameter", "editgate does not stream partial images; send stream=false "
-                       "(the finished image arrives in one response).", "stream")  # fmt: skip
-    response_format = fields.get("response_format") or "b64_json"
+    response_format = "b64_json" if _streaming(fields) else fields.get("response_format") or "b64_json"
     if response_format not in ("b64_json", "url"):
         raise ApiError(400, "invalid_value", "response_format must be 'b64_json' or 'url'.", "response_format")
     req: dict[str, Any] = {k: v for k, v in fields.items() if k in _EDITGATE_EXTRAS}
@@ -93,7 +92,7 @@ def _edit_request(gw: Gateway, fields: dict[str, Any], mode: str | None) -> tupl
     req["prompt"] = fields.get("prompt") or ""
     size = fields.get("size")
     req["size"] = "auto" if size in (None, "auto") else size
-    for name in ("n", "background", "output_format", "output_compression"):
+    for name in ("n", "background", "output_format", "output_compression", "partial_images"):
         if fields.get(name) not in (None, ""):
             req[name] = fields[name]
     if fields.get("quality"):
@@ -103,6 +102,14 @@ def _edit_request(gw: Gateway, fields: dict[str, Any], mode: str | None) -> tupl
     if mode:
         req["mode"] = mode
     return parse_fields(req), response_format
+
+
+def _streaming(fields: dict[str, Any]) -> bool:
+    return str(fields.get("stream", "")).lower() in ("true", "1")
+
+
+def _openai_quality(quality: str | None) -> str:
+    return quality if quality in ("low", "medium", "high") else "high"
 
 
 def _usage(usage: dict[str, int]) -> dict[str, Any]:
@@ -136,7 +143,7 @@ async def _answer(gw: Gateway, response: EditResponse, response_format: str, qua
         "data": data,
         "background": "transparent" if transparent else "opaque",
         "output_format": first.format if first else None,
-        "quality": quality if quality in ("low", "medium", "high") else "high",
+        "quality": _openai_quality(quality),
         "size": f"{first.width}x{first.height}" if first else None,
         "usage": _usage(response.cost.usage),
     }
@@ -151,8 +158,11 @@ async def _run_and_answer(request: Request, gw: Gateway, tenant: str, fields: di
     """Run the edit once per ``Idempotency-Key`` and answer in OpenAI's shape (a replay: the same bytes)."""
     url = base_url(request, gw)
 
+    streaming = _streaming(fields)
+
     async def shape(response: EditResponse) -> Answer:
-        return await _answer(gw, response, response_format, fields.get("quality"), req.background == "transparent")
+        fmt = "b64_json" if streaming else response_format  # a stream's completed event carries the image itself
+        return await _answer(gw, response, fmt, fields.get("quality"), req.background == "transparent")
 
     async def run(claim: IdempotencyClaim | None) -> Answer:
         if req.session_id:
@@ -163,6 +173,11 @@ async def _run_and_answer(request: Request, gw: Gateway, tenant: str, fields: di
         await run_edit(gw, req, raw, target)
         return target.answer  # type: ignore[no-any-return]
 
+    if streaming:  # the run is not tied to this connection: a disconnect never cancels a paid render
+        kind = "image_generation" if req.mode == "generate" else "image_edit"
+        return await stream_drop_in(gw, kind, lambda: idempotent(request, gw, tenant, fields, raw, run),
+                                    "transparent" if req.background == "transparent" else "opaque",
+                                    _openai_quality(fields.get("quality")))  # fmt: skip
     return await idempotent(request, gw, tenant, fields, raw, run)
 
 

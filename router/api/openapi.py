@@ -169,12 +169,23 @@ _OPENAI_FIELDS: dict[str, dict[str, Any]] = {
         "default": "b64_json",
         "description": "`url` answers with editgate's `/v1/files/{id}` links instead of base64.",
     },
-    "stream": {"type": "boolean", "enum": [False], "description": "Refused when true: results arrive whole."},
+    "stream": {
+        "type": "boolean",
+        "default": False,
+        "description": "true: answer `text/event-stream` with the "
+        "SDK's stream events (partial images, then the completed, normalized image with its usage).",
+    },
     "user": {"type": "string", "description": "Stored in the edit's `metadata.user`."},
     "input_fidelity": {"type": "string", "enum": ["high", "low"], "description": _IGNORED},
     "moderation": {"type": "string", "enum": ["auto", "low"], "description": _IGNORED},
     "safety_identifier": {"type": "string", "description": _IGNORED},
-    "partial_images": {"type": "integer", "description": _IGNORED},
+    "partial_images": {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 3,
+        "default": 0,
+        "description": "Previews to stream before the final image (with `stream=true`).",
+    },
     "style": {"type": "string", "enum": ["vivid", "natural"], "description": _IGNORED},
 }
 _DROP_IN_FILES = {

@@ -88,6 +88,8 @@ def _list_value(values: list[str]) -> list[str]:
     """A list field may be repeated, one JSON array, or comma-separated (for curl users)."""
     out: list[str] = []
     for v in values:
+        if not isinstance(v, str):  # a file part where a list of names belongs
+            raise ApiError(422, "invalid_parameter", "protect must be a text field, not a file part.", "protect")
         v = v.strip()
         if v.startswith("["):
             parsed = bounded_json.loads(v, "protect")
