@@ -46,7 +46,6 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny counts, for CI")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     parser.add_argument("--profile", action="store_true", help="py-spy each arm's server at concurrency 8")
-    parser.add_argument("--native", action="store_true", help="with --profile: include native (C) frames")
     args = parser.parse_args()
     image, mask = photo_1024()
     results: dict[str, Any] = {
@@ -59,7 +58,7 @@ def main() -> None:
     results["decision_us"] = decision_us(args.smoke)
     profile_dir = args.out.parent if args.profile else None
     with tempfile.TemporaryDirectory() as tmp, services(Path(tmp), args.out.parent) as svc:
-        results["arms"] = measure_all(svc, image, mask, args.smoke, profile_dir, args.native)
+        results["arms"] = measure_all(svc, image, mask, args.smoke, profile_dir)
         results["in_flight"] = in_flight(svc, image, mask, args.smoke)
     results["targets"] = targets(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -71,7 +71,7 @@ def _merged(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def measure(arm: Arm, svc: Services, image: bytes, mask: bytes, smoke: bool,
-            profile_dir: Path | None = None, native: bool = False) -> dict[str, Any]:  # fmt: skip
+            profile_dir: Path | None = None) -> dict[str, Any]:  # fmt: skip
     n1, n8 = (4, 16) if smoke else (30, 96)
     pid = arm.pid(svc)
     warm = asyncio.run(_load(arm, svc, image, mask, 8, 8))  # connections, caches, the upstream's render cache
@@ -86,7 +86,7 @@ def measure(arm: Arm, svc: Services, image: bytes, mask: bytes, smoke: bool,
     if profile_dir is not None:
         profile_dir.mkdir(parents=True, exist_ok=True)
         stacks = profile_dir / f"profile-{arm.name}.txt"
-        spy = profile.start(pid, stacks, native)
+        spy = profile.start(pid, stacks)
         try:
             asyncio.run(_load(arm, svc, image, mask, 8, n8))
         finally:
@@ -96,9 +96,9 @@ def measure(arm: Arm, svc: Services, image: bytes, mask: bytes, smoke: bool,
 
 
 def measure_all(svc: Services, image: bytes, mask: bytes, smoke: bool,
-                profile_dir: Path | None = None, native: bool = False) -> dict[str, Any]:  # fmt: skip
+                profile_dir: Path | None = None) -> dict[str, Any]:  # fmt: skip
     """Every arm, then each figure as a ratio to the bare proxy's."""
-    arms = {arm.name: measure(arm, svc, image, mask, smoke, profile_dir, native) for arm in ARMS}
+    arms = {arm.name: measure(arm, svc, image, mask, smoke, profile_dir) for arm in ARMS}
     bare = arms["bare_proxy"]
     for figures in arms.values():
         figures["ratio_to_bare"] = {

@@ -68,6 +68,7 @@ def render(r: dict[str, Any]) -> str:
     for name, v in r["arms"].items():
         if "profile" in v:
             p = v["profile"]
-            lines.append(f"6. profile {name} ({p['samples']} samples, {p['collapsed_stacks']}), self share:")
-            lines += [f"   {share * 100:5.1f}%  {frame}" for frame, share in p["self"]]
+            lines.append(f"6. profile {name}: {p['working_samples']} working samples ({p['waiting_samples']} waiting "
+                         f"left out), {p['collapsed_stacks']}; innermost Python frame, share:")  # fmt: skip
+            lines += [f"   {share * 100:5.1f}%  {frame}" for frame, share in p["python"]]
     return "\n".join(lines)
