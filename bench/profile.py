@@ -14,7 +14,8 @@ from typing import Any
 _WAITS = frozenset({"PyThread_acquire_lock_timed", "take_gil", "pthread_cond_wait", "pthread_cond_timedwait",
                     "sem_wait", "sem_timedwait", "sem_clockwait", "clock_nanosleep", "nanosleep", "usleep",
                     "epoll_wait", "epoll_pwait", "select", "poll", "futex_wait", "__futex_abstimed_wait_common",
-                    "pthread_cond_clockwait", "pthread_join", "sleep"})  # fmt: skip
+                    "pthread_cond_clockwait", "pthread_join", "sleep", "g_cond_wait", "g_cond_wait_until",
+                    "g_mutex_lock_slowpath", "g_rec_mutex_lock", "g_async_queue_pop_intern_unlocked"})  # fmt: skip
 _PATH_PREFIX = re.compile(r"\(.*?(?:site-packages|python3\.\d+|/wt/[^/]+|/main)/")
 
 
