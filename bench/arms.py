@@ -33,9 +33,9 @@ class Arm:
 
 ARMS = (
     Arm("bare_proxy", "bare proxy (Starlette + uvicorn + httpx)",
-        lambda c, s, i, m: openai_sender(s.bare_proxy, i, m), lambda s: s.bare_proxy_pid),
+        lambda c, s, i, m: openai_sender(c, s.bare_proxy, i, m), lambda s: s.bare_proxy_pid),
     Arm("drop_in", "editgate /v1/images/edits, defaults",
-        lambda c, s, i, m: openai_sender(s.gateway, i, m), lambda s: s.gateway_pid),
+        lambda c, s, i, m: openai_sender(c, s.gateway, i, m), lambda s: s.gateway_pid),
     Arm("pass_through", "editgate /v1/edits, preservation=false",
         lambda c, s, i, m: native_sender(c, s.gateway, i, m), lambda s: s.gateway_pid),
     Arm("full", "editgate /v1/edits, full edit",
@@ -53,7 +53,7 @@ async def _paired(arm: Arm, svc: Services, image: bytes, mask: bytes, total: int
     """Concurrency 1, the upstream directly and the arm taking turns, so the machine's drift hits both alike."""
     limits = httpx.Limits(max_connections=2000)
     async with httpx.AsyncClient(timeout=300, limits=limits) as client:
-        direct, through = openai_sender(svc.emulator, image, mask), arm.sender(client, svc, image, mask)
+        direct, through = openai_sender(client, svc.emulator, image, mask), arm.sender(client, svc, image, mask)
         upstream, routed = [], []
         for _ in range(total):
             upstream.append(await run_load(direct, 1, 1))

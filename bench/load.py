@@ -64,14 +64,14 @@ def native_sender(client: httpx.AsyncClient, url: str, image: bytes, mask: bytes
     return send
 
 
-def openai_sender(base_url: str, image: bytes, mask: bytes) -> Send:
+def openai_sender(client: httpx.AsyncClient, base_url: str, image: bytes, mask: bytes) -> Send:
     """What an unmodified `openai` client sends to `images.edit` at `base_url` (the upstream, the bare proxy or
     editgate's drop-in): the same request for each. The raw-response API leaves the answer unparsed, so the
     bench's own CPU stays out of the way of the processes it measures."""
     import openai
 
     sdk = openai.AsyncOpenAI(api_key="bench", base_url=f"{base_url}/v1", max_retries=0, timeout=300,
-                             http_client=httpx.AsyncClient(limits=httpx.Limits(max_connections=2000)))  # fmt: skip
+                             http_client=client)  # fmt: skip
 
     async def send() -> str | None:
         await sdk.images.with_raw_response.edit(model="gpt-image-2", image=("photo.png", image, "image/png"),
