@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from router.storage.models import Attempt, EditSession, Idempotency, Version
-from router.storage.store import SessionGone, Store, new_id
+from router.storage.store import SessionGone, Store, new_id, take_version_number
 
 log = structlog.get_logger("editgate.lifecycle")
 
@@ -143,14 +143,7 @@ class Lifecycle:
                                finished_at=now))  # fmt: skip
                 number = 1
             else:
-                number = await db.scalar(
-                    update(EditSession)
-                    .where(EditSession.id == session_id, EditSession.tenant_id == tenant)
-                    .values(next_version=EditSession.next_version + 1)
-                    .returning(EditSession.next_version - 1)
-                )
-                if number is None:
-                    raise SessionGone(session_id)
+                number = await take_version_number(db, tenant, session_id)
             try:
                 await self.store.own_blobs_in(db, tenant, session_id, blobs)
             except IntegrityError:  # the session was deleted meanwhile

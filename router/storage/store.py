@@ -79,6 +79,20 @@ BILLED = ("ok", "ambiguous")
 """Attempt outcomes that may have cost money: an answer, or a call cut short after it was sent."""
 
 
+async def take_version_number(db: AsyncSession, tenant: str, session_id: str) -> int:
+    """The session's next version number, taken from its counter in the caller's transaction (row-locked on
+    PostgreSQL, serialized on SQLite), so concurrent edits of one session never collide."""
+    number = await db.scalar(
+        update(EditSession)
+        .where(EditSession.id == session_id, EditSession.tenant_id == tenant)
+        .values(next_version=EditSession.next_version + 1)
+        .returning(EditSession.next_version - 1)
+    )
+    if number is None:
+        raise SessionGone(session_id)
+    return int(number)
+
+
 class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -214,25 +228,12 @@ class Store:
         """Insert with the session's next number, taken atomically from its counter (row-locked on
         PostgreSQL, serialized on SQLite), so concurrent edits of one session never collide."""
         async with self.tx() as db:
-            number = await db.scalar(
-                update(EditSession)
-                .where(EditSession.id == session_id, EditSession.tenant_id == tenant)
-                .values(next_version=EditSession.next_version + 1)
-                .returning(EditSession.next_version - 1)
-            )
-            if number is None:
-                raise SessionGone(session_id)
+            number = await take_version_number(db, tenant, session_id)
             version = Version(id=new_id("ver"), tenant_id=tenant, session_id=session_id, number=number,
                               created_at=time.time(), **fields)  # fmt: skip
             db.add(version)
             await db.commit()
             return version
-
-    async def extend_session(self, session_id: str, expires_at: float) -> None:
-        """Activity keeps a session alive: its retention counts from the last edit."""
-        async with self.tx() as db:
-            await db.execute(update(EditSession).where(EditSession.id == session_id).values(expires_at=expires_at))
-            await db.commit()
 
     async def update_version(self, version_id: str, **fields: Any) -> None:
         async with self.tx() as db:
@@ -365,13 +366,6 @@ class Store:
             return
         async with self.tx() as db:
             db.add_all([Attempt(created_at=time.time(), **row) for row in rows])
-            await db.commit()
-
-    async def finish_attempts(self, version_id: str, total_ms: float) -> None:
-        """The end-to-end latency is known only after normalization: fill it in on the paid attempt."""
-        async with self.tx() as db:
-            paid = (Attempt.version_id == version_id, Attempt.outcome == "ok")
-            await db.execute(update(Attempt).where(*paid).values(total_ms=total_ms))
             await db.commit()
 
     async def spent_since(self, tenant: str, since: float) -> Spend:
