@@ -517,7 +517,8 @@ class EditRun:
             ledger=self.ledger(total_ms),
             blobs=[(sha, "result", len(n.data)) for sha, (n, _) in zip(shas, normalized, strict=True)],
             session_expires_at=expires_at,
-            answer=self.target.answer.stored() if self.target.claim is not None else None,
+            # a queued edit's key (if it has one) was claimed by its accept: matched by version id
+            answer=self.target.answer.stored() if self.target.claim is not None or self.version.queued_at else None,
         )
         if not await gw.lifecycle.finish(self.version, done):
             raise ApiError(409, "edit_ended", "The edit was canceled or interrupted before it finished.")

@@ -152,3 +152,32 @@ def test_cancelling_edits_while_the_worker_claims_them_leaves_none_running(
             assert outcomes in ([], ["ambiguous"], ["ok"]), (ended[edit["id"]]["status"], outcomes)
     finally:
         httpx.put(f"{emulator}/_emulator/config", json={}).raise_for_status()
+
+
+def test_an_async_repeat_with_the_same_key_answers_the_current_record(cloud: httpx.Client, emulator: str) -> None:
+    """While the edit is open the repeat is the same 202 with its current state; a sync repeat is still
+    told to come back; once it finished, the repeat is the finished record."""
+    httpx.put(f"{emulator}/_emulator/config", json={"endpoints": {"gemini": {"latency_ms": 2000}}})
+    try:
+        key = {"Idempotency-Key": f"async-repeat-{time.time()}"}
+        first = cloud.post("/v1/edits", files=FILES, data={"prompt": "a sandy beach", "provider": "gemini"},
+                           headers={**key, "Prefer": "respond-async"})  # fmt: skip
+        assert first.status_code == 202, first.text
+        again = cloud.post("/v1/edits", files=FILES, data={"prompt": "a sandy beach", "provider": "gemini"},
+                           headers={**key, "Prefer": "respond-async"})  # fmt: skip
+        assert again.status_code == 202, again.text
+        assert again.headers.get("idempotent-replayed") == "true"
+        assert again.headers["location"] == first.headers["location"]
+        assert again.json()["id"] == first.json()["id"] and again.json()["status"] in {"queued", "running"}
+        sync = cloud.post("/v1/edits", files=FILES, data={"prompt": "a sandy beach", "provider": "gemini"},
+                          headers=key)  # fmt: skip
+        assert sync.status_code == 409 and sync.json()["error"]["code"] == "idempotency_in_progress"
+        assert sync.headers.get("retry-after")
+        assert cloud.get(first.headers["location"], params={"wait": 30}).json()["status"] == "succeeded"
+        done = cloud.post("/v1/edits", files=FILES, data={"prompt": "a sandy beach", "provider": "gemini"},
+                          headers={**key, "Prefer": "respond-async"})  # fmt: skip
+        assert done.status_code == 200, done.text
+        assert done.headers.get("idempotent-replayed") == "true"
+        assert done.json()["id"] == first.json()["id"] and done.json()["status"] == "succeeded"
+    finally:
+        httpx.put(f"{emulator}/_emulator/config", json={}).raise_for_status()
