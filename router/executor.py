@@ -16,6 +16,7 @@ A call the route deadline (or a cancellation) cuts short counts as a breaker fai
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -104,9 +105,12 @@ async def execute(
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     attempts: list[Attempt] | None = None,
     on_attempt: Callable[[Attempt], None] | None = None,
+    held: str | None = None,
 ) -> Outcome:
     """``attempts``: the list to append each attempt to, so a caller that is itself cancelled still
-    has the trace (and can ledger a call that may have billed). ``on_attempt`` sees each one as it is recorded."""
+    has the trace (and can ledger a call that may have billed). ``on_attempt`` sees each one as it is recorded.
+    ``held``: the provider whose concurrency slot the caller already holds for this whole run (a queued
+    edit takes it before its claim): its calls do not take a second one."""
     attempts = [] if attempts is None else attempts
 
     def note_attempt(attempt: Attempt) -> None:
@@ -133,7 +137,7 @@ async def execute(
                     queued = time.perf_counter()
                     started: float | None = None
                     try:
-                        async with resources.limiter(name):
+                        async with contextlib.nullcontext() if name == held else resources.limiter(name):
                             started = time.perf_counter()
                             queue_ms += (started - queued) * 1000
                             result = await providers[name].edit(job)

@@ -13,8 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import fixture_bytes
+from tests.conftest import cloud_settings, fixture_bytes
 from tests.lifecycle_server import ServerProcess, wait_for
+from tests.test_breakers import DEFAULT, policy_file
 
 COFFEE = fixture_bytes("coffee.png")
 MASK = fixture_bytes("coffee_background_mask.png")
@@ -179,5 +180,31 @@ def test_an_async_repeat_with_the_same_key_answers_the_current_record(cloud: htt
         assert done.status_code == 200, done.text
         assert done.headers.get("idempotent-replayed") == "true"
         assert done.json()["id"] == first.json()["id"] and done.json()["status"] == "succeeded"
+    finally:
+        httpx.put(f"{emulator}/_emulator/config", json={}).raise_for_status()
+
+
+def test_queued_edits_wait_queued_for_their_providers_slot(
+    make_server: Callable[..., str], emulator: str, tmp_path: Path
+) -> None:  # fmt: skip
+    """With gemini's ``max_concurrency: 1``, queued gemini edits wait in ``queued`` (with positions),
+    not claimed ``running`` while they wait for the provider: one listing is one snapshot of all three."""
+    providers = {**DEFAULT["providers"], "gemini": {**DEFAULT["providers"]["gemini"], "max_concurrency": 1}}
+    url = make_server(**cloud_settings(emulator), policy_file=policy_file(tmp_path, providers=providers))
+    httpx.put(f"{emulator}/_emulator/config", json={"endpoints": {"gemini": {"latency_ms": 1500}}})
+    try:
+        with httpx.Client(base_url=url, timeout=60) as api:
+            ids = [_accept(api).json()["id"] for _ in range(3)]
+            seen_positions: set[tuple[int, ...]] = set()
+            while True:
+                states = {e["id"]: e["status"] for e in api.get("/v1/edits", params={"limit": 10}).json()["data"]}
+                assert sum(s == "running" for s in states.values()) <= 1, states
+                if all(states[i] == "succeeded" for i in ids):
+                    break
+                queued = [i for i in ids if states[i] == "queued"]
+                if len(queued) == 2:
+                    seen_positions.add(tuple(api.get(f"/v1/edits/{i}").json().get("queue_position") for i in queued))
+                time.sleep(0.05)
+        assert (1, 2) in seen_positions, seen_positions
     finally:
         httpx.put(f"{emulator}/_emulator/config", json={}).raise_for_status()
