@@ -245,6 +245,17 @@ class Lifecycle:
             )
             await db.commit()
 
+    @_runs_to_completion
+    async def calling(self, version: Version, provider: str, model: str, record: dict[str, Any]) -> None:
+        """A running edit moved to a fallback: the call recovery must ledger if this instance dies now."""
+        async with self.store.tx() as db:
+            await db.execute(
+                update(Version)
+                .where(Version.id == version.id, Version.status == RUNNING, Version.lease_owner == self.owner)
+                .values(provider=provider, model=model, result=_view(record, RUNNING))
+            )
+            await db.commit()
+
     # --- leases ----------------------------------------------------------------------------------
 
     @_runs_to_completion

@@ -403,6 +403,7 @@ class EditRun:
             record = {**self.version.result, "route": route_info(decision).model_dump(),
                       "cost": {"estimated_usd": decision.candidates[0].estimate_usd}}  # fmt: skip
             await gw.lifecycle.routed(self.version, record=record, **first)
+            self.version.result = record
         self.decision = decision
         self.route_info = route_info(decision)
         self.t_routed = time.perf_counter()
@@ -414,6 +415,14 @@ class EditRun:
         if decision.refusal is not None:
             raise ApiError(decision.refusal.status, decision.refusal.code, decision.refusal.message)
         return decision
+
+    async def calling(self, candidate: Candidate) -> None:
+        """The run moves to a fallback: the version names that call (and its estimate), so a crash
+        during it is ledgered against the provider actually called."""
+        record = dict(self.version.result or {})
+        record["cost"] = {**(record.get("cost") or {}), "estimated_usd": candidate.estimate_usd}
+        self.version.result = record
+        await self.gw.lifecycle.calling(self.version, candidate.provider, candidate.model, record)
 
     @property
     def previous_response_id(self) -> str | None:
@@ -435,6 +444,7 @@ class EditRun:
                     decision, providers, lambda c: _job(p, c, min(c.timeout_s, deadline), previous, partials),
                     deadline, gw.resources, attempts=self.route_info.attempts,  # kept if this run is cancelled
                     on_attempt=attempt_publisher(gw.events, self.version.id), held=self.held_slot,
+                    on_call=self.calling,
                 )  # fmt: skip
         except ExecutionFailed as failed:
             self.route_info.attempts = failed.attempts
