@@ -16,6 +16,7 @@ A call the route deadline (or a cancellation) cuts short counts as a breaker fai
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -104,9 +105,15 @@ async def execute(
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     attempts: list[Attempt] | None = None,
     on_attempt: Callable[[Attempt], None] | None = None,
+    held: str | None = None,
+    on_call: Callable[[Candidate], Awaitable[None]] | None = None,
 ) -> Outcome:
     """``attempts``: the list to append each attempt to, so a caller that is itself cancelled still
-    has the trace (and can ledger a call that may have billed). ``on_attempt`` sees each one as it is recorded."""
+    has the trace (and can ledger a call that may have billed). ``on_attempt`` sees each one as it is recorded.
+    ``held``: the provider whose concurrency slot the caller already holds for this whole run (a queued
+    edit takes it before its claim): its calls do not take a second one. ``on_call`` is awaited before a call
+    to another candidate than the last one called (the first is named by the version already): a fallback
+    costs one write, a run without one none."""
     attempts = [] if attempts is None else attempts
 
     def note_attempt(attempt: Attempt) -> None:
@@ -117,6 +124,7 @@ async def execute(
     last: ProviderError | None = None
     provider_ms = queue_ms = 0.0
     ends = time.monotonic() + deadline_s
+    named = decision.candidates[0] if decision.candidates else None
     try:
         with anyio.fail_after(deadline_s) as deadline:
             for index, candidate in enumerate(decision.candidates):
@@ -133,7 +141,10 @@ async def execute(
                     queued = time.perf_counter()
                     started: float | None = None
                     try:
-                        async with resources.limiter(name):
+                        if on_call is not None and candidate != named:
+                            await on_call(candidate)
+                            named = candidate
+                        async with contextlib.nullcontext() if name == held else resources.limiter(name):
                             started = time.perf_counter()
                             queue_ms += (started - queued) * 1000
                             result = await providers[name].edit(job)

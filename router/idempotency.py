@@ -1,8 +1,10 @@
 """``Idempotency-Key`` on every endpoint that can spend money: the same key and body return the stored
 answer (its exact body and headers, plus ``Idempotent-Replayed: true``) without a second provider call
 or ledger charge; the same key with another body is a 409, and so is a key whose request is still
-running. A failed request frees its key for a retry. The key's claim and answer are written in the
-edit's own accept and finish transactions (see router/lifecycle.py).
+running, unless the repeat asks for an async answer: then it is the same 202 with the edit's current
+record (what a client that lost the first 202 needs to go on polling). A failed request frees its
+key for a retry. The key's claim and answer are written in the edit's own accept and finish
+transactions (see router/lifecycle.py).
 """
 
 from __future__ import annotations
@@ -69,8 +71,17 @@ def _key(request: Request) -> str | None:
     return key or None
 
 
-def _held(claim: Claim) -> Response:
-    """The answer for a key another request holds: its stored answer, or a 409."""
+Pending = Callable[[str], Awaitable[Answer | None]]
+"""The answer for a repeat whose edit (by version id) is still open, or None to be told to retry."""
+
+
+async def _held(claim: Claim, pending: Pending | None = None) -> Response:
+    """The answer for a key another request holds: its stored answer, the open edit's current
+    record (``pending``), or a 409."""
+    if claim.state == "in_progress" and pending is not None and claim.version_id:
+        answer = await pending(claim.version_id)
+        if answer is not None:
+            return answer.response(replayed=True)
     if claim.state == "conflict":
         raise ApiError(409, "idempotency_key_reused", "This Idempotency-Key was used with a different request.")
     if claim.state == "replay":
@@ -81,11 +92,12 @@ def _held(claim: Claim) -> Response:
 
 async def idempotent(
     request: Request, gw: Gateway, tenant: str, fields: Mapping[str, Any], raw: RawInputs | None,
-    run: Callable[[IdempotencyClaim | None], Awaitable[Answer]],
+    run: Callable[[IdempotencyClaim | None], Awaitable[Answer]], pending: Pending | None = None,
 ) -> Response:  # fmt: skip
     """One edit at most once per ``Idempotency-Key`` (per tenant); ``fields`` and ``raw`` identify the
-    request. The key is checked here (a read) and claimed by ``run``'s accept transaction, which
-    answers or frees it in the edit's terminal one: no transaction of its own."""
+    request; ``pending`` answers a repeat while the key's edit is still open (async requests). The key
+    is checked here (a read) and claimed by ``run``'s accept transaction, which answers or frees it in
+    the edit's terminal one: no transaction of its own."""
     key = _key(request)
     if key is None:
         return (await run(None)).response()
@@ -95,12 +107,12 @@ async def idempotent(
     stale_after = gw.settings.request_timeout_s + 60
     found = await gw.store.peek_idempotency(tenant, key, digest, stale_after)
     if found.state != "new":
-        return _held(found)
+        return await _held(found, pending)
     try:
         answer = await run(IdempotencyClaim(tenant, key, digest, found.stale_since))
     except ClaimTaken:  # another request claimed it between the check and the accept
         found = await gw.store.peek_idempotency(tenant, key, digest, stale_after)
-        return _held(found if found.state != "new" else Claim("in_progress"))
+        return await _held(found if found.state != "new" else Claim("in_progress"), pending)
     return answer.response()
 
 
@@ -119,7 +131,7 @@ async def idempotent_batch(
 
     claim = await gw.store.claim_idempotency(tenant, key, await gw.workers.run(digest), stale_after)
     if claim.state != "new":
-        return _held(claim)
+        return await _held(claim)
     try:
         answer = await run()
     except BaseException:

@@ -12,8 +12,8 @@ instances (or a cancel racing a finish) never both win. ``running`` is held unde
 instance that runs the edit renews it (one UPDATE per interval for everything it holds) while the
 provider call is alive; an expired lease means that instance died, and :meth:`Lifecycle.recover`
 turns the version ``interrupted`` with an ``ambiguous`` ledger row at the candidate's estimate, since
-the provider may have rendered and billed. The database is the queue: queued versions are claimed
-with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL and a conditional UPDATE (SQLite's single writer).
+the provider may have rendered and billed. The database is the queue: a queued version is claimed
+by a conditional UPDATE (queued -> running) once its provider has room (see router/queue.py).
 
 Terminal transitions call :attr:`Lifecycle.on_terminal` hooks inside their transaction (a webhook
 outbox row commits with the state it announces, or not at all).
@@ -189,33 +189,33 @@ class Lifecycle:
 
     # --- queue -----------------------------------------------------------------------------------
 
+    async def next_queued(self, skip: set[str]) -> Version | None:
+        """The oldest queued edit not in ``skip`` (those this instance is already getting ready), read only:
+        :meth:`claim` decides who runs it."""
+        async with self.store.tx() as db:
+            return await db.scalar(
+                select(Version)
+                .where(Version.status == QUEUED, Version.id.notin_(skip))
+                .order_by(Version.queued_at)
+                .limit(1)
+            )
+
     @_runs_to_completion
-    async def claim_next(self) -> Version | None:
-        """queued -> running under this instance's lease: the oldest queued edit nobody else is claiming."""
-        for _ in range(3):
-            async with self.store.tx() as db:
-                candidate = await db.scalar(
-                    select(Version.id)
-                    .where(Version.status == QUEUED)
-                    .order_by(Version.queued_at)
-                    .limit(1)
-                    .with_for_update(skip_locked=True)
-                )
-                if candidate is None:
-                    return None
-                now = time.time()
-                version = await db.scalar(
-                    update(Version)
-                    .where(Version.id == candidate, Version.status == QUEUED)
-                    .values(status=RUNNING, lease_owner=self.owner, lease_expires_at=now + self.lease_s,
-                            started_at=now)
-                    .returning(Version)
-                )  # fmt: skip
-                await db.commit()
-                if version is not None:
-                    self.held.add(version.id)
-                    return version
-        return None
+    async def claim(self, version_id: str) -> Version | None:
+        """queued -> running under this instance's lease, if it is still queued (a conditional UPDATE:
+        of two instances, or a claim racing a cancel, one wins)."""
+        now = time.time()
+        async with self.store.tx() as db:
+            version = await db.scalar(
+                update(Version)
+                .where(Version.id == version_id, Version.status == QUEUED)
+                .values(status=RUNNING, lease_owner=self.owner, lease_expires_at=now + self.lease_s, started_at=now)
+                .returning(Version)
+            )
+            await db.commit()
+        if version is not None:
+            self.held.add(version.id)
+        return version
 
     async def queue_position(self, version: Version) -> int:
         """1 for the next edit to be claimed."""
@@ -235,6 +235,17 @@ class Lifecycle:
                 update(Version)
                 .where(Version.id == version.id, Version.status == RUNNING, Version.lease_owner == self.owner)
                 .values(provider=provider, model=model, rule=rule, result=_view(record, RUNNING))
+            )
+            await db.commit()
+
+    @_runs_to_completion
+    async def calling(self, version: Version, provider: str, model: str, record: dict[str, Any]) -> None:
+        """A running edit moved to a fallback: the call recovery must ledger if this instance dies now."""
+        async with self.store.tx() as db:
+            await db.execute(
+                update(Version)
+                .where(Version.id == version.id, Version.status == RUNNING, Version.lease_owner == self.owner)
+                .values(provider=provider, model=model, result=_view(record, RUNNING))
             )
             await db.commit()
 

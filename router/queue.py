@@ -11,11 +11,12 @@ import time
 
 import structlog
 
+from policies.model import RouteDecision
 from router.errors import ApiError
 from router.intake.prepare import prepare
 from router.lifecycle import INTERRUPTED, recover
 from router.models import Inputs
-from router.service import EditRun, EditTarget, Gateway
+from router.service import EditRun, EditTarget, Gateway, first_call
 from router.sessions import retry_version, stored_edit
 from router.storage.models import Version
 
@@ -34,6 +35,9 @@ async def resume(gw: Gateway, version: Version) -> EditRun:
 
 
 async def run_queued(gw: Gateway, version: Version) -> None:
+    """Get a queued edit ready (its stored inputs, its route), wait in ``queued`` for a slot of its first
+    candidate's provider, and only then claim it: a claimed edit is working, never waiting for room.
+    The slot is held for the whole run (its executor takes no second one for that provider)."""
     try:
         run = await resume(gw, version)
     except Exception as exc:  # its stored inputs are gone or unusable: it cannot run, ever
@@ -41,31 +45,54 @@ async def run_queued(gw: Gateway, version: Version) -> None:
         record = {**(version.result or {}), "error": error.body()["error"]}
         await gw.lifecycle.fail(version, record, [])
         return
-    with contextlib.suppress(Exception):  # recorded on the version; nobody is waiting on this task
-        await gw.shielded(run, run.run())
+    try:
+        decision: RouteDecision | None = await run.choose_route()
+    except Exception:  # routed again after the claim, where its error ends the edit the usual way
+        decision = None
+    first = first_call(decision).get("provider")
+    limiter, slot = (gw.resources.limiter(first) if first else None), object()
+    if limiter is not None:
+        await limiter.acquire_on_behalf_of(slot)
+    try:
+        claimed = None if gw.draining else await gw.lifecycle.claim(version.id)
+        if claimed is None:  # canceled meanwhile, claimed by another instance, or this one is shutting down
+            return
+        run.version, run.held_slot = claimed, first
+        with contextlib.suppress(Exception):  # recorded on the version; nobody is waiting on this task
+            await gw.shielded(run, run.run(decision))
+    finally:
+        if limiter is not None:
+            limiter.release_on_behalf_of(slot)
 
 
 async def queue_worker(gw: Gateway) -> None:
-    """Claim queued edits while there is room (``queue_concurrency``); providers' own limits still
-    apply inside each run. Woken at once by an accept here, polled for other replicas' accepts."""
+    """Take queued edits while there is room (``queue_concurrency``): each waits, still ``queued`` and
+    with its place in the queue, for its provider's ``max_concurrency`` before it is claimed (see
+    :func:`run_queued`). Woken at once by an accept here, polled for other replicas' accepts. Two
+    replicas may get the same edit ready; the claim's conditional UPDATE lets one run it."""
     slots = asyncio.Semaphore(gw.settings.queue_concurrency)
     lifecycle = gw.lifecycle
+    taken: set[str] = set()
+    """Edits this instance is getting ready or running from the queue: the next read skips them."""
     while not gw.draining:
         await slots.acquire()
         lifecycle.wakeup.clear()
         try:
-            version = None if gw.draining else await lifecycle.claim_next()
+            version = None if gw.draining else await lifecycle.next_queued(taken)
         except Exception:
-            log.exception("queue_claim_failed")
+            log.exception("queue_read_failed")
             version = None
         if version is None:
             slots.release()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(lifecycle.wakeup.wait(), gw.settings.queue_poll_s)
             continue
+        taken.add(version.id)
         task = asyncio.create_task(run_queued(gw, version))
         gw.background.add(task)
-        task.add_done_callback(lambda t: (gw.background.discard(t), slots.release()))
+        task.add_done_callback(
+            lambda t, vid=version.id: (gw.background.discard(t), taken.discard(vid), slots.release())
+        )
 
 
 async def lease_keeper(gw: Gateway) -> None:

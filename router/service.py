@@ -314,7 +314,7 @@ def route_info(decision: RouteDecision) -> RouteInfo:
     )
 
 
-def _first_call(decision: RouteDecision | None) -> dict[str, Any]:
+def first_call(decision: RouteDecision | None) -> dict[str, Any]:
     """Version columns naming the call about to be made: what recovery ledgers if this process dies."""
     if decision is None or decision.refusal is not None or not decision.candidates:
         return {}
@@ -356,6 +356,8 @@ class EditRun:
         self.raw: RawInputs | None = None
         self.stop_as = INTERRUPTED
         """What a cancellation of this run means: the caller's cancel, or a drain that ran out."""
+        self.held_slot: str | None = None
+        """The provider whose concurrency slot this run holds from its claim (a queued edit's first candidate)."""
 
     @property
     def header(self) -> dict[str, Any]:
@@ -387,16 +389,21 @@ class EditRun:
         finally:
             self.gw.metrics.in_flight.dec()
 
+    async def choose_route(self) -> RouteDecision:
+        return await route(self.gw, self.p, self.target.tenant, self.session_id, self.parent.provider,
+                           shadow=self.target.shadow_of is not None)  # fmt: skip
+
     async def routed(self, decision: RouteDecision | None) -> RouteDecision:
-        """Take the route (a queued edit routes now, and records the call it is about to make)."""
-        gw, p = self.gw, self.p
+        """Take the route; a queued edit (routed when claimed, or just before) records the call it is
+        about to make, which its accept could not."""
+        gw = self.gw
         if decision is None:
-            decision = await route(gw, p, self.target.tenant, self.session_id, self.parent.provider,
-                                   shadow=self.target.shadow_of is not None)  # fmt: skip
-            if first := _first_call(decision):
-                record = {**self.version.result, "route": route_info(decision).model_dump(),
-                          "cost": {"estimated_usd": decision.candidates[0].estimate_usd}}  # fmt: skip
-                await gw.lifecycle.routed(self.version, record=record, **first)
+            decision = await self.choose_route()
+        if self.version.queued_at is not None and (first := first_call(decision)):
+            record = {**self.version.result, "route": route_info(decision).model_dump(),
+                      "cost": {"estimated_usd": decision.candidates[0].estimate_usd}}  # fmt: skip
+            await gw.lifecycle.routed(self.version, record=record, **first)
+            self.version.result = record
         self.decision = decision
         self.route_info = route_info(decision)
         self.t_routed = time.perf_counter()
@@ -408,6 +415,14 @@ class EditRun:
         if decision.refusal is not None:
             raise ApiError(decision.refusal.status, decision.refusal.code, decision.refusal.message)
         return decision
+
+    async def calling(self, candidate: Candidate) -> None:
+        """The run moves to a fallback: the version names that call (and its estimate), so a crash
+        during it is ledgered against the provider actually called."""
+        record = dict(self.version.result or {})
+        record["cost"] = {**(record.get("cost") or {}), "estimated_usd": candidate.estimate_usd}
+        self.version.result = record
+        await self.gw.lifecycle.calling(self.version, candidate.provider, candidate.model, record)
 
     @property
     def previous_response_id(self) -> str | None:
@@ -428,7 +443,8 @@ class EditRun:
                 outcome = await execute(
                     decision, providers, lambda c: _job(p, c, min(c.timeout_s, deadline), previous, partials),
                     deadline, gw.resources, attempts=self.route_info.attempts,  # kept if this run is cancelled
-                    on_attempt=attempt_publisher(gw.events, self.version.id),
+                    on_attempt=attempt_publisher(gw.events, self.version.id), held=self.held_slot,
+                    on_call=self.calling,
                 )  # fmt: skip
         except ExecutionFailed as failed:
             self.route_info.attempts = failed.attempts
@@ -517,7 +533,8 @@ class EditRun:
             ledger=self.ledger(total_ms),
             blobs=[(sha, "result", len(n.data)) for sha, (n, _) in zip(shas, normalized, strict=True)],
             session_expires_at=expires_at,
-            answer=self.target.answer.stored() if self.target.claim is not None else None,
+            # a queued edit's key (if it has one) was claimed by its accept: matched by version id
+            answer=self.target.answer.stored() if self.target.claim is not None or self.version.queued_at else None,
         )
         if not await gw.lifecycle.finish(self.version, done):
             raise ApiError(409, "edit_ended", "The edit was canceled or interrupted before it finished.")
@@ -707,7 +724,7 @@ async def accept_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: Edi
             target.tenant, session_id, parent.number, new_session, uses,
             fields=dict(prompt=req.prompt, chips=p.chips, settings=settings, source_sha=source_sha, mask_sha=mask_sha,
                         reference_shas=ref_shas, retry_of=target.retry_of, shadow_of=target.shadow_of,
-                        **_first_call(decision)),
+                        **first_call(decision)),
             record=_open_record(inputs, settings, decision, url, p), queued=queued, claim=target.claim,
         )  # fmt: skip
     except SessionGone:

@@ -13,8 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import fixture_bytes
+from tests.conftest import cloud_settings, fixture_bytes
 from tests.lifecycle_server import ServerProcess, wait_for
+from tests.test_breakers import DEFAULT, policy_file
 
 COFFEE = fixture_bytes("coffee.png")
 MASK = fixture_bytes("coffee_background_mask.png")
@@ -150,5 +151,60 @@ def test_cancelling_edits_while_the_worker_claims_them_leaves_none_running(
         for edit in accepted:
             outcomes = [row.outcome for row in stack_ledger(edit["session_id"])]
             assert outcomes in ([], ["ambiguous"], ["ok"]), (ended[edit["id"]]["status"], outcomes)
+    finally:
+        httpx.put(f"{emulator}/_emulator/config", json={}).raise_for_status()
+
+
+def test_an_async_repeat_with_the_same_key_answers_the_current_record(cloud: httpx.Client, emulator: str) -> None:
+    """While the edit is open the repeat is the same 202 with its current state; a sync repeat is still
+    told to come back; once it finished, the repeat is the finished record."""
+    httpx.put(f"{emulator}/_emulator/config", json={"endpoints": {"gemini": {"latency_ms": 2000}}})
+    try:
+        key = {"Idempotency-Key": f"async-repeat-{time.time()}"}
+        first = cloud.post("/v1/edits", files=FILES, data={"prompt": "a sandy beach", "provider": "gemini"},
+                           headers={**key, "Prefer": "respond-async"})  # fmt: skip
+        assert first.status_code == 202, first.text
+        again = cloud.post("/v1/edits", files=FILES, data={"prompt": "a sandy beach", "provider": "gemini"},
+                           headers={**key, "Prefer": "respond-async"})  # fmt: skip
+        assert again.status_code == 202, again.text
+        assert again.headers.get("idempotent-replayed") == "true"
+        assert again.headers["location"] == first.headers["location"]
+        assert again.json()["id"] == first.json()["id"] and again.json()["status"] in {"queued", "running"}
+        sync = cloud.post("/v1/edits", files=FILES, data={"prompt": "a sandy beach", "provider": "gemini"},
+                          headers=key)  # fmt: skip
+        assert sync.status_code == 409 and sync.json()["error"]["code"] == "idempotency_in_progress"
+        assert sync.headers.get("retry-after")
+        assert cloud.get(first.headers["location"], params={"wait": 30}).json()["status"] == "succeeded"
+        done = cloud.post("/v1/edits", files=FILES, data={"prompt": "a sandy beach", "provider": "gemini"},
+                          headers={**key, "Prefer": "respond-async"})  # fmt: skip
+        assert done.status_code == 200, done.text
+        assert done.headers.get("idempotent-replayed") == "true"
+        assert done.json()["id"] == first.json()["id"] and done.json()["status"] == "succeeded"
+    finally:
+        httpx.put(f"{emulator}/_emulator/config", json={}).raise_for_status()
+
+
+def test_queued_edits_wait_queued_for_their_providers_slot(
+    make_server: Callable[..., str], emulator: str, tmp_path: Path
+) -> None:  # fmt: skip
+    """With gemini's ``max_concurrency: 1``, queued gemini edits wait in ``queued`` (with positions),
+    not claimed ``running`` while they wait for the provider: one listing is one snapshot of all three."""
+    providers = {**DEFAULT["providers"], "gemini": {**DEFAULT["providers"]["gemini"], "max_concurrency": 1}}
+    url = make_server(**cloud_settings(emulator), policy_file=policy_file(tmp_path, providers=providers))
+    httpx.put(f"{emulator}/_emulator/config", json={"endpoints": {"gemini": {"latency_ms": 1500}}})
+    try:
+        with httpx.Client(base_url=url, timeout=60) as api:
+            ids = [_accept(api).json()["id"] for _ in range(3)]
+            seen_positions: set[tuple[int, ...]] = set()
+            while True:
+                states = {e["id"]: e["status"] for e in api.get("/v1/edits", params={"limit": 10}).json()["data"]}
+                assert sum(s == "running" for s in states.values()) <= 1, states
+                if all(states[i] == "succeeded" for i in ids):
+                    break
+                queued = [i for i in ids if states[i] == "queued"]
+                if len(queued) == 2:
+                    seen_positions.add(tuple(api.get(f"/v1/edits/{i}").json().get("queue_position") for i in queued))
+                time.sleep(0.05)
+        assert (1, 2) in seen_positions, seen_positions
     finally:
         httpx.put(f"{emulator}/_emulator/config", json={}).raise_for_status()

@@ -5,6 +5,7 @@ edits up to ``EDITGATE_DRAIN_S`` and marks the rest interrupted: nothing is left
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -118,3 +119,42 @@ def test_sigterm_lets_an_edit_in_flight_finish(tmp_path: Path, emulator: str) ->
     finally:
         httpx.put(f"{emulator}/_emulator/config", json={}).raise_for_status()
         server.stop()
+
+
+def test_a_crash_during_a_fallbacks_call_ledgers_the_fallback(tmp_path: Path, emulator: str) -> None:
+    """openai-images fails fast, gemini (the pro-masked rule's fallback) hangs; kill -9 then restart:
+    the ambiguous row names the provider that was being called, not the first candidate."""
+    plan = {"images": {"faults": {"unavailable": 1.0}}, "gemini": {"faults": {"hang": 1.0}, "hang_s": 60}}
+    httpx.put(f"{emulator}/_emulator/config", json={"endpoints": plan}).raise_for_status()
+    server = ServerProcess(tmp_path, emulator, **SHORT_LEASE)
+    try:
+        files = [("image", ("c.png", COFFEE)), ("mask", ("m.png", MASK))]
+        data = {"prompt": "replace the table with sand", "tier": "pro"}
+        thread = threading.Thread(
+            target=lambda: _quietly(lambda: httpx.post(f"{server.url}/v1/edits", files=files, data=data, timeout=120)),
+            daemon=True,
+        )
+        thread.start()
+        wait_for(lambda: _calls(emulator) >= 1, 30, "the fallback's call")
+        ((version_id,),) = server.query("SELECT id FROM versions WHERE number > 0")
+        os.kill(server.proc.pid, signal.SIGKILL)
+        server.proc.wait(timeout=10)
+    finally:
+        server.stop()
+        httpx.put(f"{emulator}/_emulator/config", json={}).raise_for_status()
+    server = ServerProcess(tmp_path, emulator, **SHORT_LEASE)
+    try:
+        wait_for(
+            lambda: server.query("SELECT status FROM versions WHERE id = ?", version_id) == [("interrupted",)],
+            30, "the interrupted state",
+        )  # fmt: skip
+        rows = server.query("SELECT provider, outcome, estimated_usd FROM attempts WHERE version_id = ?", version_id)
+        assert [(p, o) for p, o, _ in rows] == [("gemini", "ambiguous")]
+        assert rows[0][2] is not None and rows[0][2] > 0
+    finally:
+        server.stop()
+
+
+def _quietly(call: Callable[[], object]) -> None:
+    with contextlib.suppress(httpx.TransportError):  # the server was killed under it
+        call()

@@ -89,10 +89,16 @@ async def create_edit(request: Request, tenant: TenantId) -> Response[EditRespon
         target.claim = claim
         return await start_edit(gw, request, tenant, req, raw, target)
 
+    async def pending(version_id: str) -> Answer | None:
+        """An async repeat while the key's edit is open: the same 202, with its current state."""
+        version = await gw.store.version_by_id(tenant, version_id)
+        return None if version is None or version.status in TERMINAL else await accepted(gw, version)
+
     fields = req.model_dump(mode="json")
     if wants_events(request):  # the run's events as SSE; the run itself is not tied to this connection
         return await stream_native_edit(gw, tenant, lambda: idempotent(request, gw, tenant, fields, raw, run))
-    return show_secret(await idempotent(request, gw, tenant, fields, raw, run), secret)
+    repeat = pending if prefers_async(request, req) else None
+    return show_secret(await idempotent(request, gw, tenant, fields, raw, run, repeat), secret)
 
 
 async def edit_or_404(gw: Gateway, tenant: str, edit_id: str) -> Version:

@@ -49,6 +49,8 @@ class Claim:
     status_code: int | None = None
     response: dict[str, Any] | None = None
     stale_since: float | None = None
+    version_id: str | None = None
+    """The edit that holds the key (``in_progress``): an async repeat answers with its current record."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -441,7 +443,7 @@ class Store:
             return Claim("replay", row.status_code, row.response)
         if row.created_at < time.time() - stale_after_s:
             return Claim("new", stale_since=row.created_at)
-        return Claim("in_progress")
+        return Claim("in_progress", version_id=row.version_id)
 
     async def claim_idempotency(self, tenant: str, key: str, request_hash: str, stale_after_s: float) -> Claim:
         """Insert the claim, or report what holds the key. A claim left running past ``stale_after_s``
