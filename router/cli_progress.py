@@ -24,7 +24,7 @@ class Progress:
     (a script that pipes the CLI gets only the final line)."""
 
     edit_id: str
-    live: bool = field(default_factory=lambda: sys.stderr.isatty())
+    live: bool = field(default_factory=lambda: stderr_is_terminal())
     phase: str = "submitted"
     provider: str | None = None
     started: float = field(default_factory=time.monotonic)
@@ -47,6 +47,10 @@ class Progress:
     def clear(self) -> None:
         if self.live and self._width:
             click.echo("\r" + " " * self._width + "\r", nl=False, err=True)
+
+
+def stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
 
 
 def phase_of(kind: str, data: dict[str, Any]) -> str | None:
