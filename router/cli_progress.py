@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from httpx_sse import ServerSentEvent, connect_sse
 
 TERMINAL = ("completed", "failed")
 RETRY_PAUSE_S = 1.0
+TICK_S = 0.5
 
 
 @dataclass(slots=True)
@@ -29,24 +31,41 @@ class Progress:
     provider: str | None = None
     started: float = field(default_factory=time.monotonic)
     _width: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stopped: threading.Event = field(default_factory=threading.Event)
+
+    def __enter__(self) -> Progress:
+        if self.live:  # the clock keeps moving between events (a render is silent for a minute)
+            threading.Thread(target=self._tick, daemon=True).start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stopped.set()
+        self.clear()
+
+    def _tick(self) -> None:
+        while not self._stopped.wait(TICK_S):
+            self.draw()
 
     def update(self, event: ServerSentEvent) -> None:
         data = event.json() if event.data else {}
         self.phase = phase_of(event.event, data) or self.phase
-        self.provider = data.get("provider") or self.provider
+        self.provider = data.get("provider") or next(iter(data.get("candidates") or []), self.provider)
         self.draw()
 
     def draw(self) -> None:
-        if not self.live:
-            return
         via = f" via {self.provider}" if self.provider else ""
         line = f"{self.edit_id}: {self.phase}{via} {time.monotonic() - self.started:5.1f}s"
-        click.echo("\r" + line.ljust(self._width), nl=False, err=True)
-        self._width = len(line)
+        with self._lock:
+            if self.live and not self._stopped.is_set():
+                click.echo("\r" + line.ljust(self._width), nl=False, err=True)
+                self._width = len(line)
 
     def clear(self) -> None:
-        if self.live and self._width:
-            click.echo("\r" + " " * self._width + "\r", nl=False, err=True)
+        with self._lock:
+            if self.live and self._width:
+                click.echo("\r" + " " * self._width + "\r", nl=False, err=True)
+                self._width = 0
 
 
 def stderr_is_terminal() -> bool:
@@ -83,10 +102,9 @@ def follow(client: httpx.Client, edit_id: str, headers: dict[str, str], timeout:
            partials: Path | None = None) -> tuple[str, dict[str, Any]]:  # fmt: skip
     """Read the edit's events until ``completed`` or ``failed``: its type and data. A stream that drops
     (or ends early) is opened again after the last event seen, until ``timeout`` seconds have passed."""
-    progress = Progress(edit_id)
     last_id = ""
     deadline = time.monotonic() + timeout
-    try:
+    with Progress(edit_id) as progress:
         while time.monotonic() < deadline:
             try:
                 for event in _events(client, edit_id, {**headers, "Last-Event-ID": last_id}):
@@ -99,8 +117,6 @@ def follow(client: httpx.Client, edit_id: str, headers: dict[str, str], timeout:
             except httpx.TransportError:
                 pass
             time.sleep(RETRY_PAUSE_S)
-    finally:
-        progress.clear()
     raise click.ClickException(f"{edit_id} did not finish within {timeout:g}s; resume with: editgate wait {edit_id}")
 
 
