@@ -78,11 +78,10 @@ def phase_of(kind: str, data: dict[str, Any]) -> str | None:
         position = data.get("position", 0)
         return f"queued (position {position})" if position else "queued"
     if kind == "routed":
-        first = (data.get("candidates") or ["?"])[0]
-        return f"routed by {data.get('rule')} to {first}"
-    if kind == "attempt":
+        return f"routed by rule {data.get('rule')}"
+    if kind == "attempt":  # the provider is shown beside the phase
         fallback = " (fallback)" if data.get("fallback") else ""
-        return f"attempt {data.get('provider')}: {data.get('outcome')}{fallback}"
+        return f"attempt {data.get('outcome')}{fallback}"
     if kind == "partial_image":
         return f"partial {int(data.get('index', 0)) + 1}"
     if kind in TERMINAL:
