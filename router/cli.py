@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
@@ -17,6 +15,7 @@ import click
 import httpx
 import structlog
 
+from router.cli_progress import api_error, follow
 from router.settings import Settings
 from router.storage.store import Store
 
@@ -384,33 +383,13 @@ def report(experiment: str, tenant: str | None, as_json: bool, data_dir: Path | 
     click.echo(built.model_dump_json(indent=2) if as_json else render(built))
 
 
-class _Spinner:
-    """Elapsed time on stderr while a long provider call runs, so a minute-long edit is visibly alive."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-
-    def _spin(self) -> None:
-        start = time.monotonic()
-        for frame in itertools.cycle("|/-\\"):
-            if self._stop.wait(0.2):
-                break
-            if sys.stderr.isatty():
-                sys.stderr.write(f"\r{frame} {self.label} {time.monotonic() - start:5.1f}s")
-                sys.stderr.flush()
-        if sys.stderr.isatty():
-            sys.stderr.write("\r" + " " * (len(self.label) + 12) + "\r")
-
-    def __enter__(self) -> _Spinner:
-        click.echo(f"{self.label}...", err=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
+SERVER = click.option("--server", envvar="EDITGATE_URL", default="http://127.0.0.1:8080", show_default=True)
+API_KEY = click.option("--api-key", envvar="EDITGATE_API_KEY", default=None)
+TIMEOUT = click.option("--timeout", type=float, default=900.0, show_default=True, help="Seconds to wait.")
+PARTIALS = click.option("--partials", type=click.Path(file_okay=False, path_type=Path), default=None,
+                        help="Save the provider's previews here as partial-<index>.<format>.")  # fmt: skip
+STREAM_READ_S = 60.0
+"""A stream silent this long (the server sends keep-alives every 15 s) is dropped and resumed."""
 
 
 @main.command()
@@ -425,62 +404,105 @@ class _Spinner:
 @click.option("--format", "output_format", type=click.Choice(["png", "jpeg", "webp"]), default=None)
 @click.option("--provider", default=None, help="Ask for one provider.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the result.")
-@click.option("--server", envvar="EDITGATE_URL", default="http://127.0.0.1:8080", show_default=True)
-@click.option("--api-key", envvar="EDITGATE_API_KEY", default=None)
-@click.option("--timeout", type=float, default=900.0, show_default=True, help="Seconds to wait.")
-def edit(
-    image: Path,
-    prompt: str,
-    mask: Path | None,
-    reference: tuple[Path, ...],
-    protect: str,
-    mode: str,
-    aspect: str | None,
-    size: str | None,
-    output_format: str | None,
-    provider: str | None,
-    out: Path | None,
-    server: str,
-    api_key: str | None,
-    timeout: float,
-) -> None:
-    """Send IMAGE (with --mask) to a running editgate and save the result (--out, or IMAGE.edited.FORMAT in
-    the current directory)."""
-    fields = {
-        "prompt": prompt,
-        "mode": mode,
-        "protect": protect,
-        "aspect": aspect,
-        "size": size,
-        "output_format": output_format,
-        "provider": provider,
-    }
-    data = {k: v for k, v in fields.items() if v}
+@PARTIALS
+@click.option("--partial-images", type=click.IntRange(0, 3), default=None,
+              help="Previews to ask for [2 with --partials, else 0].")  # fmt: skip
+@click.option("--async", "no_wait", is_flag=True, help="Print the edit id and its Location, and exit.")
+@SERVER
+@API_KEY
+@TIMEOUT
+def edit(image: Path, prompt: str, mask: Path | None, reference: tuple[Path, ...], protect: str, mode: str,
+         aspect: str | None, size: str | None, output_format: str | None, provider: str | None, out: Path | None,
+         partials: Path | None, partial_images: int | None, no_wait: bool, server: str, api_key: str | None,
+         timeout: float) -> None:  # fmt: skip
+    """Send IMAGE (with --mask) to a running editgate, follow its progress and save the result (--out, or
+    IMAGE.edited.FORMAT in the current directory). Ctrl-C stops waiting, never the (paid) edit."""
+    if partial_images is None:
+        partial_images = 2 if partials else 0
+    fields = {"prompt": prompt, "mode": mode, "protect": protect, "aspect": aspect, "size": size,
+              "output_format": output_format, "provider": provider, "partial_images": partial_images}  # fmt: skip
+    data = {k: str(v) for k, v in fields.items() if v}
     files: list[tuple[str, tuple[str, bytes]]] = [("image", (image.name, image.read_bytes()))]
     if mask:
         files.append(("mask", (mask.name, mask.read_bytes())))
     files += [("reference", (r.name, r.read_bytes())) for r in reference]
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    with httpx.Client(base_url=server, timeout=httpx.Timeout(timeout, connect=10.0)) as client:
-        try:
-            with _Spinner(f"editing {image.name}"):
-                resp = client.post("/v1/edits", data=data, files=files, headers=headers)
-        except httpx.HTTPError as exc:
-            raise click.ClickException(f"could not reach {server}: {exc}") from exc
-        body = resp.json()
-        if resp.status_code != 200:
-            err = body.get("error", {})
-            raise click.ClickException(f"{resp.status_code} {err.get('code')}: {err.get('message')}")
-        result = body["images"][0]
-        target = out or Path.cwd() / f"{image.stem}.edited.{result['format']}"
-        target.write_bytes(client.get(result["url"], headers=headers).content)
+    headers = _auth(api_key)
+    with _api_client(server) as client:
+        record, location = _submit(client, data, files, headers)
+        if no_wait:
+            click.echo(json.dumps({"id": record["id"], "location": location, "status": record["status"]}))
+            return
+        if record.get("status") != "succeeded":  # an idempotent replay answers the finished edit at once
+            record = _wait_for(client, record["id"], headers, timeout, partials)
+        _save(client, record, headers, out or Path.cwd() / f"{image.stem}.edited.{record['images'][0]['format']}")
+
+
+@main.command()
+@click.argument("edit_id")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the result [ID.FORMAT].")
+@PARTIALS
+@SERVER
+@API_KEY
+@TIMEOUT
+def wait(edit_id: str, out: Path | None, partials: Path | None, server: str, api_key: str | None,
+         timeout: float) -> None:  # fmt: skip
+    """Follow an edit (started with `editgate edit --async`, or one whose wait was interrupted) to its end and
+    save its image."""
+    headers = _auth(api_key)
+    with _api_client(server) as client:
+        record = _wait_for(client, edit_id, headers, timeout, partials)
+        _save(client, record, headers, out or Path.cwd() / f"{edit_id}.{record['images'][0]['format']}")
+
+
+def _auth(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def _api_client(server: str) -> httpx.Client:
+    return httpx.Client(base_url=server, timeout=httpx.Timeout(STREAM_READ_S, connect=10.0))
+
+
+def _submit(client: httpx.Client, data: dict[str, str], files: list[Any], headers: dict[str, str]
+            ) -> tuple[dict[str, Any], str]:  # fmt: skip
+    """Queue the edit (``Prefer: respond-async``): its record and its ``Location``."""
+    try:
+        resp = client.post("/v1/edits", data=data, files=files, headers={**headers, "Prefer": "respond-async"})
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"could not reach {client.base_url}: {exc}") from exc
+    if resp.status_code not in (200, 202):
+        raise click.ClickException(api_error(resp))
+    body = resp.json()
+    return body, str(client.base_url.join(resp.headers.get("location", f"/v1/edits/{body['id']}")))
+
+
+def _wait_for(client: httpx.Client, edit_id: str, headers: dict[str, str], timeout: float,
+              partials: Path | None) -> dict[str, Any]:  # fmt: skip
+    """The completed record. A failed edit exits 1 with its error and id; Ctrl-C leaves the edit running."""
+    try:
+        kind, data = follow(client, edit_id, headers, timeout, partials)
+    except KeyboardInterrupt:
+        click.echo(f"\nStopped waiting. Edit {edit_id} was NOT canceled: it keeps running on the server (and may "
+                   f"be billed). Resume with: editgate wait {edit_id}", err=True)  # fmt: skip
+        sys.exit(130)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"could not reach {client.base_url}: {exc}") from exc
+    if kind == "failed":
+        raise click.ClickException(f"edit {edit_id} failed: {data.get('code')}: {data.get('message')}")
+    return data
+
+
+def _save(client: httpx.Client, record: dict[str, Any], headers: dict[str, str], target: Path) -> None:
+    """Download the result to ``target`` and print the one-line JSON summary."""
+    result = record["images"][0]
+    target.write_bytes(client.get(result["url"], headers=headers).raise_for_status().content)
     summary = {
+        "id": record["id"],
         "out": str(target),
-        "provider": body["provider"],
-        "rule": body["route"]["rule"],
+        "provider": record["provider"],
+        "rule": record["route"]["rule"],
         "size": f"{result['width']}x{result['height']}",
-        "latency_ms": body["latency_ms"]["total"],
-        "emulated": body["emulated"],
+        "latency_ms": record["latency_ms"]["total"],
+        "emulated": record["emulated"],
     }
     click.echo(json.dumps(summary))
 
