@@ -16,6 +16,7 @@ from providers.catalog import snap_openai_size
 from providers.errors import Unavailable
 from providers.imaging import MIME
 from providers.openai_common import EMULATOR_HEADER, image_bytes, map_error, token_usage
+from providers.openai_wire import ImagesAnswer, decode_images
 
 DEFAULT_QUALITY = {"draft": "medium", "final": "high"}
 
@@ -60,18 +61,19 @@ class OpenAIImagesProvider:
 
     async def edit(self, job: EditJob) -> ProviderResult:
         streamed = job.partial_images > 0 and job.on_partial is not None
+        response: ImagesAnswer | ImagesResponse  # a streamed answer is assembled from the SDK's events
         try:
             timeout = httpx.Timeout(job.timeout_s, connect=job.connect_timeout_s)
             extra = {"stream": True, "partial_images": job.partial_images} if streamed else {}
             if job.mode == "generate":  # text-to-image: the canvas is not sent
                 request = {k: v for k, v in self.build_request(job).items() if k not in ("image", "mask")}
                 raw = await self._client.images.with_raw_response.generate(**request, **extra, timeout=timeout)  # type: ignore[call-overload]
-                response = await self._relay(raw.parse(), job) if streamed else raw.parse()
+                response = await self._relay(raw.parse(), job) if streamed else decode_images(raw.content)
             else:
                 request = self.build_request(job)
                 try:  # stored images are streamed from their files, not held in memory through the call
                     raw = await self._client.images.with_raw_response.edit(**request, **extra, timeout=timeout)  # type: ignore[call-overload]
-                    response = await self._relay(raw.parse(), job) if streamed else raw.parse()
+                    response = await self._relay(raw.parse(), job) if streamed else decode_images(raw.content)
                 finally:
                     for _, content, _ in request["image"]:  # type: ignore[attr-defined]
                         if not isinstance(content, bytes):

@@ -20,6 +20,7 @@ from providers.errors import InvalidForProvider, Rejected, Unavailable
 from providers.imaging import MIME
 from providers.openai_common import EMULATOR_HEADER, data_url, image_bytes, map_error, stream_error, token_usage
 from providers.openai_images import DEFAULT_QUALITY
+from providers.openai_wire import ResponsesAnswer, decode_responses
 
 
 class OpenAIResponsesProvider:
@@ -72,6 +73,7 @@ class OpenAIResponsesProvider:
 
     async def edit(self, job: EditJob) -> ProviderResult:
         streamed = job.partial_images > 0 and job.on_partial is not None
+        response: ResponsesAnswer | Response  # a streamed answer is the SDK's ``response.completed`` model
         request = self.build_request(job)
         if streamed:
             request["tools"][0]["partial_images"] = job.partial_images
@@ -80,7 +82,7 @@ class OpenAIResponsesProvider:
             raw = await self._client.responses.with_raw_response.create(
                 **request, timeout=httpx.Timeout(job.timeout_s, connect=job.connect_timeout_s)
             )
-            response = await self._relay(raw.parse(), job) if streamed else raw.parse()
+            response = await self._relay(raw.parse(), job) if streamed else decode_responses(raw.content)
         except Exception as exc:
             raise map_error(exc, self.name) from exc
         request_id = raw.headers.get("x-request-id")
