@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import event
 
 from router.app import create_app
-from router.settings import Limits, Settings
+from router.settings import Limits, Settings, WebhookSettings
 from router.threaded import serve_in_thread
 from tests.conftest import TEST_LIMITS, fixture_bytes
 
@@ -25,7 +25,14 @@ def counted(emulator: str, tmp_path: Path) -> Iterator[tuple[str, Callable[[], i
     """A server on the emulator and a function returning how many transactions committed so far."""
     keys = {"openai_api_key": "sk-test", "openai_base_url": f"{emulator}/v1", "gemini_api_key": "g-test",
             "gemini_base_url": emulator}  # fmt: skip
-    settings = Settings(data_dir=tmp_path, limits=Limits(**TEST_LIMITS), **keys)
+    quiet = {
+        "lease_s": 3600.0,
+        "recovery_interval_s": 3600.0,
+        "queue_poll_s": 3600.0,
+        "sweep_interval_s": 3600.0,
+        "webhooks": WebhookSettings(poll_s=3600.0),
+    }  # background loops: none of their commits fall in a count
+    settings = Settings(data_dir=tmp_path, limits=Limits(**TEST_LIMITS), **keys, **quiet)
     app = create_app(settings)
     engine = app.state.gateway.store.engine.sync_engine
     commits: list[Any] = []
