@@ -30,6 +30,7 @@ from router.auth import provide_caller, provide_tenant
 from router.blobs import DiskBlobStore
 from router.body_deadline import body_deadline
 from router.breaker import Breakers
+from router.deferred import DeferredScores
 from router.errors import EXCEPTION_HANDLERS
 from router.events import EventBus
 from router.executor import Resources
@@ -72,6 +73,7 @@ def build_gateway(settings: Settings) -> Gateway:
         forced_provider=settings.image_edit_provider,
         events=EventBus(settings.events_retain_s),
     )
+    gateway.scores = DeferredScores(settings.deferred_scores, workers.run, gateway.lifecycle.scored)
     gateway.set_policy(policy)
     gateway.lifecycle.on_terminal.append(enqueue)  # webhook messages commit with the state they announce
     return gateway

@@ -249,6 +249,25 @@ class Lifecycle:
             )
             await db.commit()
 
+    @_runs_to_completion
+    async def scored(self, version_id: str, preservation: dict[str, Any]) -> bool:
+        """A succeeded edit's preservation score, measured after its answer: a record update after the
+        terminal state, not a transition. One transaction; nothing is written unless the edit succeeded."""
+        async with self.store.tx() as db:
+            record = await db.scalar(
+                select(Version.result).where(Version.id == version_id, Version.status == SUCCEEDED).with_for_update()
+            )
+            if record is None:
+                await db.rollback()
+                return False
+            await db.execute(
+                update(Version)
+                .where(Version.id == version_id, Version.status == SUCCEEDED)
+                .values(result={**record, "preservation": preservation})
+            )
+            await db.commit()
+        return True
+
     # --- leases ----------------------------------------------------------------------------------
 
     @_runs_to_completion

@@ -184,4 +184,18 @@ def normalize(
     return out, preservation
 
 
-__all__ = ["MIME", "NormalizedImage", "drift", "fit", "mask_lock", "normalize"]
+def score(image: ResultImage, *, source: ImageBlob, edit: np.ndarray | None) -> Preservation:
+    """The preservation score of an unlocked result on its own, for when it runs after the answer: the
+    provider's image aligned to the source and measured, exactly as :func:`normalize` measures it."""
+    provided = image.pixels if image.pixels is not None else decode(image.data)
+    source_px = decoded_pixels(source, "image")
+    aligned = fit(provided, (source_px.shape[1], source_px.shape[0]))
+    d = drift(aligned, source_px, None if edit is None else ~edit)
+    return Preservation(
+        mean_abs_diff=d.mean_abs_diff,
+        changed_share=d.changed_share,
+        region="whole_image" if edit is None else "outside_mask",
+    )
+
+
+__all__ = ["MIME", "NormalizedImage", "drift", "fit", "mask_lock", "normalize", "score"]

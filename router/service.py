@@ -24,6 +24,7 @@ from policies.model import Shadow
 from providers.base import EditJob, ImageBlob, OnPartial, Provider
 from providers.pricing import PriceTable, UsageInputs, actual_usd, estimate_usd
 from router.blobs import BlobStore
+from router.deferred import DeferredScores
 from router.errors import ApiError
 from router.events import EventBus, attempt_publisher, partial_publisher, routed_data
 from router.executor import ExecutionFailed, Outcome, Resources, execute
@@ -45,7 +46,7 @@ from router.models import (
     OutputImage,
     RouteInfo,
 )
-from router.normalize import NormalizedImage, normalize
+from router.normalize import NormalizedImage, normalize, score
 from router.registry import in_use
 from router.settings import Settings
 from router.storage.models import Version
@@ -80,6 +81,8 @@ class Gateway:
     draining: bool = False
     events: EventBus = field(default_factory=EventBus)
     """Each edit's live events (queued, routed, attempt, partial_image, completed | failed) for SSE."""
+    scores: DeferredScores | None = None
+    """Preservation scores measured after the answer (answers that do not show them); None: none are."""
 
     async def shielded(self, run: EditRun, work: Coroutine[Any, Any, EditResponse]) -> EditResponse:
         """Run ``work`` as a task of its own: cancelling the caller (a disconnect) leaves it running."""
@@ -152,6 +155,9 @@ class EditTarget:
     shape: Callable[[EditResponse], Awaitable[Any]] | None = None
     """The endpoint's answer for a result (stored for the key's replays); default the native one."""
     answer: Any = None
+    score_after_response: bool = False
+    """The answer cannot show the preservation score (the drop-in): it is measured after the answer and
+    lands in the record only, so the request path does no pixel work whose result the caller never sees."""
 
 
 def _ms(start: float, end: float) -> float:
@@ -358,6 +364,8 @@ class EditRun:
         """What a cancellation of this run means: the caller's cancel, or a drain that ran out."""
         self.held_slot: str | None = None
         """The provider whose concurrency slot this run holds from its claim (a queued edit's first candidate)."""
+        self.deferred_score: Callable[[], Any] | None = None
+        """The preservation score left for after the answer (see :attr:`EditTarget.score_after_response`)."""
 
     @property
     def header(self) -> dict[str, Any]:
@@ -546,6 +554,8 @@ class EditRun:
         )
         log.info("edit_succeeded", edit_id=self.version.id, provider=served_by, total_ms=total_ms)
         self._spawn_shadow()
+        if self.deferred_score is not None and gw.scores is not None:
+            gw.spawn(gw.scores.score(self.version.id, self.deferred_score), "preservation score")
         return response
 
     def _closing_record(self, error: dict[str, Any]) -> dict[str, Any]:
@@ -629,17 +639,24 @@ class EditRun:
         mask = p.mask.blob if p.mask else None
         lock = mask is not None and ("only_mask" in p.chips or not provider.capabilities.native_mask)
         canvas, req = p.work, p.request
-        score = req.preservation and req.mode != "generate"
+        score_wanted = req.preservation and req.mode != "generate" and bool(outcome.result.images)
+        # a mask lock measures as it composites; otherwise an answer that cannot show the score leaves it for later
+        later = score_wanted and not lock and self.target.score_after_response and gw.scores is not None
+        now = score_wanted and not later
+        if later:
+            first = outcome.result.images[0]
+            region = mask.edit_region if mask is not None else None
+            self.deferred_score = lambda: score(first, source=canvas, edit=region() if region else None)
 
         def work() -> list[tuple[NormalizedImage, Any]]:
-            edit = mask.edit_region() if mask is not None and (lock or score) else None
+            edit = mask.edit_region() if mask is not None and (lock or now) else None
             return [
                 normalize(
                     image,
                     source=canvas,
                     edit=edit,
                     lock=lock,
-                    score=score,
+                    score=now,
                     out_size=p.out_size,
                     fmt=req.output_format,
                     quality=req.output_compression,

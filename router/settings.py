@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     metrics_tenant_labels: bool = Field(False, description="Add a tenant label to request and cost metrics.")
     log_content: bool = Field(False, description="Log prompts (never image bytes). Off by default for privacy.")
     feather_px: int = Field(3, description="Feather width of mask-lock compositing, in pixels.")
+    deferred_scores: int = Field(
+        2,
+        ge=0,
+        description="Preservation scores computed at once after the answer (drop-in edits); beyond that, skipped.",
+    )
     policy_file: Path | None = Field(None, description="Routing policy; defaults to the packaged default.yaml.")
     pricing_file: Path | None = Field(None, description="Price table; defaults to the packaged pricing.yaml.")
     image_edit_provider: str | None = Field(

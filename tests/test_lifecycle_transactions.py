@@ -3,6 +3,7 @@ engine events on the server's own engine, over real HTTP against the emulator.""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -67,3 +68,26 @@ def test_with_an_idempotency_key_still_two(counted: tuple[str, Callable[[], int]
     assert commits() - before <= 2, f"{commits() - before} write transactions for one edit with a key"
     replay = _edit(url, "gemini", **{"Idempotency-Key": "tx-count-1"})
     assert replay["id"] == first["id"]
+
+
+def test_a_drop_in_edit_two_on_its_path_and_one_for_its_score(counted: tuple[str, Callable[[], int]]) -> None:
+    """The drop-in's preservation score lands after the answer: one more small transaction, off the path."""
+    url, commits = counted
+
+    def drop_in() -> str:
+        files = [("image", ("c.png", COFFEE, "image/png")), ("mask", ("m.png", MASK, "image/png"))]
+        r = httpx.post(f"{url}/v1/images/edits", files=files, data={"model": "gpt-image-2", "prompt": "a sandy beach"},
+                       timeout=60)  # fmt: skip
+        assert r.status_code == 200, r.text
+        return r.headers["x-editgate-edit-id"]
+
+    warm = drop_in()
+    while not httpx.get(f"{url}/v1/edits/{warm}", timeout=30).json().get("preservation"):
+        time.sleep(0.05)
+    before = commits()
+    edit_id = drop_in()
+    for _ in range(600):  # a cap that only ends a hang; nothing is timed
+        if httpx.get(f"{url}/v1/edits/{edit_id}", timeout=30).json().get("preservation"):
+            break
+        time.sleep(0.05)
+    assert commits() - before == 3, f"{commits() - before} write transactions for one drop-in edit and its score"

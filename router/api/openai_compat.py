@@ -170,6 +170,7 @@ async def _run_and_answer(request: Request, gw: Gateway, tenant: str, fields: di
         else:
             target = EditTarget(tenant, base_url=url)
         target.claim, target.shape = claim, shape
+        target.score_after_response = True  # OpenAI's answer has no place for it: the record gets it later
         await run_edit(gw, req, raw, target)
         return target.answer  # type: ignore[no-any-return]
 
