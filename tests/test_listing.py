@@ -33,7 +33,9 @@ def stack(make_server: Callable[..., str], fresh_db: Callable[[], str | None], b
           tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:  # fmt: skip
     data_dir = tmp_path_factory.mktemp("listing")
     db = fresh_db()  # a database of its own: the keys made here turn auth on for everyone on it
-    return {"url": make_server(data_dir=data_dir, database_url=db), "db": database_url(db, data_dir),
+    # rows are written straight into the database in every state: the queue worker and recovery must not move them
+    quiet = {"queue_poll_s": 3600.0, "recovery_interval_s": 3600.0}
+    return {"url": make_server(data_dir=data_dir, database_url=db, **quiet), "db": database_url(db, data_dir),
             "backend": backend}  # fmt: skip
 
 
