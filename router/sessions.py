@@ -129,11 +129,6 @@ async def session_target(gw: Gateway, tenant: str, req: EditRequest, raw: RawInp
     return EditTarget(tenant, session_id, parent, base_url=base_url)
 
 
-async def edit_in_session(gw: Gateway, tenant: str, req: EditRequest, raw: RawInputs, session_id: str,
-                          base_url: str) -> EditResponse:  # fmt: skip
-    return await run_edit(gw, req, raw, await session_target(gw, tenant, req, raw, session_id, base_url))
-
-
 async def stored_edit(gw: Gateway, version: Version) -> tuple[EditRequest, Version, RawInputs]:
     """A version's request, parent and inputs, rebuilt from what was stored: how a retry and a queued
     edit run from the database alone."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import struct
-import zlib
 
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 # Kept ancillary chunks, with the only payload sizes the spec allows: too small to hold a message.
@@ -40,10 +39,6 @@ _VP8X_KEEP_FLAGS = 0x10 | 0x02  # alpha, animation; ICC (0x20), EXIF (0x08), XMP
 
 class StripError(ValueError):
     """The container is malformed; the caller falls back to a pixel re-encode or rejects the file."""
-
-
-def _png_chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
 
 def strip_png(data: bytes) -> bytes:

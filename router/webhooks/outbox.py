@@ -116,11 +116,6 @@ async def rotate_secret(store: Store, tenant: str) -> str:
     return secret
 
 
-async def secret_for(store: Store, tenant: str) -> str | None:
-    async with store.tx() as db:
-        return await db.scalar(select(WebhookSecret.secret).where(WebhookSecret.tenant_id == tenant))
-
-
 async def add_endpoint(store: Store, tenant: str, url: str) -> tuple[str, str, bool]:
     """(endpoint id, the tenant's secret, whether the secret was just made)."""
     tenant_id = await store.ensure_tenant(tenant)
