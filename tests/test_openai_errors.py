@@ -282,3 +282,29 @@ def test_the_moderation_details_are_on_the_wire_as_the_sdk_types_them(
     assert call.type == "image_generation_call" and call.error is not None
     assert call.error.code == "moderation_blocked" and call.error.moderation_details is not None
     assert call.error.moderation_details.moderation_stage == "output"
+
+
+def test_through_the_gateway_quota_exhausted_fails_over_and_is_on_metrics(
+    make_server: Callable[..., str], emulator: str, faults: Callable[..., None]
+) -> None:
+    """A gateway of its own (its breaker opens): the edit is served by the next candidate, the alert is
+    on ``/metrics`` and the next edit calls the exhausted provider no more."""
+    from tests.conftest import cloud_settings, fixture_bytes
+
+    url = make_server(**cloud_settings(emulator))
+    faults("images", insufficient_quota=1.0)
+    files = [
+        ("image", ("c.png", fixture_bytes("coffee.png"))),
+        ("mask", ("m.png", fixture_bytes("coffee_background_mask.png"))),
+    ]
+    body = httpx.post(f"{url}/v1/edits", files=files, data={"prompt": "sand", "tier": "pro"}, timeout=60).json()
+    assert body["provider"] == "gemini"
+    assert [(a["provider"], a["outcome"]) for a in body["route"]["attempts"]] == [
+        ("openai-images", "provider_quota_exhausted"),
+        ("gemini", "ok"),
+    ]
+    metrics = httpx.get(f"{url}/metrics").text
+    assert 'editgate_provider_alerts_total{provider="openai-images",reason="provider_quota_exhausted"} 1.0' in metrics
+    assert httpx.get(f"{url}/v1/policy").json()["breakers"]["openai-images"] == "open"
+    body = httpx.post(f"{url}/v1/edits", files=files, data={"prompt": "sand", "tier": "pro"}, timeout=60).json()
+    assert body["provider"] == "gemini" and _stats(emulator)["images"] == 1
