@@ -32,6 +32,8 @@ from providers.errors import (
     Unavailable,
 )
 from providers.openai_images import OpenAIImagesProvider
+from providers.openai_wire import decode_responses
+from providers.responses_outcome import failure
 from router.breaker import Breakers
 from router.executor import ExecutionFailed, Outcome, Resources, execute
 from router.metrics import Metrics
@@ -209,8 +211,11 @@ def test_the_image_tool_is_forced(emulator: str, faults: Callable[..., None]) ->
     request = _responses(emulator).build_request(_job("gpt-5.4-mini"))
     assert request["tool_choice"] == {"type": "image_generation"}
     unforced = {k: v for k, v in request.items() if k != "tool_choice"}
-    body = httpx.post(f"{emulator}/v1/responses", json=unforced, headers={"Authorization": "Bearer sk-test"}).json()
-    assert [item["type"] for item in body["output"]] == ["message"], "unforced, the model may skip the tool"
+    raw = httpx.post(f"{emulator}/v1/responses", json=unforced, headers={"Authorization": "Bearer sk-test"})
+    assert [item["type"] for item in raw.json()["output"]] == ["message"], "unforced, the model may skip the tool"
+    words = failure(decode_responses(raw.content), "openai-responses", raw.headers["x-request-id"])
+    assert isinstance(words, Rejected), "a text answer where an image was due is the model declining"
+    assert words.message.startswith("the model answered without an image: I can describe")
     result = run(_responses(emulator), _job("gpt-5.4-mini"))
     assert result.images and result.images[0].data
 
