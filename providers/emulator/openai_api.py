@@ -458,7 +458,7 @@ async def _responses_create(request: Request) -> Response[bytes]:
     streaming = StreamAsk(request, {"stream": body.get("stream"), "partial_images": tool.get("partial_images")},
                           "responses", "tools[0].partial_images")  # fmt: skip
     fault = request.scope.get("state", {}).get("fault")
-    if (unrendered := unrendered_answer(fault, body, prompt)) is not None:
+    if (unrendered := unrendered_answer(fault, body)) is not None:
         payload = _response(body, response_id, model, unrendered["output"], _mainline_usage(prompt, len(images)), None)
         payload.update(unrendered.get("status_fields", {}))
         if streaming.on:
@@ -546,7 +546,7 @@ def tool_forced(body: dict[str, Any]) -> bool:
     return choice == "required" or (isinstance(choice, dict) and choice.get("type") == "image_generation")
 
 
-def unrendered_answer(fault: str | None, body: dict[str, Any], prompt: str) -> dict[str, Any] | None:
+def unrendered_answer(fault: str | None, body: dict[str, Any]) -> dict[str, Any] | None:
     """The output (and status fields) of a turn that renders no image, or None when it renders.
 
     ``text_only``: the model answers in words instead of calling the tool, which only an unforced
