@@ -7,6 +7,7 @@
     ├── InvalidForProvider         this provider can't take this request: next capable candidate
     ├── InvalidInput(param)        the caller's input is unusable (an image that does not decode): stop, 422
     └── AuthError                  bad or missing credentials: provider marked unhealthy
+        └── QuotaExhausted         billing exhausted (OpenAI ``429 insufficient_quota``): same, and an alert
 
 The executor decides what to do from the family alone; the provider's own message and request id are
 kept so the caller sees what the provider said.
@@ -70,3 +71,12 @@ class InvalidInput(ProviderError):
 
 class AuthError(ProviderError):
     code = "provider_auth_failed"
+
+
+class QuotaExhausted(AuthError):
+    """The account's credit or billing quota ran out (OpenAI's ``429 insufficient_quota``).
+
+    It arrives as a 429 but no wait makes it succeed, so it is handled like bad credentials: the breaker
+    opens, an operator is alerted, and the next candidate is tried. Never retried as :class:`RateLimited`."""
+
+    code = "provider_quota_exhausted"

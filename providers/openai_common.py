@@ -2,11 +2,16 @@
 
 ``_map_error`` is the one place an ``openai`` exception becomes an editgate error family; the
 provider's message, status and request id are kept, and ``retry-after`` survives a 429.
+
+The SDK sends through ``httpx2`` (a legacy ``httpx`` client may still be passed in), so its timeouts are
+``httpx2`` exceptions: both families are read. A connect or pool timeout means the request never left
+(nothing billed: fail over); a read or write timeout may have reached the provider (ambiguous).
 """
 
 from __future__ import annotations
 
 import httpx
+import httpx2
 import openai
 import pybase64
 from openai._constants import DEFAULT_CONNECTION_LIMITS
@@ -16,6 +21,7 @@ from providers.errors import (
     InvalidForProvider,
     InvalidInput,
     ProviderError,
+    QuotaExhausted,
     RateLimited,
     Rejected,
     Unavailable,
@@ -36,17 +42,36 @@ def make_client(
         api_key=api_key,
         base_url=base_url,
         max_retries=0,
-        timeout=httpx.Timeout(300.0, connect=10.0),
+        timeout=httpx2.Timeout(300.0, connect=10.0, pool=10.0),
         http_client=http_client,
     )
 
 
-def retry_after(headers: httpx.Headers | None) -> float | None:
-    value = headers.get("retry-after") if headers else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
+def call_timeout(read_s: float, connect_s: float) -> httpx2.Timeout:
+    """One call's timeouts: waiting for a pooled connection is bounded like connecting (nothing sent yet)."""
+    return httpx2.Timeout(read_s, connect=connect_s, pool=connect_s)
+
+
+_NOT_SENT = (httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx.ConnectTimeout, httpx.PoolTimeout)
+"""Timeouts before any byte of the request left: the provider never saw it, so it cannot have billed."""
+_QUOTA = "insufficient_quota"
+"""OpenAI's 429 for an account whose credit or billing limit ran out (as ``code``, or as ``type`` on older
+answers): waiting does not help."""
+
+
+def retry_after(headers: httpx2.Headers | httpx.Headers | None) -> float | None:
+    """Seconds to wait: OpenAI's ``retry-after-ms`` where sent (the SDK reads it first too), else the
+    standard ``retry-after`` (whole seconds)."""
+    if not headers:
         return None
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        try:
+            value = float(headers[name]) / scale if name in headers else None
+        except ValueError:
+            value = None
+        if value is not None and value >= 0:
+            return value
+    return None
 
 
 _UNDECODABLE = frozenset({"invalid_image", "invalid_image_file"})
@@ -58,8 +83,11 @@ def map_error(exc: Exception, provider: str) -> ProviderError:
     if isinstance(exc, ProviderError):  # already decided (a stream that ended early, an error event)
         return exc
     if isinstance(exc, openai.APITimeoutError):
-        sent = not isinstance(exc.__cause__, httpx.ConnectTimeout | httpx.PoolTimeout)
-        return Unavailable("the provider did not answer within the timeout", provider=provider, ambiguous=sent)
+        if isinstance(exc.__cause__, _NOT_SENT):
+            connecting = isinstance(exc.__cause__, httpx2.ConnectTimeout | httpx.ConnectTimeout)
+            stage = "a connection" if connecting else "a free connection in the pool"
+            return Unavailable(f"no request was sent: timed out waiting for {stage}", provider=provider)
+        return Unavailable("the provider did not answer within the timeout", provider=provider, ambiguous=True)
     if isinstance(exc, openai.APIConnectionError):
         return Unavailable(f"connection to the provider failed: {exc.__cause__ or exc}", provider=provider)
     if isinstance(exc, openai.APIStatusError):
@@ -68,6 +96,8 @@ def map_error(exc: Exception, provider: str) -> ProviderError:
         code = body.get("code") if isinstance(body.get("code"), str) else None
         message = str(body.get("message") or exc.message)
         kw = {"provider": provider, "request_id": rid, "status": status}
+        if status == 429 and _QUOTA in (code, body.get("type")):
+            return QuotaExhausted(message, **kw)
         if status == 429:
             return RateLimited(message, retry_after=retry_after(exc.response.headers), **kw)
         if status in (401, 403):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
 import openai
 from openai import AsyncStream
 from openai.types import Image, ImagesResponse
@@ -15,7 +14,7 @@ from providers.base import EditJob, ProviderResult, ResultImage
 from providers.catalog import snap_openai_size
 from providers.errors import Unavailable
 from providers.imaging import MIME
-from providers.openai_common import EMULATOR_HEADER, image_bytes, map_error, token_usage
+from providers.openai_common import EMULATOR_HEADER, call_timeout, image_bytes, map_error, token_usage
 from providers.openai_wire import ImagesAnswer, decode_images
 
 DEFAULT_QUALITY = {"draft": "medium", "final": "high"}
@@ -63,7 +62,7 @@ class OpenAIImagesProvider:
         streamed = job.partial_images > 0 and job.on_partial is not None
         response: ImagesAnswer | ImagesResponse  # a streamed answer is assembled from the SDK's events
         try:
-            timeout = httpx.Timeout(job.timeout_s, connect=job.connect_timeout_s)
+            timeout = call_timeout(job.timeout_s, job.connect_timeout_s)
             extra = {"stream": True, "partial_images": job.partial_images} if streamed else {}
             if job.mode == "generate":  # text-to-image: the canvas is not sent
                 request = {k: v for k, v in self.build_request(job).items() if k not in ("image", "mask")}

@@ -2,13 +2,14 @@
 
 Each round returns the response id as chain state; the next round of the same session passes it as
 ``previous_response_id`` and sends only the new instruction, instead of re-uploading the image.
+The tool is forced (``tool_choice``); an answer without an image is classified by
+:mod:`providers.responses_outcome`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import openai
 from openai import AsyncStream
 from openai.types.responses import Response
@@ -16,11 +17,20 @@ from openai.types.responses import Response
 from policies.capabilities import Capabilities
 from providers.base import EditJob, ProviderResult, ResultImage
 from providers.catalog import snap_openai_size
-from providers.errors import InvalidForProvider, Rejected, Unavailable
+from providers.errors import Unavailable
 from providers.imaging import MIME
-from providers.openai_common import EMULATOR_HEADER, data_url, image_bytes, map_error, stream_error, token_usage
+from providers.openai_common import (
+    EMULATOR_HEADER,
+    call_timeout,
+    data_url,
+    image_bytes,
+    map_error,
+    stream_error,
+    token_usage,
+)
 from providers.openai_images import DEFAULT_QUALITY
 from providers.openai_wire import ResponsesAnswer, decode_responses
+from providers.responses_outcome import failure
 
 
 class OpenAIResponsesProvider:
@@ -66,6 +76,7 @@ class OpenAIResponsesProvider:
             "model": job.model,
             "input": [{"role": "user", "content": content}],
             "tools": [tool],
+            "tool_choice": {"type": "image_generation"},  # else the model may answer in words only
         }
         if job.previous_response_id:
             request["previous_response_id"] = job.previous_response_id
@@ -80,22 +91,15 @@ class OpenAIResponsesProvider:
             request["stream"] = True
         try:
             raw = await self._client.responses.with_raw_response.create(
-                **request, timeout=httpx.Timeout(job.timeout_s, connect=job.connect_timeout_s)
+                **request, timeout=call_timeout(job.timeout_s, job.connect_timeout_s)
             )
             response = await self._relay(raw.parse(), job) if streamed else decode_responses(raw.content)
         except Exception as exc:
             raise map_error(exc, self.name) from exc
         request_id = raw.headers.get("x-request-id")
-        calls = [item for item in response.output if item.type == "image_generation_call"]
-        if not calls:
-            raise InvalidForProvider("the model answered without calling the image tool", provider=self.name,
-                                     request_id=request_id)  # fmt: skip
-        failed = next((c for c in calls if c.error is not None or not c.result), None)
-        if failed is not None:
-            error = failed.error
-            message = error.message if error else "the image tool returned no image"
-            family = Rejected if error and error.code == "moderation_blocked" else Unavailable
-            raise family(message, provider=self.name, request_id=request_id)
+        if (error := failure(response, self.name, request_id)) is not None:
+            raise error
+        calls = [c for c in response.output if c.type == "image_generation_call" and c.result and c.error is None]
         try:
             images = [
                 ResultImage(data=image_bytes(c.result or ""), mime=MIME.get(c.output_format or "png", "image/png"))
@@ -124,12 +128,8 @@ class OpenAIResponsesProvider:
                 if event.type == "response.image_generation_call.partial_image":
                     mime = MIME.get(event.output_format or job.output_format, "image/png")
                     await job.on_partial(event.partial_image_index, image_bytes(event.partial_image_b64), mime)
-                elif event.type == "response.completed":
-                    return event.response
+                elif event.type in ("response.completed", "response.failed", "response.incomplete"):
+                    return event.response  # a failed or incomplete one is classified like a non-streamed one
                 elif event.type == "error":
                     raise stream_error(event.model_dump(), event.message, self.name)
-                elif event.type in ("response.failed", "response.incomplete"):
-                    error = event.response.error
-                    raise stream_error(error.model_dump() if error else {}, f"the response ended {event.type}",
-                                       self.name)  # fmt: skip
         raise Unavailable("the stream ended before the response completed", provider=self.name, ambiguous=True)

@@ -42,14 +42,28 @@ class ImagesAnswer(msgspec.Struct):
     usage: ImageUsage | None = None
 
 
+class ModerationDetails(msgspec.Struct):
+    categories: list[str] = []
+    moderation_stage: str | None = None
+
+
 class ToolError(msgspec.Struct):
     message: str = "the image tool failed"
     code: str | None = None
+    moderation_details: ModerationDetails | None = None
+
+
+class ContentPart(msgspec.Struct):
+    """A part of a ``message`` item: ``output_text`` (``text``) or ``refusal`` (``refusal``)."""
+
+    type: str
+    text: str | None = None
+    refusal: str | None = None
 
 
 class OutputItem(msgspec.Struct):
-    """One ``output`` item of a response (a message, reasoning, an ``image_generation_call``): only the
-    image call's fields are read; the request configures no other tool whose items share these names."""
+    """One ``output`` item of a response (a message, reasoning, an ``image_generation_call``): the image
+    call's fields, and a message's content (what the model said instead of calling the tool)."""
 
     type: str
     id: str | None = None
@@ -57,6 +71,18 @@ class OutputItem(msgspec.Struct):
     output_format: str | None = None
     revised_prompt: str | None = None
     error: ToolError | None = None
+    content: list[ContentPart] | None = None
+
+
+class ResponseError(msgspec.Struct):
+    """``error`` of a response whose ``status`` is ``failed``."""
+
+    code: str | None = None
+    message: str = "the response failed"
+
+
+class IncompleteDetails(msgspec.Struct):
+    reason: str | None = None
 
 
 class ModelUsage(msgspec.Struct):
@@ -73,6 +99,9 @@ class ResponsesAnswer(msgspec.Struct):
 
     id: str
     output: list[OutputItem]
+    status: str | None = None
+    error: ResponseError | None = None
+    incomplete_details: IncompleteDetails | None = None
     usage: ModelUsage | None = None
     tool_usage: ToolUsage | None = None
 

@@ -6,7 +6,8 @@
 - ``Unavailable(ambiguous)`` (read timeout: it may have rendered and billed): stop, unless the route
   allows ambiguous retries, so an expensive render is not paid for twice by accident.
 - ``Rejected`` (safety): stop and tell the caller, unless the route opts into a fallback.
-- ``InvalidForProvider``: the next candidate. ``AuthError``: trip the breaker, next candidate.
+- ``InvalidForProvider``: the next candidate. ``AuthError`` (and ``QuotaExhausted``, billing that ran
+  out): trip the breaker, log an alert, next candidate.
 - ``InvalidInput`` (an input no provider could use, such as an image that does not decode): stop.
 A provider whose breaker is open is skipped without a call.
 
@@ -22,6 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import anyio
+import structlog
 
 from policies.model import Candidate, RouteDecision
 from providers.base import EditJob, Provider, ProviderResult
@@ -30,6 +32,7 @@ from router.breaker import Breakers
 from router.errors import ApiError
 from router.models import Attempt
 
+log = structlog.get_logger("editgate.executor")
 _STATUS = {
     "provider_rate_limited": 429,
     "provider_unavailable": 502,
@@ -38,6 +41,7 @@ _STATUS = {
     "invalid_for_provider": 422,
     "invalid_image": 422,
     "provider_auth_failed": 502,
+    "provider_quota_exhausted": 502,
     "provider_error": 502,
 }
 MAX_BACKOFF_S = 8.0
@@ -158,6 +162,8 @@ async def execute(
                         last = exc
                         if isinstance(exc, AuthError):
                             breaker.trip()
+                            log.error("provider_unusable_breaker_open", provider=name, reason=exc.code,
+                                      provider_request_id=exc.request_id, status=exc.status)  # fmt: skip
                         else:
                             breaker.record(not isinstance(exc, Unavailable | RateLimited))
                         if isinstance(exc, InvalidInput) or (

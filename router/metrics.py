@@ -17,6 +17,8 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 45, 60, 90, 120,
 MEGAPIXEL_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32)
 BYTES_BUCKETS = (64e3, 256e3, 1e6, 4e6, 16e6, 64e6)
 BREAKER_VALUE = {"closed": 0, "half_open": 1, "open": 2}
+ALERT_OUTCOMES = frozenset({"provider_auth_failed", "provider_quota_exhausted"})
+"""Attempt outcomes no retry fixes (bad credentials, billing exhausted): an operator must act."""
 
 
 class Metrics:
@@ -52,6 +54,12 @@ class Metrics:
         self.fallbacks = Counter(
             "editgate_fallbacks", "Moves to the next candidate", ("from_provider", "to_provider", "reason"), registry=r
         )
+        self.provider_alerts = Counter(
+            "editgate_provider_alerts",
+            "Provider calls refused for a reason an operator must fix (bad credentials, billing quota exhausted)",
+            ("provider", "reason"),
+            registry=r,
+        )
         self.decisions = Counter("editgate_route_decisions", "Route decisions by rule", ("rule",), registry=r)
         self.arms = Counter(
             "editgate_experiment_assignments", "Experiment arms assigned", ("experiment", "arm"), registry=r
@@ -81,6 +89,8 @@ class Metrics:
     def attempted(self, attempts: Iterable[Attempt]) -> None:
         made = [a for a in attempts if a.outcome != "skipped_circuit_open"]
         for a in made:
+            if a.outcome in ALERT_OUTCOMES:
+                self.provider_alerts.labels(a.provider, a.outcome).inc()
             self.provider_latency.labels(a.provider, a.model, "ok" if a.outcome == "ok" else "error").observe(
                 a.latency_ms / 1000
             )

@@ -90,18 +90,61 @@ def test_gemini_payload_is_an_sdk_response(emulator: str) -> None:
         ({"size": "4000x1000"}, "size", "invalid_value"),
         ({"model": "gpt-image-1.5", "size": "992x672"}, "size", "invalid_value"),
         ({"input_fidelity": "high"}, "input_fidelity", "unsupported_parameter"),
-        ({"n": "11"}, "n", "integer_out_of_range"),
+        ({"model": "gpt-image-1-mini", "size": "1024x1024", "input_fidelity": "high"}, "input_fidelity",
+         "unsupported_value"),
+        ({"n": "11"}, "n", "integer_above_max_value"),
+        ({"n": "0"}, "n", "integer_below_min_value"),
+        ({"partial_images": "4"}, "partial_images", "integer_above_max_value"),
+        ({"partial_images": "-1"}, "partial_images", "integer_below_min_value"),
         ({"quality": "ultra"}, "quality", "invalid_value"),
         ({"output_compression": "50"}, "output_compression", None),
-        ({"background": "transparent", "output_format": "jpeg"}, "background", None),
-        ({"strength": "1"}, "strength", None),
+        ({"background": "transparent", "output_format": "jpeg"}, "background", "invalid_value"),
+        ({"strength": "1"}, "strength", "unknown_parameter"),
+        ({"response_format": "b64_json"}, "response_format", "unknown_parameter"),
+        ({"moderation": "low"}, "moderation", "unknown_parameter"),
     ],
-)
+)  # fmt: skip
 def test_images_edit_validation_matches_the_real_api(emulator: str, fields: dict, param: str, code: str | None) -> None:
     r = _edit(emulator, **fields)
     assert r.status_code == 400 and "x-emulator" in r.headers
     err = r.json()["error"]
     assert err["param"] == param and err["code"] == code and err["type"] == "invalid_request_error"
+    if code == "unknown_parameter":  # the real API's wording (was "Unrecognized request argument supplied")
+        assert err["message"] == f"Unknown parameter: '{param}'."
+    assert r.headers["x-request-id"].startswith("req_")
+
+
+def test_a_request_without_a_model_gets_the_documented_default(emulator: str) -> None:
+    """Edits default to gpt-image-1.5 (so a gpt-image-2-only size is refused); generations must name one."""
+    files = [("image", ("a.png", COFFEE, "image/png"))]
+    assert httpx.post(f"{emulator}/v1/images/edits", files=files, data={"prompt": "x"}, headers=AUTH,
+                      timeout=30).status_code == 200  # fmt: skip
+    r = httpx.post(f"{emulator}/v1/images/edits", files=files, data={"prompt": "x", "size": "992x672"}, headers=AUTH)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "size"
+    r = httpx.post(f"{emulator}/v1/images/generations", json={"prompt": "x"}, headers=AUTH)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "missing_required_parameter"
+    assert r.json()["error"]["param"] == "model"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param", "code"),
+    [
+        ({"extra_body": {"strength": "1"}}, "strength", "unknown_parameter"),
+        ({"response_format": "b64_json"}, "response_format", "unknown_parameter"),
+        ({"background": "transparent", "output_format": "jpeg"}, "background", "invalid_value"),
+        ({"input_fidelity": "high"}, "input_fidelity", "unsupported_parameter"),
+        ({"model": "gpt-image-1.5", "partial_images": 4, "stream": True}, "partial_images", "integer_above_max_value"),
+    ],
+)
+def test_the_sdk_raises_the_real_apis_refusals(emulator: str, kwargs: dict, param: str, code: str) -> None:
+    """Through the real SDK: each refusal is a ``BadRequestError`` with the provider's code and param."""
+    import openai
+
+    client = openai.OpenAI(api_key="sk-test", base_url=f"{emulator}/v1", max_retries=0)
+    args = {"model": "gpt-image-2", "prompt": "sand", "image": ("a.png", COFFEE, "image/png"), **kwargs}
+    with pytest.raises(openai.BadRequestError) as err:
+        client.images.edit(**args)
+    assert err.value.code == code and err.value.param == param and err.value.request_id
 
 
 def test_mask_size_mismatch_is_the_providers_400(emulator: str) -> None:

@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
+import uuid
 from typing import Literal
 
 from litestar.types import ASGIApp, Receive, Scope, Send
 from pydantic import BaseModel, ConfigDict, Field
 
 Endpoint = Literal["images", "responses", "gemini"]
-Fault = Literal["rate_limit", "server_error", "unavailable", "hang", "drop", "malformed", "safety", "mid_stream"]
+Fault = Literal[
+    "rate_limit", "server_error", "unavailable", "hang", "drop", "malformed", "safety", "mid_stream",
+    "insufficient_quota", "text_only", "refusal", "incomplete", "failed",
+]  # fmt: skip
+"""``insufficient_quota``: OpenAI only (billing exhausted). ``text_only``, ``refusal``, ``incomplete`` and
+``failed``: Responses only, rendered by the endpoint (a text answer, a refusal, ``status: incomplete`` for
+a content filter, ``status: failed`` with a ``server_error``)."""
 EMULATOR_HEADER = (b"x-emulator", b"editgate-emulator; test double, not a real provider")
 
 
@@ -79,6 +87,16 @@ _ERRORS: dict[tuple[str, str], tuple[int, bytes]] = {
     ("openai", "unavailable"): (
         503,
         _openai_error(503, "The engine is currently overloaded, please try again later.", "server_error", None),
+    ),
+    ("openai", "insufficient_quota"): (
+        429,
+        _openai_error(
+            429,
+            "You exceeded your current quota, please check your plan and billing details. For more information "
+            "on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.",
+            "insufficient_quota",
+            "insufficient_quota",
+        ),
     ),
     ("google", "rate_limit"): (
         429,
@@ -153,10 +171,12 @@ class FaultInjector:
             await asyncio.sleep(delay)
         scope.setdefault("state", {})["fault"] = fault
         family = "google" if endpoint == "gemini" else "openai"
-        if fault in ("rate_limit", "server_error", "unavailable"):
-            status, body = _ERRORS[(family, fault)]
+        marks = openai_fault_headers(fault, plan) if family == "openai" and fault else []
+        if (family, fault) in _ERRORS:
+            status, body = _ERRORS[(family, fault)]  # type: ignore[index]
             headers = [(b"content-type", b"application/json")]
-            if fault == "rate_limit":
+            headers += marks
+            if family == "google" and fault == "rate_limit":
                 headers.append((b"retry-after", str(plan.retry_after_s).encode()))
             await _drain(receive)
             await marked({"type": "http.response.start", "status": status, "headers": headers})
@@ -166,7 +186,7 @@ class FaultInjector:
             await self.app(scope, receive, marked)  # type: ignore[arg-type]
         elif fault == "drop":
             await _drain(receive)
-            headers = [(b"content-type", b"application/json"), (b"content-length", b"4096")]
+            headers = [(b"content-type", b"application/json"), (b"content-length", b"4096"), *marks]
             await marked({"type": "http.response.start", "status": 200, "headers": headers})
             await marked({"type": "http.response.body", "body": b'{"created": 17', "more_body": True})
             raise ConnectionAbortedError("emulated dropped connection")
@@ -176,12 +196,23 @@ class FaultInjector:
                 {
                     "type": "http.response.start",
                     "status": 200,
-                    "headers": [(b"content-type", b"application/json")],
+                    "headers": [(b"content-type", b"application/json"), *marks],
                 }
             )
             await marked({"type": "http.response.body", "body": b'{"created": 1700000000, "data": [{"b64_json": '})
         else:  # no fault, "safety" or "mid_stream", which the endpoint itself renders in its own shape
             await self.app(scope, receive, marked)  # type: ignore[arg-type]
+
+
+def openai_fault_headers(fault: Fault, plan: EndpointPlan) -> list[tuple[bytes, bytes]]:
+    """What OpenAI sends beside an error: always an ``x-request-id``; on a rate limit an integer
+    ``retry-after`` in seconds (rounded up, so a client never comes back early) and ``retry-after-ms``.
+    A quota that ran out carries no ``retry-after``: waiting does not help."""
+    headers = [(b"x-request-id", f"req_{uuid.uuid4().hex}".encode())]
+    if fault == "rate_limit":
+        headers.append((b"retry-after", str(max(1, math.ceil(plan.retry_after_s))).encode()))
+        headers.append((b"retry-after-ms", str(round(plan.retry_after_s * 1000)).encode()))
+    return headers
 
 
 async def _drain(receive: Receive) -> None:

@@ -56,9 +56,9 @@ def _req_id() -> str:
 class StreamAsk:
     """``stream`` and ``partial_images`` of a request, and the plan's pacing and mid-stream fault."""
 
-    def __init__(self, request: Request, fields: Any, endpoint: str) -> None:
+    def __init__(self, request: Request, fields: Any, endpoint: str, param: str = "partial_images") -> None:
         self.on = str(fields.get("stream", "false")).lower() in ("true", "1")
-        self.partials = _int(fields.get("partial_images") or 0, "partial_images", 0, 3)
+        self.partials = _int(fields.get("partial_images") or 0, param, 0, 3)
         plan = request.app.state.config.endpoints.get(endpoint)
         self.interval_s = plan.partial_interval_ms / 1000 if plan else 0.0
         self.failing = request.scope.get("state", {}).get("fault") == "mid_stream"
@@ -100,10 +100,12 @@ def _int(value: Any, param: str, lo: int, hi: int) -> int:
         n = int(value)
     except (TypeError, ValueError):
         raise OpenAIRequestError(400, f"Invalid type for '{param}': expected an integer.", param) from None
-    if not lo <= n <= hi:
-        raise OpenAIRequestError(
-            400, f"Invalid '{param}': must be between {lo} and {hi}.", param, "integer_out_of_range"
-        )
+    if n < lo:
+        raise OpenAIRequestError(400, f"Invalid '{param}': integer below minimum value. Expected a value >= {lo}, "
+                                 f"but got {n} instead.", param, "integer_below_min_value")  # fmt: skip
+    if n > hi:
+        raise OpenAIRequestError(400, f"Invalid '{param}': integer above maximum value. Expected a value <= {hi}, "
+                                 f"but got {n} instead.", param, "integer_above_max_value")  # fmt: skip
     return n
 
 
@@ -161,9 +163,7 @@ async def images_edits(request: Request) -> Response[bytes]:
 async def _images_edits(request: Request) -> Response[bytes]:
     facts = catalog()["openai_images"]
     form = await request.form()
-    unknown = sorted(set(form) - _IMAGE_FIELDS)
-    if unknown:
-        raise OpenAIRequestError(400, f"Unrecognized request argument supplied: {unknown[0]}", unknown[0])
+    refuse_unknown(form, _IMAGE_FIELDS, "edits")
     images = await _files(form, "image") + await _files(form, "image[]")
     if not images:
         raise OpenAIRequestError(400, "Missing required parameter: 'image'.", "image", "missing_required_parameter")
@@ -179,16 +179,8 @@ async def _images_edits(request: Request) -> Response[bytes]:
             "prompt",
             "string_above_max_length",
         )
-    model = form.get("model") or ""
-    if model not in facts["models"]:
-        raise OpenAIRequestError(400, f"Invalid value for 'model' = {model or None}.", "model", "invalid_value")
-    if "input_fidelity" in form and model in facts["no_input_fidelity"]:
-        raise OpenAIRequestError(
-            400,
-            f"input_fidelity is not supported for {model}; omit it.",
-            "input_fidelity",
-            "unsupported_parameter",
-        )
+    model = image_model(form.get("model"), "edits")
+    check_input_fidelity(form.get("input_fidelity"), model)
     n = _int(form.get("n", 1), "n", *facts["n"])
     size = form.get("size") or "auto"
     if err := openai_size_error(model, size):
@@ -199,8 +191,7 @@ async def _images_edits(request: Request) -> Response[bytes]:
     _check_choice(fmt, facts["formats"], "output_format")
     background = form.get("background") or "auto"
     _check_choice(background, ["transparent", "opaque", "auto"], "background")
-    if background == "transparent" and fmt == "jpeg":
-        raise OpenAIRequestError(400, "Transparent background requires output_format png or webp.", "background")
+    check_transparency(background, fmt)
     compression = form.get("output_compression")
     if compression is not None:
         if fmt == "png":
@@ -286,14 +277,11 @@ async def images_generations(request: Request) -> Response[bytes]:
 async def _images_generations(request: Request) -> Response[bytes]:
     facts = catalog()["openai_images"]
     body = await _json_body(request)
-    unknown = sorted(set(body) - _IMAGE_FIELDS - {"style"})
-    if unknown:
-        raise OpenAIRequestError(400, f"Unrecognized request argument supplied: {unknown[0]}", unknown[0])
-    prompt, model = body.get("prompt"), body.get("model") or ""
+    refuse_unknown(body, _IMAGE_FIELDS | {"style"}, "generations")
+    prompt = body.get("prompt")
     if not prompt:
         raise OpenAIRequestError(400, "Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter")
-    if model not in facts["models"]:
-        raise OpenAIRequestError(400, f"Invalid value for 'model' = {model or None}.", "model", "invalid_value")
+    model = image_model(body.get("model"), "generations")
     n = _int(body.get("n", 1), "n", *facts["n"])
     size = body.get("size") or "auto"
     if err := openai_size_error(model, size):
@@ -302,6 +290,9 @@ async def _images_generations(request: Request) -> Response[bytes]:
     _check_choice(quality, facts["qualities"], "quality")
     fmt = body.get("output_format") or "png"
     _check_choice(fmt, facts["formats"], "output_format")
+    background = body.get("background") or "auto"
+    _check_choice(background, ["transparent", "opaque", "auto"], "background")
+    check_transparency(background, fmt)
     streaming = StreamAsk(request, body, "images")
     if request.scope.get("state", {}).get("fault") == "safety":
         raise OpenAIRequestError(400, "Your request was rejected as a result of our safety system. (emulated)",
@@ -322,6 +313,53 @@ async def _images_generations(request: Request) -> Response[bytes]:
         events = image_events("image_generation", result, streaming.partials, streaming.interval_s, streaming.failing)
         return event_stream(events, {"x-request-id": _req_id()})  # type: ignore[return-value]
     return json_response(result, headers={"x-request-id": _req_id()})
+
+
+# --- Refusals worded as the real API words them (issue 16: emulator fidelity) -------------------------
+
+
+def refuse_unknown(fields: Any, accepted: set[str], endpoint: str) -> None:
+    """A parameter the endpoint does not take, or one GPT image models refuse there (``response_format``,
+    ``moderation`` on edits: ``catalog.yaml`` ``refused_parameters``), is an unknown parameter."""
+    refused = set(catalog()["openai_images"]["refused_parameters"][endpoint])
+    unknown = sorted((set(fields) - accepted) | (set(fields) & refused))
+    if unknown:
+        raise OpenAIRequestError(400, f"Unknown parameter: '{unknown[0]}'.", unknown[0], "unknown_parameter")
+
+
+def image_model(value: Any, endpoint: str) -> str:
+    """The model asked for, or the endpoint's documented default when none is sent (edits); an endpoint
+    without one (generations: "Specify a model explicitly") refuses the request."""
+    facts = catalog()["openai_images"]
+    if not value:
+        default = facts["default_model"][endpoint]
+        if default is None:
+            raise OpenAIRequestError(400, "Missing required parameter: 'model'.", "model", "missing_required_parameter")
+        return str(default)
+    if value not in facts["models"]:
+        raise OpenAIRequestError(400, f"Invalid value for 'model' = {value}.", "model", "invalid_value")
+    return str(value)
+
+
+def check_input_fidelity(value: Any, model: str, param: str = "input_fidelity") -> None:
+    """``input_fidelity`` only where the model takes it, with a value it takes (``catalog.yaml``)."""
+    if value is None:
+        return
+    allowed = catalog()["openai_images"]["input_fidelity"].get(model)
+    if allowed is None:
+        raise OpenAIRequestError(400, f"Unsupported parameter: '{param}' is not supported with this model.",
+                                 param, "unsupported_parameter")  # fmt: skip
+    if value not in allowed:
+        supported = ", ".join(f"'{v}'" for v in allowed)
+        raise OpenAIRequestError(400, f"Unsupported value: '{param}' does not support '{value}' with this model. "
+                                 f"Supported values are: {supported}.", param, "unsupported_value")  # fmt: skip
+
+
+def check_transparency(background: str, fmt: str, param: str = "background") -> None:
+    """A transparent background needs a format with alpha: JPEG has none."""
+    if background == "transparent" and fmt == "jpeg":
+        raise OpenAIRequestError(400, "Invalid value: 'transparent'. A transparent background requires "
+                                 "output_format 'png' or 'webp'.", param, "invalid_value")  # fmt: skip
 
 
 class ResponseStore:
@@ -403,9 +441,10 @@ async def _responses_create(request: Request) -> Response[bytes]:
         return json_response(
             _response(body, response_id, model, output, usage, None), headers={"x-request-id": _req_id()}
         )
-    image_model = tool.get("model") or "gpt-image-2"
+    image_model = tool.get("model") or catalog()["openai_responses"]["default_image_model"]
     if image_model not in catalog()["openai_responses"]["image_models"]:
         raise OpenAIRequestError(400, f"Invalid value for 'tools[0].model' = {image_model}.", "tools", "invalid_value")
+    check_input_fidelity(tool.get("input_fidelity"), image_model, "tools[0].input_fidelity")
     size = tool.get("size") or "auto"
     if err := openai_size_error(image_model, size):
         raise OpenAIRequestError(400, err, "tools[0].size", "invalid_value")
@@ -413,10 +452,19 @@ async def _responses_create(request: Request) -> Response[bytes]:
     _check_choice(quality, facts["qualities"], "tools[0].quality")
     fmt = tool.get("output_format") or "png"
     _check_choice(fmt, facts["formats"], "tools[0].output_format")
+    check_transparency(tool.get("background") or "auto", fmt, "tools[0].background")
     mask_url = (tool.get("input_image_mask") or {}).get("image_url")
     safety = request.scope.get("state", {}).get("fault") == "safety"
     streaming = StreamAsk(request, {"stream": body.get("stream"), "partial_images": tool.get("partial_images")},
-                          "responses")  # fmt: skip
+                          "responses", "tools[0].partial_images")  # fmt: skip
+    fault = request.scope.get("state", {}).get("fault")
+    if (unrendered := unrendered_answer(fault, body)) is not None:
+        payload = _response(body, response_id, model, unrendered["output"], _mainline_usage(prompt, len(images)), None)
+        payload.update(unrendered.get("status_fields", {}))
+        if streaming.on:
+            events = response_events(payload, 0, streaming.interval_s, False)
+            return event_stream(events, {"x-request-id": _req_id()})  # type: ignore[return-value]
+        return json_response(payload, headers={"x-request-id": _req_id()})
 
     def work() -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
         try:
@@ -461,6 +509,7 @@ async def _responses_create(request: Request) -> Response[bytes]:
                 "message": blocked,
                 "param": None,
                 "type": "image_generation_user_error",
+                "moderation_details": MODERATION_DETAILS,
             }
             call.update(status="failed", result=None, error=error)
             tool_usage = image_usage(prompt, decoded, 0, 0, q)
@@ -483,6 +532,43 @@ async def _responses_create(request: Request) -> Response[bytes]:
         events = response_events(payload, streaming.partials, streaming.interval_s, streaming.failing)
         return event_stream(events, {"x-request-id": _req_id()})  # type: ignore[return-value]
     return json_response(payload, headers={"x-request-id": _req_id()})
+
+
+# --- Answers without an image (issue 16: a Responses turn that renders nothing) ---------------------
+
+MODERATION_DETAILS = {"categories": ["violence"], "moderation_stage": "output"}
+"""What a ``moderation_blocked`` image call carries (``ImageGenerationCallErrorModerationDetails``)."""
+
+
+def tool_forced(body: dict[str, Any]) -> bool:
+    """``tool_choice`` that makes the model call the image tool: ``{"type": "image_generation"}`` or ``required``."""
+    choice = body.get("tool_choice")
+    return choice == "required" or (isinstance(choice, dict) and choice.get("type") == "image_generation")
+
+
+def unrendered_answer(fault: str | None, body: dict[str, Any]) -> dict[str, Any] | None:
+    """The output (and status fields) of a turn that renders no image, or None when it renders.
+
+    ``text_only``: the model answers in words instead of calling the tool, which only an unforced
+    ``tool_choice`` allows. ``refusal``: the model refuses (a ``refusal`` part), forced or not.
+    ``incomplete``: a content filter stops the response. ``failed``: the response fails with a server error.
+    """
+    if fault == "text_only" and not tool_forced(body):
+        return {"output": [_message("I can describe how the edited image would look, but here it is in words.")]}
+    if fault == "refusal":
+        return {"output": [_refusal("I'm sorry, but I can't help with that request. (emulated)")]}
+    if fault == "incomplete":
+        return {"output": [], "status_fields": {"status": "incomplete",
+                                                "incomplete_details": {"reason": "content_filter"}}}  # fmt: skip
+    if fault == "failed":
+        error = {"code": "server_error", "message": "The server had an error processing your request. (emulated)"}
+        return {"output": [], "status_fields": {"status": "failed", "error": error}}
+    return None
+
+
+def _refusal(words: str) -> dict[str, Any]:
+    return {"type": "message", "id": f"msg_{uuid.uuid4().hex}", "role": "assistant", "status": "completed",
+            "content": [{"type": "refusal", "refusal": words}]}  # fmt: skip
 
 
 def _message(text: str) -> dict[str, Any]:

@@ -119,4 +119,5 @@ async def response_events(
             return
         yield event("response.image_generation_call.completed", **ids)
         yield event("response.output_item.done", output_index=index, item=item)
-    yield event("response.completed", response=response)
+    ending = {"failed": "response.failed", "incomplete": "response.incomplete"}.get(response.get("status") or "")
+    yield event(ending or "response.completed", response=response)
