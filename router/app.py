@@ -144,7 +144,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 task.cancel()
             await drain(gateway, app.state.get("drain_started"))
             keeper.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)  # the webhook worker gives its leases back
+            await asyncio.gather(*tasks, return_exceptions=True)
+            gateway.metrics.close()  # the webhook worker gives its leases back
             if isinstance(gateway.providers, ProviderSet):
                 await gateway.providers.retire()
             await gateway.store.engine.dispose()

@@ -1,15 +1,22 @@
 """Prometheus metrics, one registry per app. Labels never carry a prompt or an id, and carry the
 tenant only when an operator turns ``EDITGATE_METRICS_TENANT_LABELS`` on.
+
+Under ``editgate serve --workers N`` every worker process writes its values to files in
+``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's multiprocess mode) and ``/metrics``, whichever worker answers,
+reads them all: counters and histograms are summed over the workers, in-flight edits summed over the live
+ones, breaker states and event-loop lag the worst live worker's. Chosen over a registry per worker merged by
+hand because the library already does exactly this, including the bookkeeping of workers that died.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Iterable, Mapping
 from itertools import pairwise
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 from router.models import Attempt
 
@@ -22,6 +29,7 @@ BREAKER_VALUE = {"closed": 0, "half_open": 1, "open": 2}
 class Metrics:
     def __init__(self, tenant_labels: bool = False) -> None:
         self.registry = r = CollectorRegistry()
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.tenant_labels = tenant_labels
         t = ("tenant",) if tenant_labels else ()
         self.requests = Counter(
@@ -56,15 +64,24 @@ class Metrics:
         self.arms = Counter(
             "editgate_experiment_assignments", "Experiment arms assigned", ("experiment", "arm"), registry=r
         )
-        self.in_flight = Gauge("editgate_in_flight_edits", "Edits being processed", registry=r)
-        self.breaker = Gauge("editgate_breaker_state", "0 closed, 1 half-open, 2 open", ("provider",), registry=r)
+        self.in_flight = Gauge(
+            "editgate_in_flight_edits", "Edits being processed", registry=r, multiprocess_mode="livesum"
+        )
+        self.breaker = Gauge(
+            "editgate_breaker_state", "0 closed, 1 half-open, 2 open", ("provider",), registry=r,
+            multiprocess_mode="livemax",
+        )  # fmt: skip
         self.request_bytes = Histogram(
             "editgate_request_image_bytes", "Uploaded image bytes per edit", buckets=BYTES_BUCKETS, registry=r
         )
-        self.loop_lag = Gauge("editgate_event_loop_lag_seconds", "Worst event-loop lag in the last second", registry=r)
+        self.loop_lag = Gauge(
+            "editgate_event_loop_lag_seconds", "Worst event-loop lag in the last second", registry=r,
+            multiprocess_mode="livemax",
+        )  # fmt: skip
         self.loop_lag_peak = Gauge(
-            "editgate_event_loop_lag_peak_seconds", "Worst event-loop lag since start", registry=r
-        )
+            "editgate_event_loop_lag_peak_seconds", "Worst event-loop lag since start", registry=r,
+            multiprocess_mode="max",
+        )  # fmt: skip
         self._peak = 0.0
         self.megapixels = Histogram(
             "editgate_image_megapixels", "Image size", ("direction",), buckets=MEGAPIXEL_BUCKETS, registry=r
@@ -131,4 +148,13 @@ class Metrics:
     def exposition(self, breaker_states: Mapping[str, str]) -> bytes:
         for provider, state in breaker_states.items():
             self.breaker.labels(provider).set(BREAKER_VALUE[state])
-        return generate_latest(self.registry)
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        every_worker = CollectorRegistry()
+        multiprocess.MultiProcessCollector(every_worker)
+        return generate_latest(every_worker)
+
+    def close(self) -> None:
+        """This worker is stopping: its live gauges (in flight, breakers, lag) leave the sums."""
+        if self.multiprocess:
+            multiprocess.mark_process_dead(os.getpid())

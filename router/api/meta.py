@@ -14,8 +14,9 @@ from router.service import Gateway
 
 
 @get("/healthz", summary="Liveness", tags=["meta"])
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+async def healthz() -> dict[str, Any]:
+    """Alive; ``pid`` tells the worker processes of ``serve --workers N`` apart."""
+    return {"status": "ok", "pid": os.getpid()}
 
 
 @get("/readyz", summary="Readiness", tags=["meta"])
