@@ -83,6 +83,18 @@ class Metrics:
             multiprocess_mode="max",
         )  # fmt: skip
         self._peak = 0.0
+        self.queued = Gauge(
+            "editgate_queued_edits", "Edits waiting in the queue (all instances), read at scrape time", registry=r,
+            multiprocess_mode="livemax",
+        )  # fmt: skip
+        self.dependency_up = Gauge(
+            "editgate_dependency_up", "1 when the dependency answered at the last scrape", ("dependency",),
+            registry=r, multiprocess_mode="livemin",
+        )  # fmt: skip
+        self.budget = Gauge(
+            "editgate_budget_daily_usd", "Daily spending cap from the policy (tenant label: per-tenant caps)",
+            ("tenant",), registry=r, multiprocess_mode="livemax",
+        )  # fmt: skip
         self.megapixels = Histogram(
             "editgate_image_megapixels", "Image size", ("direction",), buckets=MEGAPIXEL_BUCKETS, registry=r
         )
@@ -144,6 +156,16 @@ class Metrics:
                     self._peak = worst
                     self.loop_lag_peak.set(worst)
                 worst, window_start = 0.0, now
+
+    def scraped(self, *, queued: int | None, budgets: Mapping[str, float]) -> None:
+        """What is read at scrape time: the queue (None: the database did not answer) and the budget lines
+        (tenant ``""`` is the default cap; named tenants only with tenant labels on, as for cost)."""
+        self.dependency_up.labels("database").set(0 if queued is None else 1)
+        if queued is not None:
+            self.queued.set(queued)
+        for tenant, usd in budgets.items():
+            if tenant == "" or self.tenant_labels:
+                self.budget.labels(tenant).set(usd)
 
     def exposition(self, breaker_states: Mapping[str, str]) -> bytes:
         for provider, state in breaker_states.items():

@@ -9,11 +9,13 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 from tests.conftest import fixture_bytes
+from tests.test_routing_integration import policy_file
 from tests.test_serve_command import _free_port
 
 FILES = {
@@ -62,3 +64,17 @@ def test_two_workers_share_the_socket_the_emulator_and_the_metrics(tmp_path: Pat
         proc.terminate()
         output = proc.communicate(timeout=30)[0]
     assert output.count("emulator_serving_cloud_providers") == 1, output[-3000:]
+
+
+def test_metrics_show_the_queue_the_database_and_the_budget_lines(
+    make_server: Callable[..., str], tmp_path: Path
+) -> None:
+    url = make_server(policy_file=policy_file(tmp_path, budgets={"default_daily_usd": 25.0}))
+    with httpx.Client(base_url=url, timeout=60) as c:
+        queued = c.post("/v1/edits", headers={"Prefer": "respond-async"}, files=FILES,
+                        data={"prompt": "remove the mug", "provider": "local"})  # fmt: skip
+        assert queued.status_code == 202
+        text = c.get("/metrics").text
+    assert re.search(r"^editgate_dependency_up\{dependency=\"database\"\} 1\.0$", text, re.M)
+    assert re.search(r"^editgate_queued_edits [0-9.]+$", text, re.M)
+    assert re.search(r"^editgate_budget_daily_usd\{tenant=\"\"\} 25\.0$", text, re.M)
