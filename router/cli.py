@@ -144,6 +144,38 @@ def _with_store(data_dir: Path | None, database_url: str | None, fn: Callable[[S
     return asyncio.run(run())
 
 
+@main.command()
+@click.option("--database-url", envvar="DATABASE_URL", default=None, help="PostgreSQL URL [SQLite in the data dir].")
+@click.option("--data-dir", envvar="EDITGATE_DATA_DIR", type=click.Path(path_type=Path), default=None)
+def migrate(database_url: str | None, data_dir: Path | None) -> None:
+    """Bring the database's schema up to date and exit (a deploy's migration job; `serve` also migrates at
+    start-up, under an advisory lock, so running both is safe)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
+
+    from router.storage.db import database_url as resolve_url
+    from router.storage.db import make_engine
+    from router.storage.db import migrate as run_migrations
+
+    overrides = {k: v for k, v in {"data_dir": data_dir, "database_url": database_url}.items() if v is not None}
+    settings = Settings(**overrides)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = resolve_url(settings.database_url, settings.data_dir)
+    engine = make_engine(url)
+
+    async def run() -> None:
+        try:
+            await run_migrations(engine)
+        except (DBAPIError, OSError) as exc:
+            shown = make_url(url).render_as_string(hide_password=True)
+            raise click.ClickException(f"cannot migrate {shown}: {str(exc).splitlines()[0]}") from None
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    click.echo("editgate: schema up to date", err=True)
+
+
 def _tenant_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     from router.storage.store import TENANT_NAME, TENANT_NAME_RULE
 
