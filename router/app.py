@@ -25,9 +25,10 @@ from router.api.meta import chips, healthz, metrics, readyz
 from router.api.openai_compat import openai_images_edit, openai_images_generate
 from router.api.routing import explain_route, get_policy
 from router.api.sessions import SESSION_HANDLERS
+from router.api.signed_urls import signed_urls_middleware
 from router.api.webhooks import edit_deliveries
 from router.auth import provide_caller, provide_tenant
-from router.blobs import DiskBlobStore
+from router.blobs import open_blob_store
 from router.body_deadline import body_deadline
 from router.breaker import Breakers
 from router.deferred import DeferredScores
@@ -35,6 +36,7 @@ from router.errors import EXCEPTION_HANDLERS
 from router.events import EventBus
 from router.executor import Resources
 from router.lifecycle import Lifecycle
+from router.links import LinkSigner, local_keys, parse_keys
 from router.logging import request_id_middleware
 from router.metrics import Metrics
 from router.policy_source import PolicyReloader, read_policy
@@ -63,7 +65,7 @@ def build_gateway(settings: Settings) -> Gateway:
         settings=settings,
         policy=policy,
         providers=build_providers(settings, policy, workers.run),
-        blobs=DiskBlobStore(settings.data_dir / "blobs"),
+        blobs=open_blob_store(settings.blob_url, settings.data_dir),
         store=store,
         lifecycle=Lifecycle(store, owner=new_id("inst"), lease_s=settings.lease_s),
         workers=workers,
@@ -72,6 +74,11 @@ def build_gateway(settings: Settings) -> Gateway:
         metrics=Metrics(settings.metrics_tenant_labels),
         forced_provider=settings.image_edit_provider,
         events=EventBus(settings.events_retain_s),
+    )
+    gateway.links = LinkSigner(
+        parse_keys(settings.link_keys) if settings.link_keys else local_keys(settings.data_dir),
+        settings.link_ttl_s,
+        settings.link_ttl_by_tenant,
     )
     gateway.scores = DeferredScores(settings.deferred_scores, workers.run, gateway.lifecycle.scored)
     gateway.set_policy(policy)
@@ -137,7 +144,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 task.cancel()
             await drain(gateway, app.state.get("drain_started"))
             keeper.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)  # the webhook worker gives its leases back
+            await asyncio.gather(*tasks, return_exceptions=True)
+            gateway.metrics.close()  # the webhook worker gives its leases back
             if isinstance(gateway.providers, ProviderSet):
                 await gateway.providers.retire()
             await gateway.store.engine.dispose()
@@ -167,7 +175,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         dependencies={"tenant": Provide(provide_tenant), "caller": Provide(provide_caller)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        middleware=[request_id_middleware, body_deadline(settings.body_read_timeout_s)],
+        middleware=[request_id_middleware, body_deadline(settings.body_read_timeout_s), signed_urls_middleware],
         lifespan=[lifespan],
         request_max_body_size=settings.limits.max_request_bytes,
         openapi_config=openapi_config(version="0.1.0"),

@@ -1,7 +1,8 @@
 """Content-addressed blob storage: rows and responses hold sha256 hashes, never bytes.
 
-The local-disk store is the embedded default; a shared object store implements the same three
-methods for scale-out.
+The local-disk store is the embedded default; an S3-compatible object store (router/blob_s3.py,
+``EDITGATE_BLOB_URL=s3://bucket/prefix``) implements the same methods for replicas that share blobs.
+Every method blocks: callers run them on the worker threads (``gw.workers.run``), never on the loop.
 """
 
 from __future__ import annotations
@@ -18,10 +19,25 @@ _SHA = re.compile(r"^[0-9a-f]{64}$")
 
 
 class BlobStore(Protocol):
-    def put(self, data: bytes, sha256: str | None = None) -> str: ...
-    def path(self, sha256: str) -> Path | None: ...
+    def put(self, data: bytes, sha256: str | None = None) -> str:
+        """Store once; storing the same bytes again marks them as in use now (see ``delete``'s grace)."""
+        ...
+
+    def get(self, sha256: str) -> bytes | None:
+        """The bytes, or None when there is no such blob (or the id is not a sha256)."""
+        ...
+
+    def path(self, sha256: str) -> Path | None:
+        """A local file holding the blob, where the store has one (disk), so it can be sent or re-read
+        without a copy in memory; None for remote stores, which callers must then ``get``."""
+        ...
+
     def delete(self, sha256: str, grace_s: float = 0.0) -> None: ...
     def idle(self, older_than_s: float, limit: int) -> list[str]: ...
+
+
+def is_sha256(value: str) -> bool:
+    return bool(_SHA.match(value))
 
 
 class DiskBlobStore:
@@ -46,6 +62,13 @@ class DiskBlobStore:
             fh.write(data)
         Path(tmp).replace(target)
         return sha
+
+    def get(self, sha256: str) -> bytes | None:
+        path = self.path(sha256)
+        try:
+            return path.read_bytes() if path else None
+        except FileNotFoundError:  # deleted between the two calls
+            return None
 
     def path(self, sha256: str) -> Path | None:
         if not _SHA.match(sha256):
@@ -73,3 +96,15 @@ class DiskBlobStore:
                 if len(found) >= limit:
                     break
         return found
+
+
+def open_blob_store(url: str | None, data_dir: Path) -> BlobStore:
+    """``EDITGATE_BLOB_URL``: unset → local disk under the data dir; ``s3://bucket/prefix`` → the object store
+    (endpoint and credentials from the standard ``AWS_*`` environment)."""
+    if not url:
+        return DiskBlobStore(data_dir / "blobs")
+    if url.startswith("s3://"):
+        from router.blob_s3 import ObjectBlobStore  # obstore loads only where it is used
+
+        return ObjectBlobStore.from_url(url)
+    raise ValueError(f"EDITGATE_BLOB_URL must be unset or s3://bucket/prefix, not {url!r}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -27,39 +27,30 @@ def main() -> None:
     """editgate: one HTTP API in front of many AI image-edit providers."""
 
 
-def _draining_server() -> type:
-    import uvicorn
+def _default_workers(settings: Settings) -> int:
+    """All cores on PostgreSQL; one on SQLite (one writer at a time: more processes only queue on its lock)."""
+    from router.storage.db import database_url
 
-    class Draining(uvicorn.Server):
-        """On SIGTERM/SIGINT: the gateway stops taking edits and its drain clock starts (``EDITGATE_DRAIN_S``);
-        uvicorn stops accepting connections and waits that long for the ones open."""
-
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            app = self.config.app
-            if not app.state.get("drain_started"):
-                app.state.drain_started = time.monotonic()
-                app.state.gateway.draining = True
-            super().handle_exit(sig, frame)
-
-    return Draining
+    url = database_url(settings.database_url, settings.data_dir)
+    return max(1, os.cpu_count() or 1) if url.startswith("postgresql") else 1
 
 
 @main.command()
 @click.option("--host", envvar="EDITGATE_HOST", default=None, help="Bind address [127.0.0.1].")
 @click.option("--port", envvar="EDITGATE_PORT", type=int, default=None, help="Port [8080].")
 @click.option("--data-dir", envvar="EDITGATE_DATA_DIR", type=click.Path(path_type=Path), default=None)
-def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
+@click.option("--workers", envvar="EDITGATE_WORKERS", type=click.IntRange(min=1), default=None,
+              help="Worker processes [the number of cores on PostgreSQL, 1 on SQLite].")  # fmt: skip
+def serve(host: str | None, port: int | None, data_dir: Path | None, workers: int | None) -> None:
     """Serve the API with embedded defaults (local disk, local provider); no configuration needed.
 
     With no provider key set, the provider emulator starts beside the gateway and the cloud adapters
     talk to it: everything works offline, and every emulated result says ``emulated: true``.
     """
-    import uvicorn
-
     from providers.emulator import create_emulator_app
     from router.allocator import pin_mmap_threshold
-    from router.app import create_app
     from router.logging import configure_logging
+    from router.serving import prepare_multiprocess_metrics, run_single, run_workers
     from router.threaded import serve_in_thread
 
     overrides: dict[str, Any] = {
@@ -68,17 +59,15 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
     settings = Settings(**overrides)
     configure_logging(settings.log_level)
     pin_mmap_threshold()
+    env = {f"EDITGATE_{k.upper()}": str(v) for k, v in overrides.items()}
     with ExitStack() as stack:
         if settings.emulator == "on" or (settings.emulator == "auto" and not settings.has_provider_keys()):
             url = stack.enter_context(serve_in_thread(create_emulator_app(), port=settings.emulator_port))
-            settings = settings.model_copy(
-                update={
-                    "openai_api_key": "emulator",
-                    "openai_base_url": f"{url}/v1",
-                    "gemini_api_key": "emulator",
-                    "gemini_base_url": url,
-                }
-            )
+            emulated = {"openai_api_key": "emulator", "openai_base_url": f"{url}/v1",
+                        "gemini_api_key": "emulator", "gemini_base_url": url}  # fmt: skip
+            settings = settings.model_copy(update=emulated)
+            env |= {"OPENAI_API_KEY": "emulator", "OPENAI_BASE_URL": f"{url}/v1", "GEMINI_API_KEY": "emulator",
+                    "GEMINI_BASE_URL": url, "EDITGATE_EMULATOR": "off"}  # fmt: skip
             click.secho(
                 f"\n*** No provider keys set: openai-images, openai-responses and gemini are served by the "
                 f"built-in EMULATOR at {url} (a test double, not the real providers). Results say "
@@ -88,10 +77,16 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
                 err=True,
             )
             structlog.get_logger("editgate.cli").warning("emulator_serving_cloud_providers", url=url)
-        app = create_app(settings)
-        config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
-                                timeout_graceful_shutdown=settings.drain_s)  # fmt: skip
-        _draining_server()(config).run()
+        count = workers or _default_workers(settings)
+        if count == 1:
+            from router.app import create_app
+
+            run_single(create_app(settings), settings.host, settings.port, settings.drain_s)
+            return
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        prepare_multiprocess_metrics(settings.data_dir)
+        click.echo(f"editgate: {count} worker processes on http://{settings.host}:{settings.port}", err=True)
+        run_workers(env, settings.host, settings.port, count, settings.drain_s)
 
 
 @main.command()
@@ -147,6 +142,38 @@ def _with_store(data_dir: Path | None, database_url: str | None, fn: Callable[[S
             await store.engine.dispose()
 
     return asyncio.run(run())
+
+
+@main.command()
+@click.option("--database-url", envvar="DATABASE_URL", default=None, help="PostgreSQL URL [SQLite in the data dir].")
+@click.option("--data-dir", envvar="EDITGATE_DATA_DIR", type=click.Path(path_type=Path), default=None)
+def migrate(database_url: str | None, data_dir: Path | None) -> None:
+    """Bring the database's schema up to date and exit (a deploy's migration job; `serve` also migrates at
+    start-up, under an advisory lock, so running both is safe)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
+
+    from router.storage.db import database_url as resolve_url
+    from router.storage.db import make_engine
+    from router.storage.db import migrate as run_migrations
+
+    overrides = {k: v for k, v in {"data_dir": data_dir, "database_url": database_url}.items() if v is not None}
+    settings = Settings(**overrides)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = resolve_url(settings.database_url, settings.data_dir)
+    engine = make_engine(url)
+
+    async def run() -> None:
+        try:
+            await run_migrations(engine)
+        except (DBAPIError, OSError) as exc:
+            shown = make_url(url).render_as_string(hide_password=True)
+            raise click.ClickException(f"cannot migrate {shown}: {str(exc).splitlines()[0]}") from None
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    click.echo("editgate: schema up to date", err=True)
 
 
 def _tenant_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:

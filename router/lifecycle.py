@@ -217,6 +217,11 @@ class Lifecycle:
             self.held.add(version.id)
         return version
 
+    async def queued_count(self) -> int:
+        """Edits waiting in the queue, across every instance (the queue is the versions table)."""
+        async with self.store.tx() as db:
+            return int(await db.scalar(select(func.count()).select_from(Version).where(Version.status == QUEUED)) or 0)
+
     async def queue_position(self, version: Version) -> int:
         """1 for the next edit to be claimed."""
         async with self.store.tx() as db:

@@ -1,15 +1,22 @@
 """Prometheus metrics, one registry per app. Labels never carry a prompt or an id, and carry the
 tenant only when an operator turns ``EDITGATE_METRICS_TENANT_LABELS`` on.
+
+Under ``editgate serve --workers N`` every worker process writes its values to files in
+``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's multiprocess mode) and ``/metrics``, whichever worker answers,
+reads them all: counters and histograms are summed over the workers, in-flight edits summed over the live
+ones, breaker states and event-loop lag the worst live worker's. Chosen over a registry per worker merged by
+hand because the library already does exactly this, including the bookkeeping of workers that died.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Iterable, Mapping
 from itertools import pairwise
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 from router.models import Attempt
 
@@ -24,6 +31,7 @@ ALERT_OUTCOMES = frozenset({"provider_auth_failed", "provider_quota_exhausted"})
 class Metrics:
     def __init__(self, tenant_labels: bool = False) -> None:
         self.registry = r = CollectorRegistry()
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.tenant_labels = tenant_labels
         t = ("tenant",) if tenant_labels else ()
         self.requests = Counter(
@@ -64,16 +72,37 @@ class Metrics:
         self.arms = Counter(
             "editgate_experiment_assignments", "Experiment arms assigned", ("experiment", "arm"), registry=r
         )
-        self.in_flight = Gauge("editgate_in_flight_edits", "Edits being processed", registry=r)
-        self.breaker = Gauge("editgate_breaker_state", "0 closed, 1 half-open, 2 open", ("provider",), registry=r)
+        self.in_flight = Gauge(
+            "editgate_in_flight_edits", "Edits being processed", registry=r, multiprocess_mode="livesum"
+        )
+        self.breaker = Gauge(
+            "editgate_breaker_state", "0 closed, 1 half-open, 2 open", ("provider",), registry=r,
+            multiprocess_mode="livemax",
+        )  # fmt: skip
         self.request_bytes = Histogram(
             "editgate_request_image_bytes", "Uploaded image bytes per edit", buckets=BYTES_BUCKETS, registry=r
         )
-        self.loop_lag = Gauge("editgate_event_loop_lag_seconds", "Worst event-loop lag in the last second", registry=r)
+        self.loop_lag = Gauge(
+            "editgate_event_loop_lag_seconds", "Worst event-loop lag in the last second", registry=r,
+            multiprocess_mode="livemax",
+        )  # fmt: skip
         self.loop_lag_peak = Gauge(
-            "editgate_event_loop_lag_peak_seconds", "Worst event-loop lag since start", registry=r
-        )
+            "editgate_event_loop_lag_peak_seconds", "Worst event-loop lag since start", registry=r,
+            multiprocess_mode="max",
+        )  # fmt: skip
         self._peak = 0.0
+        self.queued = Gauge(
+            "editgate_queued_edits", "Edits waiting in the queue (all instances), read at scrape time", registry=r,
+            multiprocess_mode="livemax",
+        )  # fmt: skip
+        self.dependency_up = Gauge(
+            "editgate_dependency_up", "1 when the dependency answered at the last scrape", ("dependency",),
+            registry=r, multiprocess_mode="livemin",
+        )  # fmt: skip
+        self.budget = Gauge(
+            "editgate_budget_daily_usd", "Daily spending cap from the policy (tenant label: per-tenant caps)",
+            ("tenant",), registry=r, multiprocess_mode="livemax",
+        )  # fmt: skip
         self.megapixels = Histogram(
             "editgate_image_megapixels", "Image size", ("direction",), buckets=MEGAPIXEL_BUCKETS, registry=r
         )
@@ -138,7 +167,26 @@ class Metrics:
                     self.loop_lag_peak.set(worst)
                 worst, window_start = 0.0, now
 
+    def scraped(self, *, queued: int | None, budgets: Mapping[str, float]) -> None:
+        """What is read at scrape time: the queue (None: the database did not answer) and the budget lines
+        (tenant ``""`` is the default cap; named tenants only with tenant labels on, as for cost)."""
+        self.dependency_up.labels("database").set(0 if queued is None else 1)
+        if queued is not None:
+            self.queued.set(queued)
+        for tenant, usd in budgets.items():
+            if tenant == "" or self.tenant_labels:
+                self.budget.labels(tenant).set(usd)
+
     def exposition(self, breaker_states: Mapping[str, str]) -> bytes:
         for provider, state in breaker_states.items():
             self.breaker.labels(provider).set(BREAKER_VALUE[state])
-        return generate_latest(self.registry)
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        every_worker = CollectorRegistry()
+        multiprocess.MultiProcessCollector(every_worker)
+        return generate_latest(every_worker)
+
+    def close(self) -> None:
+        """This worker is stopping: its live gauges (in flight, breakers, lag) leave the sums."""
+        if self.multiprocess:
+            multiprocess.mark_process_dead(os.getpid())

@@ -32,6 +32,7 @@ from router.intake.images import LoadedImage
 from router.intake.prepare import PreparedEdit, prepare
 from router.intake.request import RawInputs
 from router.lifecycle import CANCELED, INTERRUPTED, Finish, IdempotencyClaim, Lifecycle, NewSession
+from router.links import LinkSigner
 from router.metrics import Metrics
 from router.models import (
     Attempt,
@@ -83,6 +84,8 @@ class Gateway:
     """Each edit's live events (queued, routed, attempt, partial_image, completed | failed) for SSE."""
     scores: DeferredScores | None = None
     """Preservation scores measured after the answer (answers that do not show them); None: none are."""
+    links: LinkSigner | None = None
+    """Signs and checks the expiring file links of ``?url_style=signed`` (router/links.py)."""
 
     async def shielded(self, run: EditRun, work: Coroutine[Any, Any, EditResponse]) -> EditResponse:
         """Run ``work`` as a task of its own: cancelling the caller (a disconnect) leaves it running."""

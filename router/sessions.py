@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 from typing import Any
 
 import cv2
@@ -99,10 +100,10 @@ async def version_or_404(gw: Gateway, tenant: str, session_id: str, number: int)
 
 
 async def read_blob(gw: Gateway, sha: str) -> bytes:
-    path = gw.blobs.path(sha)
-    if path is None:
+    data = await gw.workers.run(partial(gw.blobs.get, sha))
+    if data is None:
         raise ApiError(404, "not_found", "The stored image is gone (expired or deleted).")
-    return await gw.workers.run(path.read_bytes)
+    return data
 
 
 async def resolve_parent(gw: Gateway, tenant: str, session_id: str, number: int | None) -> tuple[Version, bytes]:

@@ -106,6 +106,21 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, validation_alias="DATABASE_URL", description="PostgreSQL URL; default SQLite in the data dir."
     )
+    blob_url: str | None = Field(
+        None,
+        description="Where images are stored: unset = local disk under the data dir; s3://bucket/prefix = an "
+        "S3-compatible object store (endpoint and credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY, AWS_REGION; AWS_ALLOW_HTTP=true for a plain-HTTP endpoint).",
+    )
+    link_keys: str | None = Field(
+        None,
+        description="Keys of signed file links, 'kid:secret[,kid:secret…]': the first signs, all verify (rotation). "
+        "Unset: a random key kept in the data dir (replicas on separate machines must set this).",
+    )
+    link_ttl_s: float = Field(3600.0, gt=0, description="How long a signed file link works.")
+    link_ttl_by_tenant: dict[str, float] = Field(
+        default_factory=dict, description='Per-tenant link lifetimes, JSON: {"acme": 600}.'
+    )
     retention_days: float = Field(30.0, description="Sessions, their images and history expire after this.")
     sweep_interval_s: float = Field(300.0, description="How often expired sessions are removed.")
     lease_s: float = Field(

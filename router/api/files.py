@@ -1,13 +1,16 @@
-"""``GET /v1/files/{id}``: stored images (inputs after intake, and results)."""
+"""``GET /v1/files/{id}``: stored images (inputs after intake, and results), with the API key or a signed link."""
 
 from __future__ import annotations
 
-from litestar import Request, get
-from litestar.params import FromPath
+from functools import partial
+from typing import Annotated
+
+from litestar import Request, Response, get
+from litestar.params import FromPath, QueryParameter
 from litestar.response import File
 
 from router.api.openapi import guarded
-from router.auth import TenantId
+from router.auth import resolve_caller
 from router.errors import ApiError
 from router.intake.sniff import sniff
 from router.service import Gateway
@@ -15,19 +18,53 @@ from router.service import Gateway
 _MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 
-@get("/v1/files/{file_id:str}", summary="Download a stored image", tags=["files"], **guarded(404))
-async def get_file(request: Request, tenant: TenantId, file_id: FromPath[str]) -> File:
-    gw: Gateway = request.app.state.gateway
-    path = gw.blobs.path(file_id)
-    if path is None or not await gw.store.owns_blob(tenant, file_id):  # path() also rejects non-sha ids
-        raise ApiError(404, "not_found", f"No file {file_id!r}.", "file_id")
-    with path.open("rb") as fh:
-        head = fh.read(32)
+async def blob_response(gw: Gateway, sha: str, filename_stem: str, cache: str) -> File | Response[bytes] | None:
+    """A stored image as an inline download: the file itself from disk (no copy in memory), the bytes from an
+    object store. None when it is gone."""
+    path = gw.blobs.path(sha)
+    if path is not None:
+        with path.open("rb") as fh:
+            head = fh.read(32)
+        data = None
+    else:
+        data = await gw.workers.run(partial(gw.blobs.get, sha))
+        if data is None:
+            return None
+        head = data[:32]
     fmt = sniff(head)
-    return File(
-        path=path,
-        media_type=_MIME.get(fmt, "application/octet-stream"),
-        filename=f"{file_id}.{fmt if fmt in _MIME else 'bin'}",
-        content_disposition_type="inline",
-        headers={"Cache-Control": "private, max-age=31536000, immutable"},
-    )
+    media_type = _MIME.get(fmt, "application/octet-stream")
+    disposition = f'inline; filename="{filename_stem}.{fmt if fmt in _MIME else "bin"}"'
+    if path is not None:
+        return File(path=path, media_type=media_type, filename=f"{filename_stem}.{fmt if fmt in _MIME else 'bin'}",
+                    content_disposition_type="inline", headers={"Cache-Control": cache})  # fmt: skip
+    return Response(data, media_type=media_type, headers={"Cache-Control": cache, "Content-Disposition": disposition})
+
+
+@get("/v1/files/{file_id:str}", summary="Download a stored image", tags=["files"], **guarded(403, 404))
+async def get_file(
+    request: Request,
+    file_id: FromPath[str],
+    link_tenant: Annotated[
+        str | None, QueryParameter(name="tenant", description="Signed links only: the tenant the link is for.")
+    ] = None,
+    session: Annotated[str | None, QueryParameter(description="Signed links only: the session it shows.")] = None,
+    expires: Annotated[int | None, QueryParameter(description="Signed links only: expiry, Unix seconds.")] = None,
+    signature: Annotated[str | None, QueryParameter(description="Signed links only: `KID.MAC`.")] = None,
+) -> File | Response[bytes]:
+    """With the API key, or without it through a signed link (`?url_style=signed` on any endpoint returns
+    them): `tenant`, `expires` and `signature` as given. A tampered or expired link is 403; a link to an image
+    whose session was deleted is 404."""
+    gw: Gateway = request.app.state.gateway
+    if signature is not None or expires is not None:
+        if signature is None or expires is None or link_tenant is None or session is None:
+            raise ApiError(403, "invalid_signature", "A signed link needs tenant, expires and signature.", "signature")
+        gw.links.verify(link_tenant, session, file_id, expires, signature)  # type: ignore[union-attr]
+        owner, in_session, cache = link_tenant, session, "private, max-age=60"
+    else:
+        owner, in_session, cache = (await resolve_caller(request)).tenant, None, "private, max-age=31536000, immutable"
+    if (
+        not await gw.store.owns_blob(owner, file_id, in_session)
+        or (found := await blob_response(gw, file_id, file_id, cache)) is None
+    ):
+        raise ApiError(404, "not_found", f"No file {file_id!r}.", "file_id")
+    return found

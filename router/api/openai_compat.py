@@ -12,6 +12,7 @@ the provider's partial images (``partial_images``: 0-3) as they come, then the n
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import pybase64
@@ -134,8 +135,7 @@ async def _answer(gw: Gateway, response: EditResponse, response_format: str, qua
         if response_format == "url":
             data.append({"url": image.url})
         else:
-            path = gw.blobs.path(image.sha256)
-            raw = await gw.workers.run(path.read_bytes) if path else b""
+            raw = await gw.workers.run(partial(gw.blobs.get, image.sha256)) or b""
             data.append({"b64_json": pybase64.b64encode(raw).decode()})
     first = response.images[0] if response.images else None
     body = {

@@ -10,6 +10,7 @@ from litestar.params import FromPath, PathParameter, QueryParameter
 from litestar.response import File
 
 from router.api.edits import accepted, base_url, prefers_async, start_edit
+from router.api.files import blob_response
 from router.api.openapi import EDIT_ERRORS, EditOperation, guarded
 from router.auth import TenantId
 from router.errors import ApiError
@@ -110,15 +111,13 @@ async def get_version(
 )
 async def get_version_image(
     request: Request, tenant: TenantId, session_id: FromPath[str], number: VersionNumber
-) -> File:
+) -> File | Response[bytes]:
     gw: Gateway = request.app.state.gateway
     version = await version_or_404(gw, tenant, session_id, number)
-    path = gw.blobs.path(version.image_sha or "")
-    if path is None:
+    found = await blob_response(gw, version.image_sha or "", f"{session_id}-v{number}", "private, max-age=3600")
+    if found is None:
         raise ApiError(404, "not_found", f"Version {number} has no image.", "version")
-    fmt = (version.result or {}).get("image", {}).get("format", "png")
-    return File(path=path, media_type=f"image/{fmt}", filename=f"{session_id}-v{number}.{fmt}",
-                content_disposition_type="inline")  # fmt: skip
+    return found
 
 
 @post("/v1/sessions/{session_id:str}/versions/{number:int}/retry", status_code=200, tags=["sessions"],

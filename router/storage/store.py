@@ -221,9 +221,13 @@ class Store:
         async with self.tx() as db:
             return set(await db.scalars(select(Blob.sha256).where(Blob.sha256.in_(shas)))) if shas else set()
 
-    async def owns_blob(self, tenant: str, sha: str) -> bool:
+    async def owns_blob(self, tenant: str, sha: str, session_id: str | None = None) -> bool:
+        """The tenant uses this file (in that session, when one is named: a signed link is for one session)."""
         async with self.tx() as db:
-            q = select(exists().where(Blob.tenant_id == tenant, Blob.sha256 == sha))
+            where = [Blob.tenant_id == tenant, Blob.sha256 == sha]
+            if session_id is not None:
+                where.append(Blob.session_id == session_id)
+            q = select(exists().where(*where))
             return bool(await db.scalar(q))
 
     async def add_version(self, tenant: str, session_id: str, **fields: Any) -> Version:
