@@ -26,6 +26,7 @@ from providers.errors import (
 )
 from providers.imaging import encode
 from providers.openai_common import EMULATOR_HEADER, retry_after
+from providers.trace_context import inject_trace_context
 
 REGION_SENTENCE = (
     "The second image is a mask of the first: change only the area that is white in the mask, and keep "
@@ -35,7 +36,9 @@ REGION_SENTENCE = (
 
 def make_http_client(connect_timeout_s: float = 10.0) -> httpx.AsyncClient:
     """The long read timeout image calls need."""
-    return httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=connect_timeout_s))
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(300.0, connect=connect_timeout_s), event_hooks={"request": [inject_trace_context]}
+    )
 
 
 def make_client(api_key: str, base_url: str | None, http_client: httpx.AsyncClient | None = None,

@@ -26,6 +26,7 @@ from providers.errors import (
     Rejected,
     Unavailable,
 )
+from providers.trace_context import inject_trace_context
 
 EMULATOR_HEADER = "x-emulator"
 
@@ -35,9 +36,14 @@ def make_client(
 ) -> openai.AsyncOpenAI:
     """SDK retries are off: the executor owns retries, fallbacks and the overall deadline. ``max_connections``
     sizes the SDK's pool to the policy's concurrency (its default of 1,000 would fail the 1,001st call)."""
-    if http_client is None and max_connections is not None:
-        limits = type(DEFAULT_CONNECTION_LIMITS)(max_connections=max_connections, max_keepalive_connections=100)
-        http_client = openai.DefaultAsyncHttpxClient(limits=limits)  # the SDK's own client type, resized
+    if http_client is None:
+        limits = (
+            DEFAULT_CONNECTION_LIMITS
+            if max_connections is None
+            else type(DEFAULT_CONNECTION_LIMITS)(max_connections=max_connections, max_keepalive_connections=100)
+        )
+        # the SDK's own client type, resized; every request carries the current trace (router/tracing.py)
+        http_client = openai.DefaultAsyncHttpxClient(limits=limits, event_hooks={"request": [inject_trace_context]})
     return openai.AsyncOpenAI(
         api_key=api_key,
         base_url=base_url,

@@ -47,6 +47,7 @@ from router.sessions import sweeper
 from router.settings import Settings
 from router.storage.db import database_url, make_engine, migrate
 from router.storage.store import DEV_TENANT, Store, new_id
+from router.tracing import configure_tracing, tracing_middleware
 from router.webhooks import enqueue
 from router.webhooks.delivery import DeliveryWorker
 from router.workers import ImageWorkers
@@ -99,6 +100,7 @@ def _apply_policy(gateway: Gateway) -> Callable[[Policy], None]:
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings()
+    configure_tracing()
     gateway = build_gateway(settings)
 
     @contextlib.asynccontextmanager
@@ -175,7 +177,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         dependencies={"tenant": Provide(provide_tenant), "caller": Provide(provide_caller)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        middleware=[request_id_middleware, body_deadline(settings.body_read_timeout_s), signed_urls_middleware],
+        middleware=[
+            tracing_middleware,
+            request_id_middleware,
+            body_deadline(settings.body_read_timeout_s),
+            signed_urls_middleware,
+        ],
         lifespan=[lifespan],
         request_max_body_size=settings.limits.max_request_bytes,
         openapi_config=openapi_config(version="0.1.0"),

@@ -31,6 +31,7 @@ from providers.errors import AuthError, InvalidInput, ProviderError, RateLimited
 from router.breaker import Breakers
 from router.errors import ApiError
 from router.models import Attempt
+from router.tracing import traced_attempt
 
 log = structlog.get_logger("editgate.executor")
 _STATUS = {
@@ -151,7 +152,7 @@ async def execute(
                         async with contextlib.nullcontext() if name == held else resources.limiter(name):
                             started = time.perf_counter()
                             queue_ms += (started - queued) * 1000
-                            result = await providers[name].edit(job)
+                            result = await traced_attempt(providers[name], job)
                     except ProviderError as exc:
                         ms = (time.perf_counter() - (started or queued)) * 1000
                         provider_ms += ms

@@ -52,6 +52,7 @@ from router.registry import in_use
 from router.settings import Settings
 from router.storage.models import Version
 from router.storage.store import SessionGone, Spend, Store, new_id
+from router.tracing import traced
 from router.workers import ImageWorkers
 
 log = structlog.get_logger("editgate.edit")
@@ -283,6 +284,7 @@ def start_of_utc_day(now: float) -> float:
     return now - now % 86400
 
 
+@traced("editgate.decide")
 async def route(gw: Gateway, p: PreparedEdit, tenant: str, session_id: str | None,
                 session_provider: str | None, shadow: bool = False) -> RouteDecision:  # fmt: skip
     """Everything that varies, gathered for the pure engine: health, spend, estimates, sticky keys.
@@ -480,6 +482,7 @@ class EditRun:
         return _ledger_rows(self.target, self.session_id, self.version.id, self.decision, self.route_info.attempts,
                             usage, self.actual, total_ms)  # fmt: skip
 
+    @traced("editgate.store")
     async def finish(self, outcome: Outcome, lock: bool, normalized: list[tuple[NormalizedImage, Any]]) -> EditResponse:
         """succeeded, in one transaction: the result, the ledger, the files, the session's expiry, the key."""
         gw, p = self.gw, self.p
@@ -627,6 +630,7 @@ class EditRun:
         self.target.tag = (shadow.name, "primary")
         return shadow
 
+    @traced("editgate.normalize")
     async def normalize(self, outcome: Outcome) -> tuple[bool, list[tuple[NormalizedImage, Any]]]:
         """Size, format and mask lock of what the provider returned; whether the mask lock applied."""
         try:

@@ -36,7 +36,7 @@ async def get_config(request: Request) -> dict[str, Any]:
 async def get_stats(request: Request) -> dict[str, Any]:
     """Requests seen and faults injected per endpoint since the plan was last set."""
     injector = request.app.state.injector
-    return {"requests": injector.requests, "faults_injected": injector.injected}
+    return {"requests": injector.requests, "faults_injected": injector.injected, "traceparents": injector.traceparents}
 
 
 @get("/_emulator/received")

@@ -122,6 +122,8 @@ class FaultInjector:
         self._streams = {ep: random.Random(f"{config.seed}:{ep}") for ep in ("images", "responses", "gemini")}
         self.requests = dict.fromkeys(self._streams, 0)
         self.injected = dict.fromkeys(self._streams, 0)
+        self.traceparents: list[str] = []
+        """W3C ``traceparent`` headers received (the last 100), so tests see the trace reach the provider."""
         self.received: list[tuple[Endpoint, list[bytes]]] = []
 
     def _recording(self, endpoint: Endpoint, receive: Receive) -> Receive:
@@ -154,6 +156,8 @@ class FaultInjector:
             await send(message)  # type: ignore[arg-type]
 
         endpoint = endpoint_of(scope.get("path", "")) if scope["type"] == "http" else None
+        if endpoint is not None and (parent := dict(scope.get("headers", [])).get(b"traceparent")):
+            self.traceparents = [*self.traceparents[-99:], parent.decode("latin-1")]
         if endpoint is not None and self.config.record_bodies:
             receive = self._recording(endpoint, receive)
         plan = self.config.endpoints.get(endpoint) if endpoint else None

@@ -22,6 +22,7 @@ from router.intake.outpaint import build_canvas, size_for_aspect
 from router.intake.request import RawInputs
 from router.models import EditRequest
 from router.settings import Limits
+from router.tracing import traced
 
 
 @dataclass(slots=True)
@@ -113,6 +114,7 @@ def blank_canvas(req: EditRequest) -> bytes:
     return encode(np.full((h, w, 3), 128, np.uint8), "png")
 
 
+@traced("editgate.intake")
 def prepare(req: EditRequest, raw: RawInputs, limits: Limits, tenant: str | None = None) -> PreparedEdit:
     raw.load()
     chips = _check_cheap(req, raw, limits)
