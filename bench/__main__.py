@@ -26,6 +26,7 @@ from bench.inflight import in_flight
 from bench.micro import decision_us, micro
 from bench.procs import services
 from bench.report import render, targets
+from bench.workers import workers_throughput
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures"
@@ -60,10 +61,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, services(Path(tmp), args.out.parent) as svc:
         results["arms"] = measure_all(svc, image, mask, args.smoke, profile_dir)
         results["in_flight"] = in_flight(svc, image, mask, args.smoke)
+        results["workers"] = workers_throughput(svc, Path(tmp), image, mask, args.smoke)
     results["targets"] = targets(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(render(results))
+    w = results["workers"]
+    if "runs" in w:
+        one, two = (w["runs"][n]["throughput_rps"] for n in ("1", "2"))
+        errors = "/".join(str(w["runs"][n]["errors"]) for n in ("1", "2"))
+        print(f"\nserve --workers (PostgreSQL, pass-through, c=8): 1 worker {one:.1f} edits/s, "
+              f"2 workers {two:.1f} edits/s ({w['ratio_2_to_1']}x), errors {errors}")  # fmt: skip
+    else:
+        print(f"\nserve --workers: {w['skipped']}")
     print(f"\nwritten: {args.out}")
 
 

@@ -29,3 +29,6 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert report["in_flight"]["errors"] == 0 and report["in_flight"]["peak_rss_mb"] > 0
     assert {t["target"].split(":")[0] for t in report["targets"]} >= {"drop_in", "pass_through", "full edit"}
     assert (tmp_path / "bare_proxy.log").exists()
+    workers = report["workers"]  # serve --workers 1 and 2 on PostgreSQL (running here, as for the storage tests)
+    assert "serve --workers" in result.stdout
+    assert {w["errors"] for w in workers["runs"].values()} == {0} and workers["ratio_2_to_1"] > 0
