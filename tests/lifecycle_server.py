@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+from tests.test_serve_command import wait_until_serving
 
 
 def free_port() -> int:
@@ -30,15 +30,7 @@ class ServerProcess:
                        GEMINI_BASE_URL=emulator, EDITGATE_LOG_LEVEL="warning", **env)  # fmt: skip
         cmd = [sys.executable, "-m", "router.cli", "serve", "--port", str(self.port), "--data-dir", str(data_dir)]
         self.proc = subprocess.Popen(cmd, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and self.proc.poll() is None, "serve did not come up"
-            time.sleep(0.1)
+        wait_until_serving(self.url, self.proc)
 
     def query(self, sql: str, *args: Any) -> list[tuple]:
         """Read the server's SQLite database directly (what a crash left behind)."""

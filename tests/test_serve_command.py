@@ -20,6 +20,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_serving(url: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
+    """Until ``url/healthz`` answers 200; fails at once if the process exits (a busy machine starts slowly)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline and proc.poll() is None, "serve did not come up"
+        time.sleep(0.1)
+
+
 def test_serve_without_keys_runs_offline_on_the_emulator(tmp_path: Path) -> None:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "GEMINI_API_KEY", "IMAGE_EDIT_PROVIDER")}
@@ -27,15 +40,7 @@ def test_serve_without_keys_runs_offline_on_the_emulator(tmp_path: Path) -> None
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "serve did not come up"
-            time.sleep(0.1)
+        wait_until_serving(url, proc)
         files = [
             ("image", ("c.png", fixture_bytes("coffee.png"))),
             ("mask", ("m.png", fixture_bytes("coffee_background_mask.png"))),

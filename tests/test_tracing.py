@@ -19,7 +19,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tests.conftest import fixture_bytes
-from tests.test_serve_command import _free_port
+from tests.test_serve_command import _free_port, wait_until_serving
 
 FILES = {
     "image": ("c.png", fixture_bytes("coffee.png")),
@@ -62,15 +62,7 @@ def test_a_traced_edit_is_exported_stage_by_stage_and_reaches_the_provider(colle
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url, trace_id, parent = f"http://127.0.0.1:{port}", secrets.token_hex(16), secrets.token_hex(8)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "serve did not come up"
-            time.sleep(0.1)
+        wait_until_serving(url, proc)
         r = httpx.post(f"{url}/v1/edits", files=FILES, data={"prompt": PROMPT, "provider": "openai-images"},
                        headers={"traceparent": f"00-{trace_id}-{parent}-01"}, timeout=120)  # fmt: skip
         assert r.status_code == 200, r.text
