@@ -26,6 +26,7 @@ from router.api.openai_compat import openai_images_edit, openai_images_generate
 from router.api.routing import explain_route, get_policy
 from router.api.sessions import SESSION_HANDLERS
 from router.api.webhooks import edit_deliveries
+from router.api.what_if import route_what_if
 from router.auth import provide_caller, provide_tenant
 from router.blobs import DiskBlobStore
 from router.body_deadline import body_deadline
@@ -161,6 +162,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             experiment_report,
             explain_route,
             get_policy,
+            route_what_if,
             *SESSION_HANDLERS,
             *LISTING_HANDLERS,
             docs_assets(),
