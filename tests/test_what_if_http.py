@@ -38,6 +38,8 @@ class World:
         self.globex = _key(data_dir, "--tenant", "globex")
         self.admin = _key(data_dir, "--admin")
         self.edits: dict[str, list[dict[str, Any]]] = {"acme": [], "globex": []}
+        self.calls: dict[str, list[dict[str, Any]]] = {"acme": [], "globex": []}
+        """Every record whose provider calls the ledger holds: edits, and the runs of a compare."""
 
     def edit(self, tenant: str, tier: str, queued: bool = False) -> dict[str, Any]:
         headers = _bearer(getattr(self, tenant)) | ({"Prefer": "respond-async"} if queued else {})
@@ -48,7 +50,23 @@ class World:
             body = httpx.get(f"{self.url}/v1/edits/{body['id']}?wait=60", headers=headers, timeout=90).json()
         assert body["status"] == "succeeded", body
         self.edits[tenant].append(body)
+        self.calls[tenant].append(body)
         return body
+
+    def compare(self, tenant: str, provider: str) -> None:
+        """A side-by-side run: ledgered (observed), but not routed traffic to replay."""
+        headers = _bearer(getattr(self, tenant))
+        r = httpx.post(f"{self.url}/v1/compare?providers={provider}", files=FILES, data={**FIELDS, "tier": "pro"},
+                       headers=headers, timeout=60)  # fmt: skip
+        assert r.status_code == 200, r.text
+        for result in r.json()["results"]:
+            self.calls[tenant].append(httpx.get(f"{self.url}/v1/edits/{result['id']}", headers=headers).json())
+
+    def refused(self, tenant: str) -> None:
+        """An edit the policy refuses: stored as failed, never routed, so not replayed."""
+        data = {**FIELDS, "tier": "pro", "background": "transparent", "provider": "gemini"}
+        r = httpx.post(f"{self.url}/v1/edits", files=FILES, data=data, headers=_bearer(getattr(self, tenant)))
+        assert (r.status_code, r.json()["error"]["code"]) == (422, "no_capable_provider"), r.text
 
     def explain(self, tenant: str, tier: str) -> dict[str, Any]:
         headers = _bearer(getattr(self, tenant))
@@ -68,15 +86,17 @@ def world(make_server: Callable[..., str], emulator: str, tmp_path_factory: pyte
     w.edit("acme", "pro", queued=True)  # a queued edit records its features when it is routed
     w.edit("acme", "standard")
     w.edit("globex", "pro")
+    w.compare("acme", "gemini")
+    w.refused("acme")
     return w
 
 
-def _attempts(edits: list[dict[str, Any]], provider: str) -> list[dict[str, Any]]:
-    return [a for e in edits for a in e["route"]["attempts"] if a["provider"] == provider]
+def _attempts(records: list[dict[str, Any]], provider: str) -> list[dict[str, Any]]:
+    return [a for r in records for a in r["route"]["attempts"] if a["provider"] == provider]
 
 
-def _ratio(edit: dict[str, Any]) -> float:
-    return edit["cost"]["actual_usd"] / edit["cost"]["estimated_usd"]
+def _ratios(records: list[dict[str, Any]], provider: str) -> list[float]:
+    return [r["cost"]["actual_usd"] / r["cost"]["estimated_usd"] for r in records if r["provider"] == provider]
 
 
 def test_moving_a_rule_to_gemini_reports_the_moves_and_costs_of_the_recorded_edits(world: World) -> None:
@@ -106,8 +126,9 @@ def test_moving_a_rule_to_gemini_reports_the_moves_and_costs_of_the_recorded_edi
         {"rule": "standard-tier", "edits": 1, "before_usd": pytest.approx(acme[2]["cost"]["actual_usd"], abs=1e-6),
          "after_usd": pytest.approx(acme[2]["cost"]["actual_usd"], abs=1e-6)},
     ]  # fmt: skip
-    observed = {"openai-images": Observed(ratios=[_ratio(e) for e in acme[:2]]),
-                "gemini": Observed(ratios=[_ratio(acme[2])])}  # fmt: skip
+    calls = world.calls["acme"]
+    assert len(calls) == 4, "three edits and one compare run"
+    observed = {name: Observed(ratios=_ratios(calls, name)) for name in ("openai-images", "gemini")}
     expected = interval95(acme[2]["cost"]["actual_usd"], {"gemini": [gemini_today["estimate_usd"]] * 2}, observed)
     assert cost["after_interval95_usd"] == pytest.approx(list(expected), abs=2e-6)
 
@@ -115,7 +136,7 @@ def test_moving_a_rule_to_gemini_reports_the_moves_and_costs_of_the_recorded_edi
     assert (providers["openai-images"]["edits_before"], providers["openai-images"]["edits_after"]) == (2, 0)
     assert (providers["gemini"]["edits_before"], providers["gemini"]["edits_after"]) == (1, 3)
     for name in ("openai-images", "gemini"):
-        ms = [a["latency_ms"] for a in _attempts(acme, name)]
+        ms = [a["latency_ms"] for a in _attempts(calls, name)]
         seen = providers[name]["observed"]
         assert seen["edits"] == len(ms) and seen["failure_rate"] == 0.0
         assert seen["p50_ms"] == pytest.approx(statistics.median(ms), abs=0.06)

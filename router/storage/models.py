@@ -108,7 +108,7 @@ class Version(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(40), default=None)
     """The instance running this edit; with ``lease_expires_at``, what recovery checks (see router/lifecycle.py)."""
     lease_expires_at: Mapped[float | None] = mapped_column(Float, default=None)
-    route_features: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    route_features: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
     """What the policy saw when it routed this edit (``features``) and the input image sizes its cost
     estimates need (``image_sizes``): what ``POST /v1/route/what-if`` replays. None: never routed."""
 

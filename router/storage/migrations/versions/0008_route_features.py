@@ -18,7 +18,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("versions") as batch:
-        batch.add_column(sa.Column("route_features", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("route_features", sa.JSON(none_as_null=True), nullable=True))
 
 
 def downgrade() -> None:
