@@ -13,10 +13,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from policies import Capabilities, Features, Policy
 from policies.model import PolicyError, parse_policy
 from policies.what_if import Observed, PastEdit, replay_all, summarize
+from providers.catalog import text_tokens
 from providers.pricing import PriceTable, UsageInputs, estimate_usd
 from router.chips import apply_chips
 from router.errors import ApiError
@@ -126,28 +128,45 @@ def _usage(row: RecordedEdit, f: Features) -> UsageInputs:
                        f.has_mask)  # fmt: skip
 
 
-def estimates(policy: Policy, usage: UsageInputs, prices: PriceTable, names: Iterable[str]) -> dict[str, float | None]:
-    """Today's estimate of one edit on each named provider, with the candidate policy's model and options."""
-    return {
-        name: estimate_usd(name, policy.providers[name].model, policy.providers[name].options, usage, prices)
-        for name in names
-        if name in policy.providers
-    }
+class Pricer:
+    """Today's estimate of an edit on each provider, with the candidate policy's models and options.
+
+    Estimates are memoized on what they depend on: a prompt only through its token count
+    (``text_tokens``), so edits of the same sizes, quality and n with prompts of equal length share one."""
+
+    def __init__(self, policy: Policy, prices: PriceTable, names: Iterable[str]) -> None:
+        self.policy, self.prices = policy, prices
+        self.names = [name for name in names if name in policy.providers]
+        self._known: dict[tuple[Any, ...], dict[str, float | None]] = {}
+
+    def __call__(self, usage: UsageInputs) -> dict[str, float | None]:
+        key = (text_tokens(usage.prompt), usage.image_sizes, usage.out_w, usage.out_h, usage.quality, usage.n,
+               usage.has_mask)  # fmt: skip
+        if (found := self._known.get(key)) is None:
+            found = self._known[key] = {name: self._estimate(name, usage) for name in self.names}
+        return found
+
+    def _estimate(self, name: str, usage: UsageInputs) -> float | None:
+        settings = self.policy.providers[name]
+        return estimate_usd(name, settings.model, settings.options, usage, self.prices)
 
 
-def past_edit(row: RecordedEdit, policy: Policy, prices: PriceTable, names: Iterable[str]) -> PastEdit | None:
+def past_edit(row: RecordedEdit, pricer: Pricer) -> PastEdit | None:
     """A stored edit as the replay takes it; None when it was not routed to any provider."""
     candidates = row.route.get("candidates") or []
     if not candidates or not row.rule:
         return None
-    features = Features.model_validate(row.route_features["features"])
+    try:
+        features = Features.model_validate(row.route_features.get("features"))
+    except ValidationError:  # recorded by a version whose features this one cannot read
+        return None
     return PastEdit(
         features=features,
         rule=row.rule,
         provider=candidates[0],
         before_usd=row.billed_usd,
         before_estimated=row.unpriced_calls > 0,
-        estimates=estimates(policy, _usage(row, features), prices, names),
+        estimates=pricer(_usage(row, features)),
         keys={"tenant": row.tenant, "session": row.session_id, "key": row.experiment_key},
     )
 
@@ -179,12 +198,15 @@ async def what_if(store: Store, candidate: Policy, capabilities: Mapping[str, Ca
         raise ApiError(422, "window_too_large", f"More than {MAX_EDITS} edits in this window: replay a shorter "
                        "one (since).", "since")  # fmt: skip
     calls = await ledger_calls(store, tenant, since, until, MAX_LEDGER_CALLS)
-    names = list(capabilities)
 
     def work() -> dict[str, Any]:
-        edits = [e for row in rows if (e := past_edit(row, candidate, prices, names)) is not None]
-        observed = observations(calls)
-        return summarize(replay_all(edits, candidate, capabilities, forced_provider), candidate, observed)
+        pricer = Pricer(candidate, prices, capabilities)
+        edits = [e for row in rows if (e := past_edit(row, pricer)) is not None]
+        numbers = summarize(replay_all(edits, candidate, capabilities, forced_provider), candidate, observations(calls))
+        if skipped := len(rows) - len(edits):
+            numbers["estimates"].append(f"{skipped} recorded edit(s) could not be replayed: their recorded route or "
+                                        "features are not readable by this version.")  # fmt: skip
+        return numbers
 
     numbers = await run(work)
     if forced_provider:

@@ -12,9 +12,10 @@ import pytest
 
 from policies import Capabilities, Features, parse_policy
 from policies.what_if import Observed, PastEdit, interval95, replay_all, summarize
+from providers.pricing import UsageInputs, default_prices, estimate_usd
 from router.errors import ApiError
 from router.storage.replay import LedgerCall
-from router.what_if import observations, parse_since, read_candidate
+from router.what_if import Pricer, observations, parse_since, read_candidate
 
 DEFAULT_TEXT = resources.files("policies").joinpath("default.yaml").read_text()
 RUNNING = parse_policy(DEFAULT_TEXT)
@@ -185,6 +186,17 @@ def test_experiment_arms_replay_by_their_sticky_key() -> None:
     assert 0 < moved < 40, "some tenants' sticky arm is gemini, others' is openai-images"
 
 
+def test_memoized_estimates_equal_the_price_table_s_for_prompts_of_equal_length() -> None:
+    pricer = Pricer(RUNNING, default_prices(), CAPS)
+    for prompt in ("replace the table with sand", "ersetze den Tisch durch Sand", "把桌子换成沙滩"):
+        usage = UsageInputs(prompt, ((1024, 1024),), 1024, 1024, "final", 1, True)
+        direct = {
+            name: estimate_usd(name, RUNNING.providers[name].model, RUNNING.providers[name].options, usage)
+            for name in CAPS
+        }
+        assert pricer(usage) == direct
+
+
 # -- reading the request ----------------------------------------------------------------------------
 
 
@@ -231,7 +243,18 @@ def test_an_invalid_policy_is_a_422_with_its_line_and_column() -> None:
         "version: 1\nversion: 2\n",
         "\x00\x01binary",
     ],
-    ids=["alias-bomb", "self-alias", "deep", "deep-block", "python-tag", "huge", "blank", "list", "duplicate-key", "binary"],
+    ids=[
+        "alias-bomb",
+        "self-alias",
+        "deep",
+        "deep-block",
+        "python-tag",
+        "huge",
+        "blank",
+        "list",
+        "duplicate-key",
+        "binary",
+    ],
 )
 def test_a_hostile_policy_is_a_422_never_a_crash(hostile: str) -> None:
     with pytest.raises(ApiError) as caught:
