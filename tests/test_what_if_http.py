@@ -213,6 +213,12 @@ def test_the_openapi_document_describes_it(world: World) -> None:
     assert {"200", "400", "401", "403", "422", "500"} <= set(operation["responses"])
     body = operation["requestBody"]["content"]["application/json"]["schema"]
     assert set(body["properties"]) == {"policy", "since", "tenant"} and body["required"] == ["policy"]
+    schemas = doc["components"]["schemas"]
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/WhatIfReport")
+    assert set(schemas["WhatIfReport"]["required"]) == {
+        "object", "window", "policy", "edits", "unchanged", "changed", "moves", "cost", "refusals",
+        "capability_drops", "providers", "estimates"}  # fmt: skip
+    assert set(schemas["WhatIfMove"]["properties"]) == {"from", "to", "count"}
 
 
 def test_the_cli_prints_the_summary_and_the_json(world: World, tmp_path: Path) -> None:

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from litestar import Request, post
 from litestar.openapi import ResponseSpec
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from router.api.openapi import body_operation, guarded
 from router.auth import ADMIN_REQUIRED, CallerDep
@@ -32,27 +32,26 @@ class WhatIfIn(BaseModel):
                                "tenant, or `*` for every tenant, needs an admin key.")  # fmt: skip
 
 
-class Route(BaseModel):
+class WhatIfRoute(BaseModel):
     rule: str | None
     provider: str | None = Field(description="null in `to`: the candidate refuses these edits.")
 
 
-class Move(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
+WhatIfMove = create_model(
+    "WhatIfMove",
+    __doc__="Edits whose route the candidate changes, from the recorded rule and first candidate to the new ones.",
+    **{"from": (WhatIfRoute, ...), "to": (WhatIfRoute, ...), "count": (int, ...)},  # type: ignore[call-overload]
+)
 
-    from_: Route = Field(alias="from", description="The recorded rule and first candidate.")
-    to: Route = Field(description="The candidate's rule and first candidate.")
-    count: int
 
-
-class RuleCost(BaseModel):
+class WhatIfRuleCost(BaseModel):
     rule: str = Field(description="A rule of the candidate policy (`default` when none matches).")
     edits: int
     before_usd: float
     after_usd: float
 
 
-class CostReport(BaseModel):
+class WhatIfCost(BaseModel):
     before_usd: float = Field(description="What these edits cost: their billed ledger rows, at actual cost.")
     after_usd: float = Field(description="Unchanged edits at their recorded cost; moved ones at today's estimate "
                              "of their new first candidate; refused ones at 0.")  # fmt: skip
@@ -60,44 +59,57 @@ class CostReport(BaseModel):
     after_interval95_usd: list[float] = Field(
         min_length=2, max_length=2, description="95 % interval of the after cost (observed actual/estimate spread)."
     )
-    per_rule: list[RuleCost]
+    per_rule: list[WhatIfRuleCost]
 
 
-class Counted(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
+class WhatIfRefusal(BaseModel):
+    code: str = Field(description="The error the candidate would answer these edits with.")
     count: int
 
 
-class ObservedReport(BaseModel):
+class WhatIfCapabilityDrop(BaseModel):
+    capability: str = Field(description="A capability whose lack made the candidate's route drop a provider.")
+    count: int
+
+
+class WhatIfObserved(BaseModel):
     edits: int = Field(description="Calls to this provider ledgered in the window.")
     p50_ms: float | None
     p95_ms: float | None
     failure_rate: float | None = Field(description="Share of those calls that returned no image.")
 
 
-class ProviderReport(BaseModel):
+class WhatIfProvider(BaseModel):
     provider: str
     edits_before: int
     edits_after: int
-    observed: ObservedReport
+    observed: WhatIfObserved
+
+
+class WhatIfWindow(BaseModel):
+    since: str = Field(description="ISO 8601, UTC.")
+    until: str = Field(description="ISO 8601, UTC: when the replay ran.")
+
+
+class WhatIfPolicy(BaseModel):
+    version: str
+    digest: str
 
 
 class WhatIfReport(BaseModel):
     """The candidate policy replayed over the window's edits."""
 
-    object: str = "route.what_if"
-    window: dict[str, str] = Field(description="`since` and `until`, ISO 8601 (UTC).")
-    policy: dict[str, str] = Field(description="The candidate's `version` and `digest`.")
+    object: Literal["route.what_if"]
+    window: WhatIfWindow
+    policy: WhatIfPolicy = Field(description="The candidate's `version` and `digest`.")
     edits: int
     unchanged: int
     changed: int
-    moves: list[Move]
-    cost: CostReport
-    refusals: list[Counted] = Field(description="`{code, count}`: edits the candidate would refuse, by error code.")
-    capability_drops: list[Counted] = Field(description="`{capability, count}`: edits where the candidate's route "
-                                            "drops a provider for lacking a capability.")  # fmt: skip
-    providers: list[ProviderReport]
+    moves: list[WhatIfMove]  # type: ignore[valid-type]
+    cost: WhatIfCost
+    refusals: list[WhatIfRefusal]
+    capability_drops: list[WhatIfCapabilityDrop] = Field(description="On edits whose route changes.")
+    providers: list[WhatIfProvider]
     estimates: list[str] = Field(description="Which numbers are estimates, in words.")
 
 
@@ -127,13 +139,21 @@ def _scope(asked: str | None, tenant: str, admin: bool) -> str | None:
     return asked
 
 
+DESCRIPTION = (
+    "Replays the recorded features of the window's edits through the candidate policy with today's prices, "
+    "calling no provider: which edits change route and from where to where, the cost before and after (total, "
+    "per rule, with a 95 % interval from the observed actual/estimate spread), the refusals and capability drops "
+    "it would cause, and each provider's observed latency and failure rate. The decision is exact; `estimates` "
+    "says which numbers are not. A key replays its own tenant's edits; an admin key may name another tenant, or "
+    "`*` for all."
+)
+
+
 @post("/v1/route/what-if", status_code=200, summary="Replay past edits through a candidate policy", tags=["routing"],
-      operation_class=body_operation({"application/json": WhatIfIn.model_json_schema()}), **_SPEC)  # fmt: skip
+      description=DESCRIPTION, operation_class=body_operation({"application/json": WhatIfIn.model_json_schema()}),
+      **_SPEC)  # fmt: skip
 async def route_what_if(request: Request, caller: CallerDep) -> dict[str, Any]:
-    """Replays the recorded features of the window's edits through the candidate policy with today's
-    prices, calling no provider: which edits change route and from where to where, the cost before and
-    after (total, per rule, with a 95 % interval), refusals and capability drops, and each provider's
-    observed latency and failure rate. The decision is exact; `estimates` says which numbers are not."""
+    """See :data:`DESCRIPTION`; the arithmetic is :mod:`policies.what_if`."""
     gw: Gateway = request.app.state.gateway
     body = _body(await read_json_object(request))
     tenant = _scope(body.tenant, caller.tenant, caller.admin)
@@ -143,4 +163,4 @@ async def route_what_if(request: Request, caller: CallerDep) -> dict[str, Any]:
     capabilities = {name: provider.capabilities for name, provider in gw.providers.items()}
     report = await what_if(gw.store, candidate, capabilities, gw.prices, tenant, since, until, gw.forced_provider,
                            anyio.to_thread.run_sync)  # fmt: skip
-    return WhatIfReport.model_validate(report).model_dump(by_alias=True)
+    return WhatIfReport.model_validate(report).model_dump()
