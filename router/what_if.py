@@ -41,6 +41,8 @@ def parse_since(text: str, now: float) -> float:
     """``Nd``, ``Nh`` or an ISO-8601 time with an offset, as epoch seconds before ``now``."""
     problem = ("since must be Nd or Nh (e.g. 7d, 12h) or an ISO-8601 time with an offset, such as "
                "2026-11-01T00:00:00Z")  # fmt: skip
+    if len(text) > 64:
+        raise ApiError(422, "invalid_parameter", f"{problem}; this one is {len(text)} characters long.", "since")
     if (m := _RELATIVE.match(text)) is not None:
         seconds = int(m.group(1)) * (86400 if m.group(2) == "d" else 3600)
         if not 0 < seconds <= MAX_WINDOW_DAYS * 86400:

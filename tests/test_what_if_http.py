@@ -5,6 +5,7 @@ is replayed over them, and its numbers are checked against the recorded edits an
 from __future__ import annotations
 
 import json
+import sqlite3
 import statistics
 import time
 from collections.abc import Callable
@@ -142,6 +143,17 @@ def test_moving_a_rule_to_gemini_reports_the_moves_and_costs_of_the_recorded_edi
         assert seen["p50_ms"] == pytest.approx(statistics.median(ms), abs=0.06)
         assert seen["p95_ms"] == pytest.approx(float(np.percentile(ms, 95)), abs=0.06)
     assert any(n.startswith("gemini served other edits in this window") for n in out["estimates"])
+
+
+def test_each_edit_keeps_the_features_its_policy_saw(world: World) -> None:
+    with sqlite3.connect(world.data_dir / "editgate.db") as db:
+        stored = dict(db.execute("SELECT id, route_features FROM versions WHERE route_features IS NOT NULL"))
+    for edit, tier in zip(world.edits["acme"], ("pro", "pro", "standard"), strict=True):
+        recorded = json.loads(stored[edit["id"]])
+        explained = httpx.post(f"{world.url}/v1/route/explain", files=FILES, data={**FIELDS, "tier": tier},
+                               headers=_bearer(world.acme)).json()  # fmt: skip
+        assert recorded["features"] == explained["features"], "what the policy saw, queued or not"
+        assert recorded["image_sizes"] == [[edit["inputs"]["source"]["width"], edit["inputs"]["source"]["height"]]]
 
 
 def test_the_running_policy_changes_nothing(world: World) -> None:

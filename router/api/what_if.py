@@ -26,9 +26,9 @@ class WhatIfIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     policy: str = Field(description="The candidate policy file's YAML text (as `editgate policy check` reads it).")
-    since: str = Field("7d", max_length=64, description="The window's start: `Nd`, `Nh`, or an ISO-8601 time "
-                       "with an offset. It ends now.")  # fmt: skip
-    tenant: str | None = Field(None, max_length=40, description="Whose edits (default: the key's tenant). Another "
+    since: str = Field("7d", description="The window's start: `Nd`, `Nh`, or an ISO-8601 time with an offset. "
+                       "It ends now.")  # fmt: skip
+    tenant: str | None = Field(None, description="Whose edits (default: the key's tenant). Another "
                                "tenant, or `*` for every tenant, needs an admin key.")  # fmt: skip
 
 
