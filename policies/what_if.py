@@ -83,7 +83,9 @@ class Replayed:
     (an unchanged route causes nothing new)."""
     after_usd: float
     estimated: bool
-    """``after_usd`` is a price-table estimate (the edit moved to another provider)."""
+    """``after_usd`` is today's price-table estimate: the edit moved to another provider."""
+    unpriced: bool = False
+    """It moved to a provider whose model has no price (counted as 0)."""
 
     @property
     def changed(self) -> bool:
@@ -104,14 +106,14 @@ def replay(edit: PastEdit, decision: RouteDecision) -> Replayed:
         if moved
         else frozenset()
     )
-    if first is None:
-        after, estimated = 0.0, False
-    elif first == edit.provider:
-        after, estimated = edit.before_usd, edit.before_estimated
-    else:
-        after, estimated = edit.estimates.get(first) or 0.0, True
     refusal = decision.refusal.code if decision.refusal else None
-    return Replayed(edit, decision.rule, first, refusal, drops, after, estimated)
+    if first is None:
+        return Replayed(edit, decision.rule, None, refusal, drops, 0.0, estimated=False)
+    if first == edit.provider:
+        return Replayed(edit, decision.rule, first, refusal, drops, edit.before_usd, estimated=False)
+    estimate = edit.estimates.get(first)
+    return Replayed(edit, decision.rule, first, refusal, drops, estimate or 0.0, estimated=True,
+                    unpriced=estimate is None)  # fmt: skip
 
 
 def replay_all(edits: Iterable[PastEdit], policy: Policy, capabilities: Mapping[str, Capabilities],
@@ -260,7 +262,7 @@ def _estimate_notes(replays: Sequence[Replayed], observed: Mapping[str, Observed
                   else "its interval borrows the spread observed on other providers")  # fmt: skip
         notes.append(f"{provider} {who}: the cost of the {n} edit(s) moved to it is today's price table, "
                      f"not observed; {spread}.")  # fmt: skip
-    unpriced = sum(1 for r in replays if r.estimated and r.provider is not None and not r.after_usd)
+    unpriced = sum(r.unpriced for r in replays)
     if unpriced:
         notes.append(f"{unpriced} moved edit(s) have no price (a model missing from the price table): counted as $0.")
     if any(r.edit.before_estimated for r in replays):

@@ -129,6 +129,25 @@ def test_an_unchanged_route_causes_no_capability_drop() -> None:
     assert out["capability_drops"] == [] and out["changed"] == 0
 
 
+def test_an_unchanged_edit_keeps_its_cost_exactly_even_when_that_cost_was_an_estimate() -> None:
+    spread = {"openai-images": Observed(ratios=[0.8, 1.2, 1.0])}
+    out = report([edit(PRO_MASKED, "pro-masked", "openai-images", 0.2, before_estimated=True)], DEFAULT_TEXT, spread)
+    assert out["cost"]["after_usd"] == 0.2 and out["cost"]["after_interval95_usd"] == [0.2, 0.2]
+    assert any(n.startswith("Some 'before' costs are the recorded estimate") for n in out["estimates"])
+
+
+def test_a_move_to_a_free_provider_is_priced_and_one_to_an_unpriced_model_is_said_so() -> None:
+    removal = Features(has_mask=True, removal=True, tier="standard", tenant="acme")
+    to_local = report([edit(removal, "free-removal", "gemini", 0.07)], DEFAULT_TEXT)
+    assert to_local["cost"]["after_usd"] == 0.0 and not any("no price" in n for n in to_local["estimates"])
+    unpriced = {**TODAY, "gemini": None}
+    moved = PastEdit(features=PRO_MASKED, rule="pro-masked", provider="openai-images", before_usd=0.2,
+                     estimates=unpriced, keys={"tenant": "acme"})  # fmt: skip
+    out = report([moved], PRO_TO_GEMINI)
+    assert out["cost"]["after_usd"] == 0.0
+    assert any(n.startswith("1 moved edit(s) have no price") for n in out["estimates"])
+
+
 def test_interval_is_a_point_without_any_observed_spread() -> None:
     assert interval95(1.0, {"gemini": [0.5, 0.25]}, {}) == (1.75, 1.75)
     ones = {"gemini": Observed(ratios=[1.0, 1.0, 1.0])}
