@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from policies.capabilities import Capabilities
@@ -117,22 +117,13 @@ def replay(edit: PastEdit, decision: RouteDecision) -> Replayed:
 
 
 def replay_all(edits: Iterable[PastEdit], policy: Policy, capabilities: Mapping[str, Capabilities],
-               forced_provider: str | None = None) -> list[Replayed]:  # fmt: skip
-    """Every edit through ``decide()`` with the candidate ``policy``; breakers closed, budgets unspent."""
-    return [
-        replay(
-            edit,
-            decide(
-                edit.features,
-                policy,
-                forced_provider=forced_provider,
-                capabilities=capabilities,
-                estimates=edit.estimates,
-                keys=edit.keys,
-            ),
-        )
-        for edit in edits
-    ]
+               forced_provider: str | None = None) -> Iterator[Replayed]:  # fmt: skip
+    """Each edit through ``decide()`` with the candidate ``policy``, one at a time; breakers closed, budgets
+    unspent."""
+    for edit in edits:
+        decision = decide(edit.features, policy, forced_provider=forced_provider, capabilities=capabilities,
+                          estimates=edit.estimates, keys=edit.keys)  # fmt: skip
+        yield replay(edit, decision)
 
 
 def _mean_sd(values: Sequence[float]) -> tuple[float, float | None]:
@@ -141,8 +132,21 @@ def _mean_sd(values: Sequence[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) >= 2 else None
 
 
-def interval95(fixed_usd: float, moved: Mapping[str, Sequence[float]], observed: Mapping[str, Observed]
-               ) -> tuple[float, float]:  # fmt: skip
+@dataclass(slots=True)
+class Moved:
+    """The edits moved to one provider, as the interval needs them: their estimates' sum and sum of squares."""
+
+    count: int = 0
+    total: float = 0.0
+    squares: float = 0.0
+
+    def add(self, estimate: float) -> None:
+        self.count += 1
+        self.total += estimate
+        self.squares += estimate * estimate
+
+
+def interval95(fixed_usd: float, moved: Mapping[str, Moved], observed: Mapping[str, Observed]) -> tuple[float, float]:
     """The 95 % interval of the total after the move (see the module docstring).
 
     ``fixed_usd``: cost that carries no uncertainty (unchanged edits, refusals); ``moved``: per provider,
@@ -150,16 +154,13 @@ def interval95(fixed_usd: float, moved: Mapping[str, Sequence[float]], observed:
     pooled = [r for o in observed.values() for r in o.ratios]
     pooled_sd = statistics.stdev(pooled) if len(pooled) >= 2 else 0.0
     centre, variance = fixed_usd, 0.0
-    for provider, estimates in moved.items():
-        if not estimates:
-            continue
+    for provider, group in moved.items():
         ratios = observed.get(provider, Observed()).ratios
         mean, sd = _mean_sd(ratios)
         n = max(len(ratios), 1)
         spread = sd if sd is not None else pooled_sd
-        total, squares = math.fsum(estimates), math.fsum(e * e for e in estimates)
-        centre += mean * total
-        variance += spread**2 * squares + spread**2 / n * total**2
+        centre += mean * group.total
+        variance += spread**2 * group.squares + spread**2 / n * group.total**2
     half = Z95 * math.sqrt(variance)
     return max(0.0, centre - half), max(0.0, centre + half)
 
@@ -182,58 +183,119 @@ def _rule_order(policy: Policy) -> dict[str, int]:
     return {name: i for i, name in enumerate([*(r.name for r in policy.rules), "default"])}
 
 
-def summarize(replays: Sequence[Replayed], policy: Policy, observed: Mapping[str, Observed]) -> dict[str, object]:
-    """The report's numbers (everything but the window): moves, costs, refusals, drops, providers, estimates."""
-    moves = Counter((r.edit.rule, r.edit.provider, r.rule, r.provider) for r in replays if r.changed)
-    before = math.fsum(r.edit.before_usd for r in replays)
-    after = math.fsum(r.after_usd for r in replays)
-    fixed = math.fsum(r.after_usd for r in replays if not r.estimated)
-    moved: dict[str, list[float]] = defaultdict(list)
-    for r in replays:
+@dataclass(slots=True)
+class Tally:
+    """The report's running totals: replays are added one at a time and dropped, so memory does not grow
+    with the number of edits."""
+
+    edits: int = 0
+    changed: int = 0
+    before: float = 0.0
+    after: float = 0.0
+    fixed: float = 0.0
+    moves: Counter[tuple[str, str, str, str | None]] = field(default_factory=Counter)
+    moved: dict[str, Moved] = field(default_factory=lambda: defaultdict(Moved))
+    per_rule: dict[str, list[float]] = field(default_factory=lambda: defaultdict(lambda: [0, 0.0, 0.0]))
+    before_counts: Counter[str] = field(default_factory=Counter)
+    after_counts: Counter[str] = field(default_factory=Counter)
+    refusals: Counter[str] = field(default_factory=Counter)
+    drops: Counter[str] = field(default_factory=Counter)
+    unpriced: int = 0
+    before_estimated: int = 0
+    refused: int = 0
+
+    def add(self, r: Replayed) -> None:
+        self.edits += 1
+        self.before += r.edit.before_usd
+        self.after += r.after_usd
+        if r.changed:
+            self.changed += 1
+            self.moves[(r.edit.rule, r.edit.provider, r.rule, r.provider)] += 1
         if r.estimated and r.provider is not None:
-            moved[r.provider].append(r.after_usd)
-    low, high = interval95(fixed, moved, observed)
-    per_rule: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
-    for r in replays:
-        row = per_rule[r.rule]
+            self.moved[r.provider].add(r.after_usd)
+        else:
+            self.fixed += r.after_usd
+        row = self.per_rule[r.rule]
         row[0] += 1
         row[1] += r.edit.before_usd
         row[2] += r.after_usd
-    order = _rule_order(policy)
-    before_counts = Counter(r.edit.provider for r in replays)
-    after_counts = Counter(r.provider for r in replays if r.provider is not None)
-    providers = sorted(set(before_counts) | set(after_counts))
-    return {
-        "edits": len(replays),
-        "unchanged": sum(not r.changed for r in replays),
-        "changed": sum(r.changed for r in replays),
-        "moves": [
-            {"from": {"rule": fr, "provider": fp}, "to": {"rule": tr, "provider": tp}, "count": n}
-            for (fr, fp, tr, tp), n in sorted(moves.items(), key=lambda m: (-m[1], str(m[0])))
-        ],
-        "cost": {
-            "before_usd": _usd(before),
-            "after_usd": _usd(after),
-            "delta_usd": _usd(after - before),
-            "after_interval95_usd": [_usd(low), _usd(high)],
-            "per_rule": [
-                {"rule": rule, "edits": int(n), "before_usd": _usd(b), "after_usd": _usd(a)}
-                for rule, (n, b, a) in sorted(per_rule.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
+        self.before_counts[r.edit.provider] += 1
+        if r.provider is None:
+            self.refused += 1
+        else:
+            self.after_counts[r.provider] += 1
+        if r.refusal:
+            self.refusals[r.refusal] += 1
+        self.drops.update(r.capability_drops)
+        self.unpriced += r.unpriced
+        self.before_estimated += r.edit.before_estimated
+
+    def report(self, policy: Policy, observed: Mapping[str, Observed]) -> dict[str, object]:
+        """The report's numbers (everything but the window): moves, costs, refusals, drops, providers, estimates."""
+        low, high = interval95(self.fixed, self.moved, observed)
+        order = _rule_order(policy)
+        return {
+            "edits": self.edits,
+            "unchanged": self.edits - self.changed,
+            "changed": self.changed,
+            "moves": [
+                {"from": {"rule": fr, "provider": fp}, "to": {"rule": tr, "provider": tp}, "count": n}
+                for (fr, fp, tr, tp), n in sorted(self.moves.items(), key=lambda m: (-m[1], str(m[0])))
             ],
-        },
-        "refusals": _counted(Counter(r.refusal for r in replays if r.refusal), "code"),
-        "capability_drops": _counted(Counter(c for r in replays for c in r.capability_drops), "capability"),
-        "providers": [
-            {
-                "provider": name,
-                "edits_before": before_counts[name],
-                "edits_after": after_counts[name],
-                "observed": _observed(observed.get(name, Observed())),
-            }
-            for name in providers
-        ],
-        "estimates": _estimate_notes(replays, observed),
-    }
+            "cost": {
+                "before_usd": _usd(self.before),
+                "after_usd": _usd(self.after),
+                "delta_usd": _usd(self.after - self.before),
+                "after_interval95_usd": [_usd(low), _usd(high)],
+                "per_rule": [
+                    {"rule": rule, "edits": int(n), "before_usd": _usd(b), "after_usd": _usd(a)}
+                    for rule, (n, b, a) in sorted(
+                        self.per_rule.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])
+                    )
+                ],
+            },
+            "refusals": _counted(self.refusals, "code"),
+            "capability_drops": _counted(self.drops, "capability"),
+            "providers": [
+                {
+                    "provider": name,
+                    "edits_before": self.before_counts[name],
+                    "edits_after": self.after_counts[name],
+                    "observed": _observed(observed.get(name, Observed())),
+                }
+                for name in sorted(set(self.before_counts) | set(self.after_counts))
+            ],
+            "estimates": self._notes(observed),
+        }
+
+    def _notes(self, observed: Mapping[str, Observed]) -> list[str]:
+        """Which numbers are estimates, in words."""
+        notes = ["Routes are exact: each edit's recorded features went through the candidate policy's decision."]
+        for provider, group in sorted(self.moved.items()):
+            who = "served other edits in this window" if provider in self.before_counts else "never served these edits"
+            seen = len(observed.get(provider, Observed()).ratios)
+            spread = (f"its interval uses the spread of {seen} observed actual/estimate ratios" if seen >= 2
+                      else "its interval borrows the spread observed on other providers")  # fmt: skip
+            notes.append(f"{provider} {who}: the cost of the {group.count} edit(s) moved to it is today's price "
+                         f"table, not observed; {spread}.")  # fmt: skip
+        if self.unpriced:
+            notes.append(f"{self.unpriced} moved edit(s) have no price (a model missing from the price table): "
+                         "counted as $0.")  # fmt: skip
+        if self.before_estimated:
+            notes.append("Some 'before' costs are the recorded estimate: their usage had no price when they ran.")
+        if self.refused:
+            notes.append("Edits the candidate refuses count $0 after: no provider would be called.")
+        notes.append("Breakers are taken as closed and budgets as unspent; latency and failure rates are observed, "
+                     "in this window, from the ledger.")  # fmt: skip
+        return notes
+
+
+def summarize(replays: Iterable[Replayed], policy: Policy, observed: Mapping[str, Observed]) -> dict[str, object]:
+    """:class:`Tally` over ``replays``."""
+    tally = Tally()
+    for r in replays:
+        tally.add(r)
+    return tally.report(policy, observed)
 
 
 def _counted(counts: Counter[str | None], key: str) -> list[dict[str, object]]:
@@ -247,28 +309,3 @@ def _observed(o: Observed) -> dict[str, object]:
         "p95_ms": _percentile(o.latencies_ms, 95),
         "failure_rate": round(o.failures / o.calls, 4) if o.calls else None,
     }
-
-
-def _estimate_notes(replays: Sequence[Replayed], observed: Mapping[str, Observed]) -> list[str]:
-    """Which numbers are estimates, in words."""
-    notes = ["Routes are exact: each edit's recorded features went through the candidate policy's decision."]
-    served = {r.edit.provider for r in replays}
-    moved = Counter(r.provider for r in replays if r.estimated and r.provider is not None)
-    for provider, n in sorted(moved.items()):
-        never = provider not in served
-        seen = len(observed.get(provider, Observed()).ratios)
-        who = "never served these edits" if never else "served other edits in this window"
-        spread = (f"its interval uses the spread of {seen} observed actual/estimate ratios" if seen >= 2
-                  else "its interval borrows the spread observed on other providers")  # fmt: skip
-        notes.append(f"{provider} {who}: the cost of the {n} edit(s) moved to it is today's price table, "
-                     f"not observed; {spread}.")  # fmt: skip
-    unpriced = sum(r.unpriced for r in replays)
-    if unpriced:
-        notes.append(f"{unpriced} moved edit(s) have no price (a model missing from the price table): counted as $0.")
-    if any(r.edit.before_estimated for r in replays):
-        notes.append("Some 'before' costs are the recorded estimate: their usage had no price when they ran.")
-    if any(r.provider is None for r in replays):
-        notes.append("Edits the candidate refuses count $0 after: no provider would be called.")
-    notes.append("Breakers are taken as closed and budgets as unspent; latency and failure rates are observed, "
-                 "in this window, from the ledger.")  # fmt: skip
-    return notes

@@ -335,13 +335,20 @@ def first_call(decision: RouteDecision | None) -> dict[str, Any]:
 
 def route_columns(decision: RouteDecision | None, p: PreparedEdit, tenant: str,
                   session_provider: str | None) -> dict[str, Any]:  # fmt: skip
-    """The version columns written with its route: the call about to be made (:func:`first_call`) and
-    what the policy saw, with the input sizes its estimates priced (replayed by ``POST /v1/route/what-if``)."""
+    """The version columns written with its route: the call about to be made (:func:`first_call`) and, for
+    ``POST /v1/route/what-if`` to replay, what the policy saw (features, experiment key), the first candidate it
+    chose, and what its estimates price (input sizes, the prompt's UTF-8 length: its token count)."""
     first = first_call(decision)
     if not first:
         return {}
-    features = policy_features(p, tenant, session_provider).model_dump(mode="json")
-    return {**first, "route_features": {"features": features, "image_sizes": usage_inputs(p).image_sizes}}
+    recorded = {
+        "features": policy_features(p, tenant, session_provider).model_dump(mode="json"),
+        "experiment_key": p.request.experiment_key,
+        "provider": first["provider"],
+        "image_sizes": usage_inputs(p).image_sizes,
+        "prompt_bytes": len(p.prompt.encode()),
+    }
+    return {**first, "route_features": recorded}
 
 
 def _open_record(inputs: Inputs, settings: dict[str, Any], decision: RouteDecision | None, base_url: str,

@@ -17,12 +17,10 @@ from pydantic import ValidationError
 
 from policies import Capabilities, Features, Policy
 from policies.model import PolicyError, parse_policy
-from policies.what_if import Observed, PastEdit, replay_all, summarize
-from providers.catalog import text_tokens
+from policies.what_if import Observed, PastEdit, Tally, replay_all
 from providers.pricing import PriceTable, UsageInputs, estimate_usd
-from router.chips import apply_chips
 from router.errors import ApiError
-from router.storage.replay import LedgerCall, RecordedEdit, ledger_calls, recorded_edits
+from router.storage.replay import LedgerCall, RecordedEdit, count_recorded, ledger_calls, recorded_edits
 from router.storage.store import Store
 
 MAX_POLICY_BYTES = 64 * 1024
@@ -31,8 +29,11 @@ MAX_POLICY_NODES = 50_000
 MAX_POLICY_DEPTH = 32
 """A policy nests 5 levels or so; ruamel's recursive parser takes seconds on a few hundred."""
 MAX_EDITS = 50_000
-"""A replay holds every edit of its window; a wider one is refused with what to narrow."""
-MAX_LEDGER_CALLS = 200_000
+"""A replay's time grows with its edits (tens of microseconds each); a wider window is refused with what
+to narrow."""
+PAGE = 2000
+MAX_LEDGER_CALLS = 100_000
+"""The newest calls in the window that latency and failure rates are observed over."""
 MAX_WINDOW_DAYS = 3660
 _RELATIVE = re.compile(r"^\s*(\d{1,7})\s*([dh])\s*$")
 
@@ -124,27 +125,24 @@ def read_candidate(text: str) -> Policy:
         raise _invalid("the policy is not valid text.") from None
 
 
-def _usage(row: RecordedEdit, f: Features) -> UsageInputs:
-    sizes = tuple(tuple(s) for s in row.route_features.get("image_sizes") or ())
-    return UsageInputs(apply_chips(row.prompt, row.chips), sizes, f.out_w, f.out_h, f.quality, f.n,  # type: ignore[arg-type]
-                       f.has_mask)  # fmt: skip
-
-
 class Pricer:
     """Today's estimate of an edit on each provider, with the candidate policy's models and options.
 
-    Estimates are memoized on what they depend on: a prompt only through its token count
-    (``text_tokens``), so edits of the same sizes, quality and n with prompts of equal length share one."""
+    A prompt counts in an estimate only through its token count, one per 4 UTF-8 bytes
+    (:func:`providers.catalog.text_tokens`): the version keeps the prompt's length, and the estimate
+    prices an ASCII text of that length (``tests/test_what_if_arithmetic.py`` holds this equal to pricing
+    the prompt itself). Estimates are memoized on what they depend on, so edits of one shape share one."""
 
     def __init__(self, policy: Policy, prices: PriceTable, names: Iterable[str]) -> None:
         self.policy, self.prices = policy, prices
         self.names = [name for name in names if name in policy.providers]
         self._known: dict[tuple[Any, ...], dict[str, float | None]] = {}
 
-    def __call__(self, usage: UsageInputs) -> dict[str, float | None]:
-        key = (text_tokens(usage.prompt), usage.image_sizes, usage.out_w, usage.out_h, usage.quality, usage.n,
-               usage.has_mask)  # fmt: skip
+    def __call__(self, recorded: Mapping[str, Any], f: Features) -> dict[str, float | None]:
+        sizes = tuple((int(w), int(h)) for w, h in recorded.get("image_sizes") or ())
+        key = (int(recorded.get("prompt_bytes") or 0), sizes, f.out_w, f.out_h, f.quality, f.n, f.has_mask)
         if (found := self._known.get(key)) is None:
+            usage = UsageInputs("x" * key[0], sizes, f.out_w, f.out_h, f.quality, f.n, f.has_mask)
             found = self._known[key] = {name: self._estimate(name, usage) for name in self.names}
         return found
 
@@ -154,23 +152,21 @@ class Pricer:
 
 
 def past_edit(row: RecordedEdit, pricer: Pricer) -> PastEdit | None:
-    """A stored edit as the replay takes it; None when it was not routed to any provider."""
-    candidates = row.route.get("candidates") or []
-    if not candidates or not row.rule:
-        return None
+    """A stored edit as the replay takes it; None when what was recorded cannot be read by this version."""
+    recorded = row.route_features
     try:
-        features = Features.model_validate(row.route_features.get("features"))
-    except ValidationError:  # recorded by a version whose features this one cannot read
+        features = Features.model_validate(recorded.get("features"))
+        return PastEdit(
+            features=features,
+            rule=row.rule or "",
+            provider=str(recorded["provider"]),
+            before_usd=row.billed_usd,
+            before_estimated=row.unpriced_calls > 0,
+            estimates=pricer(recorded, features),
+            keys={"tenant": row.tenant, "session": row.session_id, "key": recorded.get("experiment_key")},
+        )
+    except (ValidationError, KeyError, TypeError, ValueError):
         return None
-    return PastEdit(
-        features=features,
-        rule=row.rule,
-        provider=candidates[0],
-        before_usd=row.billed_usd,
-        before_estimated=row.unpriced_calls > 0,
-        estimates=pricer(_usage(row, features)),
-        keys={"tenant": row.tenant, "session": row.session_id, "key": row.experiment_key},
-    )
 
 
 def observations(calls: Iterable[LedgerCall]) -> dict[str, Observed]:
@@ -194,23 +190,28 @@ def observations(calls: Iterable[LedgerCall]) -> dict[str, Observed]:
 async def what_if(store: Store, candidate: Policy, capabilities: Mapping[str, Capabilities], prices: PriceTable,
                   tenant: str | None, since: float, until: float, forced_provider: str | None,
                   run: Any) -> dict[str, Any]:  # fmt: skip
-    """The report. ``tenant=None``: every tenant's edits. ``run`` executes the CPU work off the loop."""
-    rows = await recorded_edits(store, tenant, since, until, MAX_EDITS + 1)
-    if len(rows) > MAX_EDITS:
+    """The report. ``tenant=None``: every tenant's edits. ``run`` executes the CPU work off the loop; edits are
+    read and replayed a page at a time, so memory holds one page and the running totals."""
+    if await count_recorded(store, tenant, since, until) > MAX_EDITS:
         raise ApiError(422, "window_too_large", f"More than {MAX_EDITS} edits in this window: replay a shorter "
                        "one (since).", "since")  # fmt: skip
+    pricer, tally, skipped = Pricer(candidate, prices, capabilities), Tally(), 0
+    after: tuple[float, str] | None = None
+    while page := await recorded_edits(store, tenant, since, until, PAGE, after):
+
+        def work(rows: list[RecordedEdit] = page) -> int:
+            edits = [e for row in rows if (e := past_edit(row, pricer)) is not None]
+            for replayed in replay_all(edits, candidate, capabilities, forced_provider):
+                tally.add(replayed)
+            return len(rows) - len(edits)
+
+        skipped += await run(work)
+        after = (page[-1].created_at, page[-1].id)
     calls = await ledger_calls(store, tenant, since, until, MAX_LEDGER_CALLS)
-
-    def work() -> dict[str, Any]:
-        pricer = Pricer(candidate, prices, capabilities)
-        edits = [e for row in rows if (e := past_edit(row, pricer)) is not None]
-        numbers = summarize(replay_all(edits, candidate, capabilities, forced_provider), candidate, observations(calls))
-        if skipped := len(rows) - len(edits):
-            numbers["estimates"].append(f"{skipped} recorded edit(s) could not be replayed: their recorded route or "
-                                        "features are not readable by this version.")  # fmt: skip
-        return numbers
-
-    numbers = await run(work)
+    numbers = tally.report(candidate, await run(lambda: observations(calls)))
+    if skipped:
+        numbers["estimates"].append(f"{skipped} recorded edit(s) could not be replayed: what was recorded with them "
+                                    "is not readable by this version.")  # fmt: skip
     if forced_provider:
         numbers["estimates"].append(f"IMAGE_EDIT_PROVIDER={forced_provider} is set on this gateway: it overrides "
                                     "the candidate's rules here, as it would for live traffic.")  # fmt: skip

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from policies import Capabilities, Features, parse_policy
-from policies.what_if import Observed, PastEdit, interval95, replay_all, summarize
+from policies.what_if import Moved, Observed, PastEdit, interval95, replay_all, summarize
 from providers.pricing import UsageInputs, default_prices, estimate_usd
 from router.errors import ApiError
 from router.storage.replay import LedgerCall
@@ -44,6 +44,13 @@ PRO_TO_GEMINI = candidate(
 def edit(features: Features, rule: str, provider: str, before: float, **kw: object) -> PastEdit:
     return PastEdit(features=features, rule=rule, provider=provider, before_usd=before, estimates=TODAY,
                     keys={"tenant": features.tenant}, **kw)  # type: ignore[arg-type]  # fmt: skip
+
+
+def moved(*estimates: float) -> Moved:
+    group = Moved()
+    for e in estimates:
+        group.add(e)
+    return group
 
 
 def report(edits: list[PastEdit], text: str, observed: dict[str, Observed] | None = None) -> dict:
@@ -149,18 +156,17 @@ def test_a_move_to_a_free_provider_is_priced_and_one_to_an_unpriced_model_is_sai
 
 
 def test_interval_is_a_point_without_any_observed_spread() -> None:
-    assert interval95(1.0, {"gemini": [0.5, 0.25]}, {}) == (1.75, 1.75)
+    assert interval95(1.0, {"gemini": moved(0.5, 0.25)}, {}) == (1.75, 1.75)
     ones = {"gemini": Observed(ratios=[1.0, 1.0, 1.0])}
-    assert interval95(1.0, {"gemini": [0.5, 0.25]}, ones) == (1.75, 1.75)
+    assert interval95(1.0, {"gemini": moved(0.5, 0.25)}, ones) == (1.75, 1.75)
 
 
 def test_interval_from_the_provider_s_own_ratios() -> None:
     ratios = [0.9, 1.1, 1.2, 0.8]
     mean, sd = statistics.fmean(ratios), statistics.stdev(ratios)
-    estimates = [1.0, 2.0]
     variance = sd**2 * (1 + 4) + sd**2 / 4 * 3.0**2
     half = 1.959963984540054 * math.sqrt(variance)
-    low, high = interval95(0.5, {"gemini": estimates}, {"gemini": Observed(ratios=ratios)})
+    low, high = interval95(0.5, {"gemini": moved(1.0, 2.0)}, {"gemini": Observed(ratios=ratios)})
     assert (low, high) == pytest.approx((0.5 + 3 * mean - half, 0.5 + 3 * mean + half))
 
 
@@ -169,11 +175,11 @@ def test_a_provider_never_observed_is_centred_on_its_estimate_and_borrows_the_po
     sd = statistics.stdev(pooled)
     observed = {"openai-images": Observed(ratios=pooled[:2]), "local": Observed(ratios=pooled[2:])}
     half = 1.959963984540054 * math.sqrt(sd**2 * 4.0 + sd**2 * 4.0)
-    assert interval95(0.0, {"gemini": [2.0]}, observed) == pytest.approx((2.0 - half, 2.0 + half))
+    assert interval95(0.0, {"gemini": moved(2.0)}, observed) == pytest.approx((2.0 - half, 2.0 + half))
 
 
 def test_interval_never_goes_below_zero() -> None:
-    low, _ = interval95(0.0, {"gemini": [1.0]}, {"gemini": Observed(ratios=[0.1, 3.0])})
+    low, _ = interval95(0.0, {"gemini": moved(1.0)}, {"gemini": Observed(ratios=[0.1, 3.0])})
     assert low == 0.0
 
 
@@ -205,15 +211,17 @@ def test_experiment_arms_replay_by_their_sticky_key() -> None:
     assert 0 < moved < 40, "some tenants' sticky arm is gemini, others' is openai-images"
 
 
-def test_memoized_estimates_equal_the_price_table_s_for_prompts_of_equal_length() -> None:
+def test_estimates_from_the_recorded_prompt_length_equal_the_price_table_s_for_the_prompt_itself() -> None:
     pricer = Pricer(RUNNING, default_prices(), CAPS)
-    for prompt in ("replace the table with sand", "ersetze den Tisch durch Sand", "把桌子换成沙滩"):
-        usage = UsageInputs(prompt, ((1024, 1024),), 1024, 1024, "final", 1, True)
+    features = Features(has_mask=True, tier="pro", out_w=1536, out_h=1024, quality="draft", n=2)
+    for prompt in ("replace the table with sand", "ersetze den Tisch durch Sand", "把桌子换成沙滩", "x" * 3001):
+        usage = UsageInputs(prompt, ((1536, 1024), (512, 512)), 1536, 1024, "draft", 2, True)
         direct = {
             name: estimate_usd(name, RUNNING.providers[name].model, RUNNING.providers[name].options, usage)
             for name in CAPS
         }
-        assert pricer(usage) == direct
+        recorded = {"image_sizes": [[1536, 1024], [512, 512]], "prompt_bytes": len(prompt.encode())}
+        assert pricer(recorded, features) == direct, prompt
 
 
 # -- reading the request ----------------------------------------------------------------------------

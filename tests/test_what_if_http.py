@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from policies.what_if import Observed, interval95
+import router.what_if
+from policies.what_if import Moved, Observed, interval95
 from router.cli import main
 from tests.conftest import cloud_settings, fixture_bytes
 from tests.test_admin_scope import _bearer, _key
@@ -130,7 +131,10 @@ def test_moving_a_rule_to_gemini_reports_the_moves_and_costs_of_the_recorded_edi
     calls = world.calls["acme"]
     assert len(calls) == 4, "three edits and one compare run"
     observed = {name: Observed(ratios=_ratios(calls, name)) for name in ("openai-images", "gemini")}
-    expected = interval95(acme[2]["cost"]["actual_usd"], {"gemini": [gemini_today["estimate_usd"]] * 2}, observed)
+    to_gemini = Moved()
+    for _ in range(2):
+        to_gemini.add(gemini_today["estimate_usd"])
+    expected = interval95(acme[2]["cost"]["actual_usd"], {"gemini": to_gemini}, observed)
     assert cost["after_interval95_usd"] == pytest.approx(list(expected), abs=2e-6)
 
     providers = {p["provider"]: p for p in out["providers"]}
@@ -153,7 +157,17 @@ def test_each_edit_keeps_the_features_its_policy_saw(world: World) -> None:
         explained = httpx.post(f"{world.url}/v1/route/explain", files=FILES, data={**FIELDS, "tier": tier},
                                headers=_bearer(world.acme)).json()  # fmt: skip
         assert recorded["features"] == explained["features"], "what the policy saw, queued or not"
+        assert recorded["provider"] == explained["decision"]["candidates"][0]["provider"] == edit["provider"]
         assert recorded["image_sizes"] == [[edit["inputs"]["source"]["width"], edit["inputs"]["source"]["height"]]]
+        assert recorded["prompt_bytes"] >= len(FIELDS["prompt"]) and recorded["experiment_key"] is None
+
+
+def test_a_replay_read_a_page_at_a_time_reports_the_same(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = world.what_if("admin", policy=PRO_TO_GEMINI, tenant="*").json()
+    monkeypatch.setattr(router.what_if, "PAGE", 1)
+    paged = world.what_if("admin", policy=PRO_TO_GEMINI, tenant="*").json()
+    assert paged["edits"] == 4
+    assert {k: v for k, v in paged.items() if k != "window"} == {k: v for k, v in whole.items() if k != "window"}
 
 
 def test_the_running_policy_changes_nothing(world: World) -> None:
