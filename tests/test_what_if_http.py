@@ -274,3 +274,10 @@ def test_the_cli_reports_an_invalid_policy_and_a_tenant_it_may_not_see(world: Wo
     candidate.write_text(PRO_TO_GEMINI)
     result = CliRunner().invoke(main, [*base, "--tenant", "globex"])
     assert result.exit_code == 1 and "403 admin_required" in result.output
+
+
+def test_the_cli_says_when_the_server_is_unreachable(tmp_path: Path) -> None:
+    candidate = tmp_path / "candidate.yaml"
+    candidate.write_text(PRO_TO_GEMINI)
+    result = CliRunner().invoke(main, ["what-if", str(candidate), "--server", "http://127.0.0.1:9"])
+    assert result.exit_code == 1 and "could not reach http://127.0.0.1:9" in result.output
