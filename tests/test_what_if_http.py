@@ -9,6 +9,7 @@ import sqlite3
 import statistics
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,13 @@ def test_a_replay_read_a_page_at_a_time_reports_the_same(world: World, monkeypat
     paged = world.what_if("admin", policy=PRO_TO_GEMINI, tenant="*").json()
     assert paged["edits"] == 4
     assert {k: v for k, v in paged.items() if k != "window"} == {k: v for k, v in whole.items() if k != "window"}
+
+
+def test_many_replays_at_once_all_answer(world: World) -> None:
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: world.what_if("acme", policy=PRO_TO_GEMINI), range(6)))
+    assert {r.status_code for r in answers} == {200}
+    assert len({json.dumps({k: v for k, v in r.json().items() if k != "window"}) for r in answers}) == 1
 
 
 def test_the_running_policy_changes_nothing(world: World) -> None:

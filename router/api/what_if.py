@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Literal
 
@@ -20,6 +21,9 @@ from router.storage.store import TENANT_NAME, TENANT_NAME_RULE
 from router.what_if import parse_since, read_candidate, what_if
 
 ALL_TENANTS = "*"
+CONCURRENT_REPLAYS = 2
+"""Replays (and policy parses) running at once per process; more wait their turn, so many requests at once
+cannot multiply a replay's memory (a page of edits, the window's ledger calls) or take every CPU."""
 
 
 class WhatIfIn(BaseModel):
@@ -159,8 +163,9 @@ async def route_what_if(request: Request, caller: CallerDep) -> dict[str, Any]:
     tenant = _scope(body.tenant, caller.tenant, caller.admin)
     until = time.time()
     since = parse_since(body.since, until)
-    candidate = await anyio.to_thread.run_sync(read_candidate, body.policy)
     capabilities = {name: provider.capabilities for name, provider in gw.providers.items()}
-    report = await what_if(gw.store, candidate, capabilities, gw.prices, tenant, since, until, gw.forced_provider,
-                           anyio.to_thread.run_sync)  # fmt: skip
+    async with request.app.state.setdefault("what_if_slots", asyncio.Semaphore(CONCURRENT_REPLAYS)):
+        candidate = await anyio.to_thread.run_sync(read_candidate, body.policy)
+        report = await what_if(gw.store, candidate, capabilities, gw.prices, tenant, since, until,
+                               gw.forced_provider, anyio.to_thread.run_sync)  # fmt: skip
     return WhatIfReport.model_validate(report).model_dump()
