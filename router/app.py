@@ -27,6 +27,7 @@ from router.api.routing import explain_route, get_policy
 from router.api.sessions import SESSION_HANDLERS
 from router.api.signed_urls import signed_urls_middleware
 from router.api.webhooks import edit_deliveries
+from router.api.what_if import route_what_if
 from router.auth import provide_caller, provide_tenant
 from router.blobs import open_blob_store
 from router.body_deadline import body_deadline
@@ -171,6 +172,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             experiment_report,
             explain_route,
             get_policy,
+            route_what_if,
             *SESSION_HANDLERS,
             *LISTING_HANDLERS,
             docs_assets(),

@@ -481,6 +481,30 @@ def wait(edit_id: str, out: Path | None, partials: Path | None, server: str, api
         _save(client, record, headers, out or Path.cwd() / f"{edit_id}.{record['images'][0]['format']}")
 
 
+@main.command("what-if")
+@click.argument("candidate", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--since", default="7d", show_default=True, help="Window start: Nd, Nh or an ISO-8601 time.")
+@click.option("--tenant", default=None, help="Whose edits [the key's tenant]; another, or '*' for all: admin key.")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON answer.")
+@SERVER
+@API_KEY
+def what_if(candidate: Path, since: str, tenant: str | None, as_json: bool, server: str, api_key: str | None) -> None:
+    """Replay past edits through the CANDIDATE policy file on a running editgate (POST /v1/route/what-if):
+    which edits change route, the cost before and after, refusals, and the providers it moves traffic to.
+    No provider is called."""
+    from router.what_if_render import render
+
+    body = {"policy": candidate.read_text(), "since": since, **({"tenant": tenant} if tenant else {})}
+    with _api_client(server) as client:
+        try:
+            resp = client.post("/v1/route/what-if", json=body, headers=_auth(api_key))
+        except httpx.HTTPError as exc:
+            raise click.ClickException(f"could not reach {client.base_url}: {exc}") from exc
+    if resp.status_code != 200:
+        raise click.ClickException(api_error(resp))
+    click.echo(json.dumps(resp.json(), indent=2) if as_json else render(resp.json()))
+
+
 def _auth(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 

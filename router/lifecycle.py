@@ -233,13 +233,21 @@ class Lifecycle:
         return int(ahead or 0) + 1
 
     @_runs_to_completion
-    async def routed(self, version: Version, provider: str, model: str, rule: str, record: dict[str, Any]) -> None:
-        """A queued edit's route, once known: what recovery needs to ledger a call cut short."""
+    async def routed(self, version: Version, provider: str, model: str, rule: str, record: dict[str, Any],
+                     route_features: dict[str, Any] | None = None) -> None:  # fmt: skip
+        """A queued edit's route, once known: what recovery needs to ledger a call cut short, and what the
+        policy saw (``route_features``, replayed by what-if)."""
         async with self.store.tx() as db:
             await db.execute(
                 update(Version)
                 .where(Version.id == version.id, Version.status == RUNNING, Version.lease_owner == self.owner)
-                .values(provider=provider, model=model, rule=rule, result=_view(record, RUNNING))
+                .values(
+                    provider=provider,
+                    model=model,
+                    rule=rule,
+                    route_features=route_features,
+                    result=_view(record, RUNNING),
+                )
             )
             await db.commit()
 

@@ -19,7 +19,7 @@ import anyio
 import pybase64
 import structlog
 
-from policies import Candidate, Policy, RouteDecision, decide, shadow_for
+from policies import Candidate, Features, Policy, RouteDecision, decide, shadow_for
 from policies.model import Shadow
 from providers.base import EditJob, ImageBlob, OnPartial, Provider
 from providers.pricing import PriceTable, UsageInputs, actual_usd, estimate_usd
@@ -284,12 +284,17 @@ def start_of_utc_day(now: float) -> float:
     return now - now % 86400
 
 
+def policy_features(p: PreparedEdit, tenant: str, session_provider: str | None) -> Features:
+    """What the policy sees of an edit: intake's features, the parent's provider and the tenant."""
+    return p.features.model_copy(update={"session_provider": session_provider, "tenant": tenant})
+
+
 @traced("editgate.decide")
 async def route(gw: Gateway, p: PreparedEdit, tenant: str, session_id: str | None,
                 session_provider: str | None, shadow: bool = False) -> RouteDecision:  # fmt: skip
     """Everything that varies, gathered for the pure engine: health, spend, estimates, sticky keys.
     ``shadow``: the operator's shadow traffic, which no tenant budget limits."""
-    features = p.features.model_copy(update={"session_provider": session_provider, "tenant": tenant})
+    features = policy_features(p, tenant, session_provider)
     names = list(gw.providers)
     estimates = estimates_for(gw.policy, names, p, gw.prices)
     spent = (
@@ -331,6 +336,24 @@ def first_call(decision: RouteDecision | None) -> dict[str, Any]:
         return {}
     first = decision.candidates[0]
     return {"provider": first.provider, "model": first.model, "rule": decision.rule}
+
+
+def route_columns(decision: RouteDecision | None, p: PreparedEdit, tenant: str,
+                  session_provider: str | None) -> dict[str, Any]:  # fmt: skip
+    """The version columns written with its route: the call about to be made (:func:`first_call`) and, for
+    ``POST /v1/route/what-if`` to replay, what the policy saw (features, experiment key), the first candidate it
+    chose, and what its estimates price (input sizes, the prompt's UTF-8 length: its token count)."""
+    first = first_call(decision)
+    if not first:
+        return {}
+    recorded = {
+        "features": policy_features(p, tenant, session_provider).model_dump(mode="json"),
+        "experiment_key": p.request.experiment_key,
+        "provider": first["provider"],
+        "image_sizes": usage_inputs(p).image_sizes,
+        "prompt_bytes": len(p.prompt.encode()),
+    }
+    return {**first, "route_features": recorded}
 
 
 def _open_record(inputs: Inputs, settings: dict[str, Any], decision: RouteDecision | None, base_url: str,
@@ -412,10 +435,12 @@ class EditRun:
         gw = self.gw
         if decision is None:
             decision = await self.choose_route()
-        if self.version.queued_at is not None and (first := first_call(decision)):
+        if self.version.queued_at is not None and (
+            columns := route_columns(decision, self.p, self.target.tenant, self.parent.provider)
+        ):
             record = {**self.version.result, "route": route_info(decision).model_dump(),
                       "cost": {"estimated_usd": decision.candidates[0].estimate_usd}}  # fmt: skip
-            await gw.lifecycle.routed(self.version, record=record, **first)
+            await gw.lifecycle.routed(self.version, record=record, **columns)
             self.version.result = record
         self.decision = decision
         self.route_info = route_info(decision)
@@ -748,7 +773,7 @@ async def accept_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: Edi
             target.tenant, session_id, parent.number, new_session, uses,
             fields=dict(prompt=req.prompt, chips=p.chips, settings=settings, source_sha=source_sha, mask_sha=mask_sha,
                         reference_shas=ref_shas, retry_of=target.retry_of, shadow_of=target.shadow_of,
-                        **first_call(decision)),
+                        **route_columns(decision, p, target.tenant, parent.provider)),
             record=_open_record(inputs, settings, decision, url, p), queued=queued, claim=target.claim,
         )  # fmt: skip
     except SessionGone:

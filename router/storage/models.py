@@ -108,6 +108,10 @@ class Version(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(40), default=None)
     """The instance running this edit; with ``lease_expires_at``, what recovery checks (see router/lifecycle.py)."""
     lease_expires_at: Mapped[float | None] = mapped_column(Float, default=None)
+    route_features: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
+    """What the policy saw when it routed this edit (``features``, ``experiment_key``), the first candidate it
+    chose (``provider``) and what its cost estimates need (``image_sizes``, ``prompt_bytes``): what
+    ``POST /v1/route/what-if`` replays. None: never routed (or routed before this was recorded)."""
 
 
 class Attempt(Base):
