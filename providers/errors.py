@@ -2,6 +2,7 @@
 
     ProviderError
     ├── RateLimited(retry_after)   429: back off, then retry or fall back
+    ├── QuotaExhausted(reset_after) a quota that will not refill soon (per day): breaker open until it resets, fall back
     ├── Unavailable                5xx, timeout, connection: retry or fall back
     ├── Rejected                   safety/moderation: stop, tell the caller (no fallback by default)
     ├── InvalidForProvider         this provider can't take this request: next capable candidate
@@ -36,6 +37,17 @@ class RateLimited(ProviderError):
     def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.retry_after = retry_after
+
+
+class QuotaExhausted(ProviderError):
+    """A quota that retrying cannot help with before ``reset_after`` seconds (a per-day quota): the
+    executor opens the provider's breaker until then and tries the next candidate."""
+
+    code = "provider_quota_exhausted"
+
+    def __init__(self, message: str, *, reset_after: float | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.reset_after = reset_after
 
 
 class Unavailable(ProviderError):

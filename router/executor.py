@@ -7,6 +7,7 @@
   allows ambiguous retries, so an expensive render is not paid for twice by accident.
 - ``Rejected`` (safety): stop and tell the caller, unless the route opts into a fallback.
 - ``InvalidForProvider``: the next candidate. ``AuthError``: trip the breaker, next candidate.
+- ``QuotaExhausted`` (a per-day quota): open the breaker until the quota resets, next candidate.
 - ``InvalidInput`` (an input no provider could use, such as an image that does not decode): stop.
 A provider whose breaker is open is skipped without a call.
 
@@ -25,7 +26,15 @@ import anyio
 
 from policies.model import Candidate, RouteDecision
 from providers.base import EditJob, Provider, ProviderResult
-from providers.errors import AuthError, InvalidInput, ProviderError, RateLimited, Rejected, Unavailable
+from providers.errors import (
+    AuthError,
+    InvalidInput,
+    ProviderError,
+    QuotaExhausted,
+    RateLimited,
+    Rejected,
+    Unavailable,
+)
 from router.breaker import Breakers
 from router.errors import ApiError
 from router.models import Attempt
@@ -38,6 +47,7 @@ _STATUS = {
     "invalid_for_provider": 422,
     "invalid_image": 422,
     "provider_auth_failed": 502,
+    "provider_quota_exhausted": 429,
     "provider_error": 502,
 }
 MAX_BACKOFF_S = 8.0
@@ -84,6 +94,8 @@ def _failure(exc: ProviderError, attempts: list[Attempt]) -> ExecutionFailed:
         extra["provider_request_id"] = exc.request_id
     if isinstance(exc, RateLimited) and exc.retry_after is not None:
         extra["retry_after"] = exc.retry_after
+    if isinstance(exc, QuotaExhausted) and exc.reset_after is not None:
+        extra["retry_after"] = round(exc.reset_after)
     code, message = exc.code, f"{exc.provider or 'provider'}: {exc.message}"
     if isinstance(exc, Unavailable) and exc.ambiguous:
         code = "provider_timeout"
@@ -158,6 +170,8 @@ async def execute(
                         last = exc
                         if isinstance(exc, AuthError):
                             breaker.trip()
+                        elif isinstance(exc, QuotaExhausted):
+                            breaker.trip(for_s=exc.reset_after)
                         else:
                             breaker.record(not isinstance(exc, Unavailable | RateLimited))
                         if isinstance(exc, InvalidInput) or (
