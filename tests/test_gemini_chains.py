@@ -1,0 +1,87 @@
+"""A Gemini session is a conversation: each version keeps the history (a blob) and the next round continues it
+through the real gateway, the real google-genai SDK and the emulator over HTTP."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import cloud_settings, fixture_bytes
+
+COFFEE = fixture_bytes("coffee.png")
+
+
+@pytest.fixture(scope="module")
+def api(
+    make_server: Callable[..., str], emulator: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[httpx.Client]:
+    url = make_server(data_dir=tmp_path_factory.mktemp("gemini-chains"), **cloud_settings(emulator))
+    with httpx.Client(base_url=url, timeout=60) as client:
+        yield client
+
+
+def _edit(api: httpx.Client, sid: str, prompt: str, **fields: str) -> dict:
+    r = api.post(f"/v1/sessions/{sid}/edits", data={"prompt": prompt, **fields})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _sent_to_gemini(emulator: str) -> list[dict]:
+    received = httpx.get(f"{emulator}/_emulator/received").json()
+    return [json.loads(base64.b64decode(r["body_b64"])) for r in received if r["endpoint"] == "gemini"]
+
+
+def test_a_gemini_session_continues_its_conversation_then_replays_when_it_leaves(
+    api: httpx.Client, emulator: str, faults: Callable[..., None]
+) -> None:
+    sid = api.post("/v1/sessions", files={"image": ("coffee.png", COFFEE)}).json()["id"]
+    httpx.put(f"{emulator}/_emulator/config", json={"record_bodies": True}).raise_for_status()
+    v1 = _edit(api, sid, "replace the table with sand", provider="gemini")
+    v2 = _edit(api, sid, "now make the sand warmer")
+    v3 = _edit(api, sid, "add footprints")
+    sent = _sent_to_gemini(emulator)
+    assert v1["chain"] is None and v1["provider"] == "gemini", "round one uploads the image"
+    for v in (v2, v3):
+        assert v["route"]["rule"] == "session-chain-gemini" and v["provider"] == "gemini"
+        assert v["chain"] == {"continued": True, "previous_response_id": None, "note": None}
+    assert [len(body["contents"]) for body in sent] == [1, 3, 5]
+    assert sent[2]["contents"][-1] == {"role": "user", "parts": [{"text": "add footprints"}]}, "no re-upload"
+    for turn in sent[2]["contents"][1::2]:
+        assert turn["role"] == "model"
+        assert all(p.get("thoughtSignature") for p in turn["parts"] if not p.get("thought"))
+    # the whole conversation is input on every round; thinking is counted and priced
+    assert [v["cost"]["usage"]["input_image_tokens"] for v in (v1, v2, v3)] == [1120, 2 * 1120, 3 * 1120]
+    assert all(v["cost"]["usage"]["output_thinking_tokens"] == 260 for v in (v1, v2, v3))
+    tree = api.get(f"/v1/sessions/{sid}").json()
+    chains = [v["chain_response_id"] for v in tree["versions"][1:4]]
+    assert all(c and len(c) == 64 for c in chains) and len(set(chains)) == 3, "each version holds its own history"
+
+    branch = _edit(api, sid, "add seashells instead", parent_version="1")
+    assert branch["chain"]["continued"] is True and len(_sent_to_gemini(emulator)[-1]["contents"]) == 3
+
+    faults("gemini", unavailable=1.0)
+    moved = _edit(api, sid, "add a sunset glow", parent_version="3")
+    assert moved["route"]["rule"] == "session-chain-gemini" and moved["provider"] == "openai-images"
+    assert moved["chain"]["continued"] is False
+    assert moved["chain"]["note"] == "chain moved from gemini to openai-images: replayed from version 3"
+
+
+def test_a_new_mask_starts_the_conversation_afresh(api: httpx.Client, emulator: str) -> None:
+    sid = api.post("/v1/sessions", files={"image": ("coffee.png", COFFEE)}).json()["id"]
+    _edit(api, sid, "replace the table with sand", provider="gemini")
+    httpx.put(f"{emulator}/_emulator/config", json={"record_bodies": True}).raise_for_status()
+    mask = fixture_bytes("coffee_background_mask.png")
+    r = api.post(f"/v1/sessions/{sid}/edits", files=[("mask", ("m.png", mask))],
+                 data={"prompt": "only the background", "provider": "gemini"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["chain"] == {"continued": False, "previous_response_id": None, "note": None}
+    sent = _sent_to_gemini(emulator)[-1]["contents"]
+    assert len(sent) == 1 and sum("inlineData" in p for p in sent[0]["parts"]) == 2, "image and region re-sent"
+    version = api.get(f"/v1/sessions/{sid}/versions/2").json()
+    assert version["chain_response_id"] is None, "a mask-locked result is not the model's own image"
+    httpx.put(f"{emulator}/_emulator/config", json={}).raise_for_status()
