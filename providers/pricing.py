@@ -94,7 +94,8 @@ def predict_usage(provider: str, model: str, options: Mapping[str, Any], u: Usag
             "input_text_tokens": text + 40 * u.has_mask,
             "input_image_tokens": facts["image_input"]["per_image"] * images,
             "output_image_tokens": facts["output_tokens"][gemini_image_size(max(u.out_w, u.out_h))],
-            "output_text_tokens": 10,
+            # responseModalities ["IMAGE"]: no text; a thinking model's thoughts are billed as output text
+            "output_thinking_tokens": facts["thoughts_tokens"] if model in facts["thinking_models"] else 0,
         }
     return {}
 
