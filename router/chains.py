@@ -43,6 +43,18 @@ async def parent_history(parent: Version, blobs: BlobStore, workers: ImageWorker
     return History(model, data) if model else None
 
 
+def carried_input(parent: Version, chainable: bool) -> dict[str, int]:
+    """Input tokens a continued conversation sends again, for the estimate: everything the parent's call
+    read plus the image and text it answered with (the source is not uploaded again)."""
+    if not chainable or parent.provider != HISTORY_PROVIDER or not parent.chain_response_id:
+        return {}
+    usage = ((parent.result or {}).get("cost") or {}).get("usage") or {}
+    return {
+        "input_text_tokens": usage.get("input_text_tokens", 0) + usage.get("output_text_tokens", 0),
+        "input_image_tokens": usage.get("input_image_tokens", 0) + usage.get("output_image_tokens", 0),
+    }
+
+
 async def store_history(blob: bytes | None, blobs: BlobStore, workers: ImageWorkers) -> tuple[str, int] | None:
     """Write a result's conversation: its sha256 and size, for the version row and the session's blobs."""
     if blob is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -24,7 +24,7 @@ from policies.model import Shadow
 from providers.base import EditJob, ImageBlob, OnPartial, Provider
 from providers.pricing import PriceTable, UsageInputs, actual_usd, estimate_usd
 from router.blobs import BlobStore
-from router.chains import CHAIN_KIND, HISTORY_PROVIDER, History, parent_history, store_history
+from router.chains import CHAIN_KIND, HISTORY_PROVIDER, History, carried_input, parent_history, store_history
 from router.deferred import DeferredScores
 from router.errors import ApiError
 from router.events import EventBus, attempt_publisher, partial_publisher, routed_data
@@ -269,12 +269,15 @@ def usage_inputs(p: PreparedEdit) -> UsageInputs:
     return UsageInputs(p.prompt, sizes, out_w, out_h, p.request.quality, p.request.n, p.mask is not None)
 
 
-def estimates_for(policy: Policy, names: list[str], p: PreparedEdit, prices: PriceTable) -> dict[str, float | None]:
+def estimates_for(policy: Policy, names: list[str], p: PreparedEdit, prices: PriceTable,
+                  carried: Mapping[str, int] | None = None) -> dict[str, float | None]:  # fmt: skip
+    """``carried``: the input a continued Gemini conversation re-sends (only a Gemini candidate sends it)."""
     u = usage_inputs(p)
+    chained = replace(u, image_sizes=(), carried=tuple(carried.items())) if carried else u
+    settings = {name: policy.providers[name] for name in names if name in policy.providers}
     return {
-        name: estimate_usd(name, policy.providers[name].model, policy.providers[name].options, u, prices)
-        for name in names
-        if name in policy.providers
+        name: estimate_usd(name, s.model, s.options, chained if name == HISTORY_PROVIDER else u, prices)
+        for name, s in settings.items()
     }
 
 
@@ -283,12 +286,13 @@ def start_of_utc_day(now: float) -> float:
 
 
 async def route(gw: Gateway, p: PreparedEdit, tenant: str, session_id: str | None,
-                session_provider: str | None, shadow: bool = False) -> RouteDecision:  # fmt: skip
+                session_provider: str | None, shadow: bool = False,
+                carried: Mapping[str, int] | None = None) -> RouteDecision:  # fmt: skip
     """Everything that varies, gathered for the pure engine: health, spend, estimates, sticky keys.
-    ``shadow``: the operator's shadow traffic, which no tenant budget limits."""
+    ``shadow``: the operator's shadow traffic, which no tenant budget limits. ``carried``: see :func:`estimates_for`."""
     features = p.features.model_copy(update={"session_provider": session_provider, "tenant": tenant})
     names = list(gw.providers)
-    estimates = estimates_for(gw.policy, names, p, gw.prices)
+    estimates = estimates_for(gw.policy, names, p, gw.prices, carried)
     spent = (
         await gw.store.spent_since(tenant, start_of_utc_day(time.time()))
         if gw.policy.budgets.limit_for(tenant) is not None and not shadow
@@ -403,7 +407,8 @@ class EditRun:
 
     async def choose_route(self) -> RouteDecision:
         return await route(self.gw, self.p, self.target.tenant, self.session_id, self.parent.provider,
-                           shadow=self.target.shadow_of is not None)  # fmt: skip
+                           shadow=self.target.shadow_of is not None,
+                           carried=carried_input(self.parent, self.chainable))  # fmt: skip
 
     async def routed(self, decision: RouteDecision | None) -> RouteDecision:
         """Take the route; a queued edit (routed when claimed, or just before) records the call it is
@@ -752,7 +757,9 @@ async def accept_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: Edi
     )
     decision = None
     if not queued:
-        decision = await route(gw, p, target.tenant, session_id, parent.provider, shadow=target.shadow_of is not None)
+        carried = carried_input(parent, p.mask is None and not p.references)
+        decision = await route(gw, p, target.tenant, session_id, parent.provider, shadow=target.shadow_of is not None,
+                               carried=carried)  # fmt: skip
     settings = req.model_dump(exclude=SETTINGS_EXCLUDED)
     try:
         version = await gw.lifecycle.accept(

@@ -56,6 +56,8 @@ def test_a_gemini_session_continues_its_conversation_then_replays_when_it_leaves
     # the whole conversation is input on every round; thinking is counted and priced
     assert [v["cost"]["usage"]["input_image_tokens"] for v in (v1, v2, v3)] == [1120, 2 * 1120, 3 * 1120]
     assert all(v["cost"]["usage"]["output_thinking_tokens"] == 260 for v in (v1, v2, v3))
+    for v in (v2, v3):  # the estimate knows the conversation is input again (no upload of its own)
+        assert v["cost"]["estimated_usd"] == pytest.approx(v["cost"]["actual_usd"], abs=1e-6)
     tree = api.get(f"/v1/sessions/{sid}").json()
     chains = [v["chain_response_id"] for v in tree["versions"][1:4]]
     assert all(c and len(c) == 64 for c in chains) and len(set(chains)) == 3, "each version holds its own history"
