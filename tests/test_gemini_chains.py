@@ -87,3 +87,23 @@ def test_a_new_mask_starts_the_conversation_afresh(api: httpx.Client, emulator: 
     version = api.get(f"/v1/sessions/{sid}/versions/2").json()
     assert version["chain_response_id"] is None, "a mask-locked result is not the model's own image"
     httpx.put(f"{emulator}/_emulator/config", json={}).raise_for_status()
+
+
+def test_a_used_up_daily_quota_takes_gemini_out_of_routing_until_it_resets(
+    make_server: Callable[..., str], emulator: str, tmp_path_factory: pytest.TempPathFactory,
+    faults: Callable[..., None],
+) -> None:  # fmt: skip
+    url = make_server(data_dir=tmp_path_factory.mktemp("gemini-quota"), **cloud_settings(emulator))
+    faults("gemini", quota_per_day=1.0)
+    with httpx.Client(base_url=url, timeout=60) as gateway:
+        edit = {"files": {"image": ("coffee.png", COFFEE)}, "data": {"prompt": "replace the table with sand"}}
+        first = gateway.post("/v1/edits", **edit).json()  # standard tier: gemini first
+        assert first["route"]["rule"] == "standard-tier" and first["provider"] == "openai-images"
+        quota = first["route"]["attempts"][0]
+        assert quota["provider"] == "gemini" and quota["outcome"] == "provider_quota_exhausted"
+        assert "per-day quota GenerateRequestsPerDayPerProjectPerModel is used up" in quota["error"]
+        seen = httpx.get(f"{emulator}/_emulator/stats").json()["requests"]["gemini"]
+        second = gateway.post("/v1/edits", **edit).json()
+        assert second["provider"] == "openai-images"
+        assert {"provider": "gemini", "reasons": ["circuit breaker open"]} in second["route"]["dropped"]
+        assert httpx.get(f"{emulator}/_emulator/stats").json()["requests"]["gemini"] == seen, "no call is made"
