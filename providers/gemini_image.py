@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import httpx
 import numpy as np
@@ -179,6 +180,18 @@ class GeminiImageProvider:
         return parts
 
     async def edit(self, job: EditJob) -> ProviderResult:
+        """A conversation Gemini refuses to continue (a 400: signatures it no longer accepts; nothing is
+        billed) is replayed once as a fresh turn from the parent's image; ``raw["chain_restarted"]`` says why."""
+        try:
+            return await self._edit(job)
+        except InvalidForProvider as refused:
+            if job.chain_history is None or refused.status != 400:
+                raise
+            result = await self._edit(replace(job, chain_history=None))
+            result.raw["chain_restarted"] = refused.message
+            return result
+
+    async def _edit(self, job: EditJob) -> ProviderResult:
         contents, config = await self._run_blocking(lambda: self.build_request(job))  # a mask is re-encoded
         try:
             response = await self._client.aio.models.generate_content(model=job.model, contents=contents, config=config)

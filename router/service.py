@@ -501,7 +501,7 @@ class EditRun:
         history = None if lock else await store_history(outcome.result.chain_blob, gw.blobs, gw.workers)
         t_end = time.perf_counter()
         previous = self.previous_response_id
-        chain = self._chain(served_by, previous, model)
+        chain = self._chain(served_by, previous, model, outcome.result.raw.get("chain_restarted"))
         self.history = None
         expires_at = expiry(gw.settings)
         total_ms = _ms(self.t0, t_end)
@@ -698,7 +698,7 @@ class EditRun:
             b64_json=pybase64.b64encode(n.data).decode() if self.p.request.include_base64 else None,
         )
 
-    def _chain(self, served_by: str, previous: str | None, model: str) -> Chain | None:
+    def _chain(self, served_by: str, previous: str | None, model: str, restarted: str | None = None) -> Chain | None:
         chained_on = self.parent.provider
         if chained_on not in (CHAIN_PROVIDER, HISTORY_PROVIDER):
             return None
@@ -708,6 +708,9 @@ class EditRun:
             note = f"chain moved from {chained_on} to {served_by}: replayed from version {self.parent.number}"
             return Chain(continued=False, note=note)
         if chained_on == HISTORY_PROVIDER:
+            if restarted:
+                note = f"gemini refused the conversation ({restarted[:80]}): replayed from version {self.parent.number}"
+                return Chain(continued=False, note=note[:200])
             return Chain(continued=self.history is not None and self.history.model == model)
         return Chain(continued=previous is not None, previous_response_id=previous)
 

@@ -252,21 +252,32 @@ def test_three_round_chain_sends_the_signatures_back(emulator: str) -> None:
     assert gap(r3, r2) < 30 < 60 < gap(r3, source)
 
 
-def test_a_chain_without_its_signatures_is_refused(emulator: str) -> None:
+def _refused_then_replayed(emulator: str, history: dict) -> tuple[ProviderResult, list[dict]]:
+    httpx.put(f"{emulator}/_emulator/config", json={"record_bodies": True}).raise_for_status()
+    try:
+        result = run(_provider(emulator), _job(prompt="again", chain_history=json.dumps(history).encode()))
+        received = httpx.get(f"{emulator}/_emulator/received").json()
+    finally:
+        httpx.put(f"{emulator}/_emulator/config", json={}).raise_for_status()
+    return result, [json.loads(base64.b64decode(r["body_b64"])) for r in received if r["endpoint"] == "gemini"]
+
+
+def test_a_chain_without_its_signatures_is_refused_then_replayed_fresh(emulator: str) -> None:
     first = run(_provider(emulator), _job())
     history = json.loads(first.chain_blob or b"")
     for content in history["contents"]:
         for part in content["parts"]:
             part.pop("thought_signature", None)
-    with pytest.raises(InvalidForProvider) as err:
-        run(_provider(emulator), _job(prompt="again", chain_history=json.dumps(history).encode()))
-    assert err.value.status == 400 and "missing a thought_signature" in err.value.message
+    result, sent = _refused_then_replayed(emulator, history)
+    assert "missing a thought_signature" in result.raw["chain_restarted"]
+    assert [len(body["contents"]) for body in sent] == [3, 1], "refused (400, unbilled), then one fresh turn"
+    assert sum("inlineData" in p for p in sent[1]["contents"][0]["parts"]) == 1, "the parent's image again"
+    assert result.images and result.chain_blob, "the fresh turn starts a new conversation"
     tampered = json.loads(first.chain_blob or b"")
     answer = next(p for p in tampered["contents"][1]["parts"] if not p.get("thought"))
     answer["thought_signature"] = base64.b64encode(b"forged signature").decode()
-    with pytest.raises(InvalidForProvider) as err:
-        run(_provider(emulator), _job(prompt="again", chain_history=json.dumps(tampered).encode()))
-    assert "not valid" in err.value.message
+    result, _ = _refused_then_replayed(emulator, tampered)
+    assert "not valid" in result.raw["chain_restarted"]
 
 
 def test_the_emulator_answers_a_turn_without_signatures_as_gemini_does(emulator: str) -> None:
