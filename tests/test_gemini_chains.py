@@ -107,3 +107,25 @@ def test_a_used_up_daily_quota_takes_gemini_out_of_routing_until_it_resets(
         assert second["provider"] == "openai-images"
         assert {"provider": "gemini", "reasons": ["circuit breaker open"]} in second["route"]["dropped"]
         assert httpx.get(f"{emulator}/_emulator/stats").json()["requests"]["gemini"] == seen, "no call is made"
+
+
+def test_a_conversation_gemini_no_longer_accepts_is_replayed_fresh_with_a_note(
+    make_server: Callable[..., str], emulator: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    data_dir = tmp_path_factory.mktemp("gemini-restart")
+    url = make_server(data_dir=data_dir, **cloud_settings(emulator))
+    with httpx.Client(base_url=url, timeout=60) as gateway:
+        sid = gateway.post("/v1/sessions", files={"image": ("coffee.png", COFFEE)}).json()["id"]
+        _edit(gateway, sid, "replace the table with sand", provider="gemini")
+        sha = gateway.get(f"/v1/sessions/{sid}").json()["versions"][1]["chain_response_id"]
+        stored = data_dir / "blobs" / sha[:2] / sha[2:4] / sha
+        history = json.loads(stored.read_bytes())
+        for content in history["contents"]:
+            for part in content["parts"]:
+                part.pop("thought_signature", None)  # as if the signatures had expired
+        stored.write_text(json.dumps(history))
+        v2 = _edit(gateway, sid, "now make the sand warmer")
+    assert v2["provider"] == "gemini" and v2["chain"]["continued"] is False
+    assert v2["chain"]["note"].startswith("gemini refused the conversation (Image part is missing a thought_sig")
+    assert v2["chain"]["note"].endswith("replayed from version 1")
+    assert [a["outcome"] for a in v2["route"]["attempts"]] == ["ok"], "one attempt: the refusal was not billed"
