@@ -41,7 +41,10 @@ def test_a_gemini_session_continues_its_conversation_then_replays_when_it_leaves
     sid = api.post("/v1/sessions", files={"image": ("coffee.png", COFFEE)}).json()["id"]
     httpx.put(f"{emulator}/_emulator/config", json={"record_bodies": True}).raise_for_status()
     v1 = _edit(api, sid, "replace the table with sand", provider="gemini")
+    explained = api.post("/v1/route/explain", data={"prompt": "now make the sand warmer", "session_id": sid})
+    assert explained.status_code == 200, explained.text
     v2 = _edit(api, sid, "now make the sand warmer")
+    assert explained.json()["decision"]["candidates"][0]["estimate_usd"] == v2["cost"]["estimated_usd"]
     v3 = _edit(api, sid, "add footprints")
     sent = _sent_to_gemini(emulator)
     assert v1["chain"] is None and v1["provider"] == "gemini", "round one uploads the image"
