@@ -192,7 +192,13 @@ class GeminiImageProvider:
             return result
 
     async def _edit(self, job: EditJob) -> ProviderResult:
-        contents, config = await self._run_blocking(lambda: self.build_request(job))  # a mask is re-encoded
+        try:
+            contents, config = await self._run_blocking(lambda: self.build_request(job))  # a mask is re-encoded
+        except ValueError as exc:  # a stored conversation that no longer parses: nothing was sent
+            if job.chain_history is None:
+                raise
+            raise InvalidForProvider(f"the stored conversation is unreadable ({type(exc).__name__})",
+                                     provider=self.name, status=400) from exc  # fmt: skip
         try:
             response = await self._client.aio.models.generate_content(model=job.model, contents=contents, config=config)
         except Exception as exc:

@@ -39,7 +39,10 @@ async def parent_history(parent: Version, blobs: BlobStore, workers: ImageWorker
     if parent.provider != HISTORY_PROVIDER or not sha or (path := blobs.path(sha)) is None:
         return None
     data = await workers.run(path.read_bytes)
-    model = history_model(data)
+    try:
+        model = history_model(data)
+    except (ValueError, AttributeError):  # not a history (a damaged file): the round starts afresh
+        return None
     return History(model, data) if model else None
 
 

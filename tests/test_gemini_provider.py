@@ -280,6 +280,12 @@ def test_a_chain_without_its_signatures_is_refused_then_replayed_fresh(emulator:
     assert "not valid" in result.raw["chain_restarted"]
 
 
+@pytest.mark.parametrize("history", [b"not json", b'{"model": "gemini-3.1-flash-image", "contents": [{"parts": 5}]}'])
+def test_an_unreadable_stored_conversation_starts_afresh(emulator: str, history: bytes) -> None:
+    result = run(_provider(emulator), _job(chain_history=history))
+    assert "unreadable" in result.raw["chain_restarted"] and result.images
+
+
 def test_the_emulator_answers_a_turn_without_signatures_as_gemini_does(emulator: str) -> None:
     image = {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}}
     body = {"contents": [{"role": "user", "parts": [{"text": "draw"}]}, {"role": "model", "parts": [image]},
