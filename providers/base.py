@@ -113,6 +113,9 @@ class EditJob:
     background: Literal["opaque", "auto", "transparent"] = "auto"
     n: int = 1
     previous_response_id: str | None = None
+    chain_history: bytes | None = None
+    """A chain whose state is the conversation itself (Gemini: the previous turns' contents with the model's
+    thought signatures, JSON): the next turn continues it and sends only the new instruction."""
     timeout_s: float = 600.0
     """Read timeout of this call (the policy's per-provider value, capped by the route's deadline)."""
     connect_timeout_s: float = 10.0
@@ -134,6 +137,8 @@ class ProviderResult:
     usage: dict[str, int] = field(default_factory=dict)
     request_id: str | None = None
     chain_state: str | None = None
+    chain_blob: bytes | None = None
+    """Chain state too large for a column (a Gemini history, megabytes): stored as a blob, continued from it."""
     revised_prompt: str | None = None
     emulated: bool = False
     raw: dict[str, Any] = field(default_factory=dict)

@@ -7,7 +7,8 @@
     ├── InvalidForProvider         this provider can't take this request: next capable candidate
     ├── InvalidInput(param)        the caller's input is unusable (an image that does not decode): stop, 422
     └── AuthError                  bad or missing credentials: provider marked unhealthy
-        └── QuotaExhausted         billing exhausted (OpenAI ``429 insufficient_quota``): same, and an alert
+        └── QuotaExhausted         a quota no wait within the request refills: OpenAI's billing ran out (``429
+                                   insufficient_quota``) or Gemini's per-day quota (``reset_after``): same, and an alert
 
 The executor decides what to do from the family alone; the provider's own message and request id are
 kept so the caller sees what the provider said.
@@ -74,9 +75,16 @@ class AuthError(ProviderError):
 
 
 class QuotaExhausted(AuthError):
-    """The account's credit or billing quota ran out (OpenAI's ``429 insufficient_quota``).
+    """A quota that no wait within the request refills: the account's credit or billing ran out (OpenAI's
+    ``429 insufficient_quota``: ``reset_after`` None, until someone pays), or a per-day quota (Gemini's
+    ``QuotaFailure``: ``reset_after`` seconds until it resets).
 
-    It arrives as a 429 but no wait makes it succeed, so it is handled like bad credentials: the breaker
-    opens, an operator is alerted, and the next candidate is tried. Never retried as :class:`RateLimited`."""
+    It arrives as a 429 but retrying cannot help, so it is handled like bad credentials: the breaker opens
+    (until the reset, when one is known), an operator is alerted, and the next candidate is tried. Never
+    retried as :class:`RateLimited`."""
 
     code = "provider_quota_exhausted"
+
+    def __init__(self, message: str, *, reset_after: float | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.reset_after = reset_after

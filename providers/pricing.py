@@ -66,6 +66,8 @@ class UsageInputs:
     quality: str  # draft | final
     n: int = 1
     has_mask: bool = False
+    carried: tuple[tuple[str, int], ...] = ()
+    """Input a continued conversation re-sends (usage kind, tokens): a chained Gemini round's history."""
 
 
 def predict_usage(provider: str, model: str, options: Mapping[str, Any], u: UsageInputs) -> dict[str, int]:
@@ -90,11 +92,13 @@ def predict_usage(provider: str, model: str, options: Mapping[str, Any], u: Usag
     if provider == "gemini":
         facts = catalog()["gemini"]
         images = len(u.image_sizes) + (1 if u.has_mask else 0)
+        carried = dict(u.carried)
         return {
-            "input_text_tokens": text + 40 * u.has_mask,
-            "input_image_tokens": facts["image_input"]["per_image"] * images,
+            "input_text_tokens": text + 40 * u.has_mask + carried.get("input_text_tokens", 0),
+            "input_image_tokens": facts["image_input"]["per_image"] * images + carried.get("input_image_tokens", 0),
             "output_image_tokens": facts["output_tokens"][gemini_image_size(max(u.out_w, u.out_h))],
-            "output_text_tokens": 10,
+            # responseModalities ["IMAGE"]: no text; a thinking model's thoughts are billed as output text
+            "output_thinking_tokens": facts["thoughts_tokens"] if model in facts["thinking_models"] else 0,
         }
     return {}
 

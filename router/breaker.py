@@ -27,6 +27,8 @@ class Breaker:
         self._recent: deque[bool] = deque(maxlen=settings.window)
         self._consecutive = 0
         self._opened_at: float | None = None
+        self._hold_s = 0.0
+        """How long this opening lasts at least (a quota's reset), beyond the usual cool-down."""
         self._probe_out = False
 
     def configure(self, settings: BreakerSettings) -> None:
@@ -38,7 +40,7 @@ class Breaker:
     def state(self) -> State:
         if self._opened_at is None:
             return "closed"
-        if self._clock() - self._opened_at >= self.settings.cool_down_s:
+        if self._clock() - self._opened_at >= max(self.settings.cool_down_s, self._hold_s):
             return "half_open"
         return "open"
 
@@ -65,6 +67,7 @@ class Breaker:
         self._probe_out = False
         self._recent.append(ok)
         if ok:
+            self._hold_s = 0.0
             self._consecutive = 0
             self._opened_at = None
             return
@@ -76,10 +79,12 @@ class Breaker:
         if self._opened_at is not None or self._consecutive >= self.settings.consecutive_failures or rate_tripped:
             self._opened_at = self._clock()
 
-    def trip(self) -> None:
-        """Open at once (bad credentials: nothing will succeed until someone fixes them)."""
+    def trip(self, for_s: float | None = None) -> None:
+        """Open at once (bad credentials: nothing will succeed until someone fixes them); ``for_s``: stay
+        open at least that long (a quota that resets then), not just the cool-down."""
         self._probe_out = False
         self._opened_at = self._clock()
+        self._hold_s = for_s or 0.0
 
 
 class Breakers:

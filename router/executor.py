@@ -6,8 +6,8 @@
 - ``Unavailable(ambiguous)`` (read timeout: it may have rendered and billed): stop, unless the route
   allows ambiguous retries, so an expensive render is not paid for twice by accident.
 - ``Rejected`` (safety): stop and tell the caller, unless the route opts into a fallback.
-- ``InvalidForProvider``: the next candidate. ``AuthError`` (and ``QuotaExhausted``, billing that ran
-  out): trip the breaker, log an alert, next candidate.
+- ``InvalidForProvider``: the next candidate. ``AuthError`` (and ``QuotaExhausted``: billing that ran out,
+  or a per-day quota, then until it resets): trip the breaker, log an alert, next candidate.
 - ``InvalidInput`` (an input no provider could use, such as an image that does not decode): stop.
 A provider whose breaker is open is skipped without a call.
 
@@ -27,7 +27,15 @@ import structlog
 
 from policies.model import Candidate, RouteDecision
 from providers.base import EditJob, Provider, ProviderResult
-from providers.errors import AuthError, InvalidInput, ProviderError, RateLimited, Rejected, Unavailable
+from providers.errors import (
+    AuthError,
+    InvalidInput,
+    ProviderError,
+    QuotaExhausted,
+    RateLimited,
+    Rejected,
+    Unavailable,
+)
 from router.breaker import Breakers
 from router.errors import ApiError
 from router.models import Attempt
@@ -42,7 +50,7 @@ _STATUS = {
     "invalid_for_provider": 422,
     "invalid_image": 422,
     "provider_auth_failed": 502,
-    "provider_quota_exhausted": 502,
+    "provider_quota_exhausted": 502,  # 429 when the quota resets at a known time (a per-day quota)
     "provider_error": 502,
 }
 MAX_BACKOFF_S = 8.0
@@ -89,12 +97,15 @@ def _failure(exc: ProviderError, attempts: list[Attempt]) -> ExecutionFailed:
         extra["provider_request_id"] = exc.request_id
     if isinstance(exc, RateLimited) and exc.retry_after is not None:
         extra["retry_after"] = exc.retry_after
+    if isinstance(exc, QuotaExhausted) and exc.reset_after is not None:
+        extra["retry_after"] = round(exc.reset_after)
     code, message = exc.code, f"{exc.provider or 'provider'}: {exc.message}"
     if isinstance(exc, Unavailable) and exc.ambiguous:
         code = "provider_timeout"
         message += " (it may have rendered and billed; not retried, as this route does not allow it)"
     param = exc.param if isinstance(exc, InvalidInput) else None
-    return ExecutionFailed(ApiError(_STATUS.get(code, 502), code, message, param, **extra), attempts)
+    status = 429 if isinstance(exc, QuotaExhausted) and exc.reset_after is not None else _STATUS.get(code, 502)
+    return ExecutionFailed(ApiError(status, code, message, param, **extra), attempts)
 
 
 def _backoff(tries: int) -> float:
@@ -152,7 +163,7 @@ async def execute(
                         async with contextlib.nullcontext() if name == held else resources.limiter(name):
                             started = time.perf_counter()
                             queue_ms += (started - queued) * 1000
-                            result = await traced_attempt(providers[name], job)
+                            result = await traced_attempt(providers[name], job, candidate.model)
                     except ProviderError as exc:
                         ms = (time.perf_counter() - (started or queued)) * 1000
                         provider_ms += ms
@@ -162,7 +173,7 @@ async def execute(
                                                 error=exc.message, latency_ms=round(ms, 2)))  # fmt: skip
                         last = exc
                         if isinstance(exc, AuthError):
-                            breaker.trip()
+                            breaker.trip(for_s=exc.reset_after if isinstance(exc, QuotaExhausted) else None)
                             log.error("provider_unusable_breaker_open", provider=name, reason=exc.code,
                                       provider_request_id=exc.request_id, status=exc.status)  # fmt: skip
                         else:

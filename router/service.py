@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -24,6 +24,7 @@ from policies.model import Shadow
 from providers.base import EditJob, ImageBlob, OnPartial, Provider
 from providers.pricing import PriceTable, UsageInputs, actual_usd, estimate_usd
 from router.blobs import BlobStore
+from router.chains import CHAIN_KIND, HISTORY_PROVIDER, History, carried_input, parent_history, store_history
 from router.deferred import DeferredScores
 from router.errors import ApiError
 from router.events import EventBus, attempt_publisher, partial_publisher, routed_data
@@ -211,7 +212,7 @@ async def start_session(
 
 
 def _job(p: PreparedEdit, candidate: Candidate, timeout_s: float, previous_response_id: str | None,
-         on_partial: OnPartial | None = None) -> EditJob:  # fmt: skip
+         on_partial: OnPartial | None = None, history: History | None = None) -> EditJob:  # fmt: skip
     req = p.request
     out_w, out_h = p.out_size or (p.work.width, p.work.height)
     return EditJob(
@@ -228,6 +229,7 @@ def _job(p: PreparedEdit, candidate: Candidate, timeout_s: float, previous_respo
         background=req.background,
         n=req.n,
         previous_response_id=previous_response_id if candidate.provider == CHAIN_PROVIDER else None,
+        chain_history=history.for_candidate(candidate) if history else None,
         timeout_s=timeout_s,
         connect_timeout_s=min(candidate.connect_timeout_s, timeout_s),
         partial_images=req.partial_images,
@@ -271,12 +273,15 @@ def usage_inputs(p: PreparedEdit) -> UsageInputs:
     return UsageInputs(p.prompt, sizes, out_w, out_h, p.request.quality, p.request.n, p.mask is not None)
 
 
-def estimates_for(policy: Policy, names: list[str], p: PreparedEdit, prices: PriceTable) -> dict[str, float | None]:
+def estimates_for(policy: Policy, names: list[str], p: PreparedEdit, prices: PriceTable,
+                  carried: Mapping[str, int] | None = None) -> dict[str, float | None]:  # fmt: skip
+    """``carried``: the input a continued Gemini conversation re-sends (only a Gemini candidate sends it)."""
     u = usage_inputs(p)
+    chained = replace(u, image_sizes=(), carried=tuple(carried.items())) if carried else u
+    settings = {name: policy.providers[name] for name in names if name in policy.providers}
     return {
-        name: estimate_usd(name, policy.providers[name].model, policy.providers[name].options, u, prices)
-        for name in names
-        if name in policy.providers
+        name: estimate_usd(name, s.model, s.options, chained if name == HISTORY_PROVIDER else u, prices)
+        for name, s in settings.items()
     }
 
 
@@ -291,12 +296,14 @@ def policy_features(p: PreparedEdit, tenant: str, session_provider: str | None) 
 
 @traced("editgate.decide")
 async def route(gw: Gateway, p: PreparedEdit, tenant: str, session_id: str | None,
-                session_provider: str | None, shadow: bool = False) -> RouteDecision:  # fmt: skip
+                session_provider: str | None, shadow: bool = False,
+                carried: Mapping[str, int] | None = None) -> RouteDecision:  # fmt: skip
     """Everything that varies, gathered for the pure engine: health, spend, estimates, sticky keys.
-    ``shadow``: the operator's shadow traffic, which no tenant budget limits."""
+    ``shadow``: the operator's shadow traffic, which no tenant budget limits. ``carried``: see
+    :func:`estimates_for`."""
     features = policy_features(p, tenant, session_provider)
     names = list(gw.providers)
-    estimates = estimates_for(gw.policy, names, p, gw.prices)
+    estimates = estimates_for(gw.policy, names, p, gw.prices, carried)
     spent = (
         await gw.store.spent_since(tenant, start_of_utc_day(time.time()))
         if gw.policy.budgets.limit_for(tenant) is not None and not shadow
@@ -394,6 +401,8 @@ class EditRun:
         """The provider whose concurrency slot this run holds from its claim (a queued edit's first candidate)."""
         self.deferred_score: Callable[[], Any] | None = None
         """The preservation score left for after the answer (see :attr:`EditTarget.score_after_response`)."""
+        self.history: History | None = None
+        """The parent's Gemini conversation, continued by a Gemini candidate of the same model."""
 
     @property
     def header(self) -> dict[str, Any]:
@@ -427,7 +436,8 @@ class EditRun:
 
     async def choose_route(self) -> RouteDecision:
         return await route(self.gw, self.p, self.target.tenant, self.session_id, self.parent.provider,
-                           shadow=self.target.shadow_of is not None)  # fmt: skip
+                           shadow=self.target.shadow_of is not None,
+                           carried=carried_input(self.parent, self.chainable))  # fmt: skip
 
     async def routed(self, decision: RouteDecision | None) -> RouteDecision:
         """Take the route; a queued edit (routed when claimed, or just before) records the call it is
@@ -463,23 +473,29 @@ class EditRun:
         await self.gw.lifecycle.calling(self.version, candidate.provider, candidate.model, record)
 
     @property
+    def chainable(self) -> bool:
+        """A provider's chain continues when nothing but the prompt changes."""
+        return self.p.mask is None and not self.p.references
+
+    @property
     def previous_response_id(self) -> str | None:
         """The parent's Responses chain, continued when nothing but the prompt changes."""
-        chained = (
-            self.parent.provider == CHAIN_PROVIDER and self.parent.chain_response_id and self.p.mask is None
-            and not self.p.references
-        )  # fmt: skip
+        chained = self.parent.provider == CHAIN_PROVIDER and self.parent.chain_response_id and self.chainable
         return self.parent.chain_response_id if chained else None
 
     async def execute(self, decision: RouteDecision) -> Outcome:
         """The provider calls, under the route's deadline; every attempt stays in the trace."""
         gw, p, previous = self.gw, self.p, self.previous_response_id
         deadline = decision.deadline_s or gw.settings.request_timeout_s
+        if self.chainable:
+            self.history = history = await parent_history(self.parent, gw.blobs, gw.workers)
+        else:
+            history = None
         partials = partial_publisher(gw.events, self.version.id, p.request.output_format, gw.workers.run)
         try:
             async with in_use(gw.providers) as providers:  # a reload closes replaced clients only after this
                 outcome = await execute(
-                    decision, providers, lambda c: _job(p, c, min(c.timeout_s, deadline), previous, partials),
+                    decision, providers, lambda c: _job(p, c, min(c.timeout_s, deadline), previous, partials, history),
                     deadline, gw.resources, attempts=self.route_info.attempts,  # kept if this run is cancelled
                     on_attempt=attempt_publisher(gw.events, self.version.id), held=self.held_slot,
                     on_call=self.calling,
@@ -513,9 +529,12 @@ class EditRun:
         gw, p = self.gw, self.p
         served_by, model = outcome.candidate.provider, outcome.candidate.model
         shas = await gw.workers.run(lambda: [gw.blobs.put(n.data, n.sha256) for n, _ in normalized])
+        # a mask-locked result is no longer the provider's own output: its chain cannot continue from it
+        history = None if lock else await store_history(outcome.result.chain_blob, gw.blobs, gw.workers)
         t_end = time.perf_counter()
         previous = self.previous_response_id
-        chain = self._chain(served_by, previous)
+        chain = self._chain(served_by, previous, model, outcome.result.raw.get("chain_restarted"))
+        self.history = None
         expires_at = expiry(gw.settings)
         total_ms = _ms(self.t0, t_end)
         provider_ms = round(outcome.provider_ms, 2)
@@ -564,13 +583,13 @@ class EditRun:
                 "model": model,
                 "rule": self.route_info.rule,
                 "image_sha": first.sha256 if first else None,
-                # a mask-locked result is no longer the provider's own output: its chain cannot continue from it
-                "chain_response_id": None if lock else outcome.result.chain_state,
+                "chain_response_id": history[0] if history else (None if lock else outcome.result.chain_state),
                 "chain_note": chain.note if chain else None,
             },
             record=record,
             ledger=self.ledger(total_ms),
-            blobs=[(sha, "result", len(n.data)) for sha, (n, _) in zip(shas, normalized, strict=True)],
+            blobs=[(sha, "result", len(n.data)) for sha, (n, _) in zip(shas, normalized, strict=True)]
+            + ([(history[0], CHAIN_KIND, history[1])] if history else []),
             session_expires_at=expires_at,
             # a queued edit's key (if it has one) was claimed by its accept: matched by version id
             answer=self.target.answer.stored() if self.target.claim is not None or self.version.queued_at else None,
@@ -712,12 +731,20 @@ class EditRun:
             b64_json=pybase64.b64encode(n.data).decode() if self.p.request.include_base64 else None,
         )
 
-    def _chain(self, served_by: str, previous: str | None) -> Chain | None:
-        if self.parent.provider != CHAIN_PROVIDER:
+    def _chain(self, served_by: str, previous: str | None, model: str, restarted: str | None = None) -> Chain | None:
+        chained_on = self.parent.provider
+        if chained_on not in (CHAIN_PROVIDER, HISTORY_PROVIDER):
             return None
-        if served_by != CHAIN_PROVIDER:
-            note = f"chain moved from {CHAIN_PROVIDER} to {served_by}: replayed from version {self.parent.number}"
+        if chained_on == HISTORY_PROVIDER and not self.parent.chain_response_id:
+            return None  # a mask-locked or outgrown conversation: nothing to continue
+        if served_by != chained_on:
+            note = f"chain moved from {chained_on} to {served_by}: replayed from version {self.parent.number}"
             return Chain(continued=False, note=note)
+        if chained_on == HISTORY_PROVIDER:
+            if restarted:
+                note = f"gemini refused the conversation ({restarted[:80]}): replayed from version {self.parent.number}"
+                return Chain(continued=False, note=note[:200])
+            return Chain(continued=self.history is not None and self.history.model == model)
         return Chain(continued=previous is not None, previous_response_id=previous)
 
 
@@ -766,7 +793,9 @@ async def accept_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: Edi
     )
     decision = None
     if not queued:
-        decision = await route(gw, p, target.tenant, session_id, parent.provider, shadow=target.shadow_of is not None)
+        carried = carried_input(parent, p.mask is None and not p.references)
+        decision = await route(gw, p, target.tenant, session_id, parent.provider, shadow=target.shadow_of is not None,
+                               carried=carried)  # fmt: skip
     settings = req.model_dump(exclude=SETTINGS_EXCLUDED)
     try:
         version = await gw.lifecycle.accept(

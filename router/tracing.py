@@ -70,11 +70,11 @@ def traced(name: str) -> Callable[[F], F]:
     return wrap
 
 
-async def traced_attempt(provider: Provider, job: EditJob) -> ProviderResult:
+async def traced_attempt(provider: Provider, job: EditJob, model: str) -> ProviderResult:
     """One provider call as a client span; an error's class is its status (the executor decides what it means)."""
     with tracer.start_as_current_span(
         "editgate.provider_attempt", kind=SpanKind.CLIENT, record_exception=False,
-        attributes={"editgate.provider": provider.name, "editgate.model": job.model},
+        attributes={"editgate.provider": provider.name, "editgate.model": model},
     ) as span:  # fmt: skip
         try:
             result = await provider.edit(job)

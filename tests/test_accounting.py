@@ -49,9 +49,10 @@ OPENAI_IMAGES = (7 * 5.00 + 323 * 8.00 + 4476 * 30.00) / 1e6  # text in $5/M, im
 # and writes 24; the image tool is billed as above.
 OPENAI_RESPONSES = OPENAI_IMAGES + (92 * 0.75 + 24 * 4.50) / 1e6
 # Gemini: the prompt plus "\n\n" and the region sentence, 4 bytes a token; two input images (source and the
-# region) at a flat 1120 each; a 1K output is 1120 image tokens; the reply "Here is your edited image." is 7.
+# region) at a flat 1120 each; a 1K output is 1120 image tokens; no text part (IMAGE only); 260 thinking
+# tokens (usageMetadata.thoughtsTokenCount), billed as output text at $3/M.
 GEMINI_TEXT = math.ceil((27 + 2 + len(REGION_SENTENCE)) / 4)
-GEMINI = ((GEMINI_TEXT + 2 * 1120) * 0.50 + 1120 * 60.00 + 7 * 3.00) / 1e6
+GEMINI = ((GEMINI_TEXT + 2 * 1120) * 0.50 + 1120 * 60.00 + 260 * 3.00) / 1e6
 
 
 @pytest.mark.parametrize(

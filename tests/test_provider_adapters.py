@@ -91,7 +91,9 @@ def test_openai_images_quality_final_maps_to_high(emulator: str) -> None:
 
 def test_gemini_masked_edit_sends_region_image_and_sentence(emulator: str) -> None:
     provider = _gemini(emulator)
-    parts, config = provider.build_request(_job("gemini-3.1-flash-image", out_w=3000, out_h=2000))
+    contents, config = provider.build_request(_job("gemini-3.1-flash-image", out_w=3000, out_h=2000))
+    assert len(contents) == 1 and contents[0].role == "user"
+    parts = contents[0].parts or []
     assert len([p for p in parts if p.inline_data]) == 2
     assert REGION_SENTENCE in (parts[-1].text or "")
     assert config.image_config.aspect_ratio == "3:2" and config.image_config.image_size == "4K"

@@ -30,6 +30,8 @@ def route_of(**features: object) -> tuple[str, list[str]]:
     [
         ({"session_provider": "openai-responses"}, {"session_provider": "gemini"}, "session-chain",
          ["openai-responses", "openai-images", "gemini"]),
+        ({"session_provider": "gemini", "tier": "pro"}, {"session_provider": "gemini", "has_mask": True,
+         "tier": "pro"}, "session-chain-gemini", ["gemini", "openai-images"]),
         ({"has_mask": True, "removal": True}, {"has_mask": True, "removal": True, "text_in_output": True},
          "free-removal", ["local", "gemini"]),
         ({"tier": "pro", "has_mask": True}, {"tier": "pro", "has_mask": False}, "pro-masked",

@@ -21,6 +21,9 @@ Endpoint = Literal["images", "responses", "gemini"]
 Fault = Literal[
     "rate_limit", "server_error", "unavailable", "hang", "drop", "malformed", "safety", "mid_stream",
     "insufficient_quota", "text_only", "refusal", "incomplete", "failed",
+    # Gemini only: a used-up per-day quota (429), and answers without an image (see gemini_api.REFUSALS)
+    "quota_per_day", "blocked_prompt", "no_image", "image_other", "recitation", "missing_thought_signature",
+    "text_refusal",
 ]  # fmt: skip
 """``insufficient_quota``: OpenAI only (billing exhausted). ``text_only``, ``refusal``, ``incomplete`` and
 ``failed``: Responses only, rendered by the endpoint (a text answer, a refusal, ``status: incomplete`` for
@@ -71,8 +74,36 @@ def _openai_error(status: int, message: str, type_: str, code: str | None) -> by
     return json.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}}).encode()
 
 
-def _google_error(status: int, message: str, state: str) -> bytes:
-    return json.dumps({"error": {"code": status, "message": message, "status": state}}).encode()
+def _google_error(status: int, message: str, state: str, details: list[dict] | None = None) -> bytes:
+    error: dict = {"code": status, "message": message, "status": state}
+    if details:
+        error["details"] = details
+    return json.dumps({"error": error}).encode()
+
+
+def _google_quota(retry_after_s: float, quota_id: str, metric: str) -> bytes:
+    """Gemini's 429 as sent: no Retry-After header; the wait and the quota are in ``details``."""
+    seconds = f"{retry_after_s:g}s"
+    details = [
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+            "quotaMetric": f"generativelanguage.googleapis.com/{metric}", "quotaId": quota_id,
+            "quotaDimensions": {"location": "global", "model": "gemini-3.1-flash-image"}, "quotaValue": "10"}]},
+        {"@type": "type.googleapis.com/google.rpc.Help", "links": [{
+            "description": "Learn more about Gemini API quotas", "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": seconds},
+    ]  # fmt: skip
+    message = (
+        "You exceeded your current quota, please check your plan and billing details. For more information on "
+        f"this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.\n* Quota exceeded for metric: "
+        f"generativelanguage.googleapis.com/{metric}, limit: 10\nPlease retry in {seconds}."
+    )
+    return _google_error(429, message, "RESOURCE_EXHAUSTED", details)
+
+
+GOOGLE_QUOTAS = {
+    "rate_limit": ("GenerateRequestsPerMinutePerProjectPerModel", "generate_content_paid_tier_requests"),
+    "quota_per_day": ("GenerateRequestsPerDayPerProjectPerModel", "generate_content_paid_tier_requests"),
+}
 
 
 _ERRORS: dict[tuple[str, str], tuple[int, bytes]] = {
@@ -97,10 +128,6 @@ _ERRORS: dict[tuple[str, str], tuple[int, bytes]] = {
             "insufficient_quota",
             "insufficient_quota",
         ),
-    ),
-    ("google", "rate_limit"): (
-        429,
-        _google_error(429, "Resource has been exhausted (e.g. check quota).", "RESOURCE_EXHAUSTED"),
     ),
     ("google", "server_error"): (500, _google_error(500, "An internal error has occurred.", "INTERNAL")),
     ("google", "unavailable"): (
@@ -176,12 +203,13 @@ class FaultInjector:
         scope.setdefault("state", {})["fault"] = fault
         family = "google" if endpoint == "gemini" else "openai"
         marks = openai_fault_headers(fault, plan) if family == "openai" and fault else []
-        if (family, fault) in _ERRORS:
-            status, body = _ERRORS[(family, fault)]  # type: ignore[index]
-            headers = [(b"content-type", b"application/json")]
-            headers += marks
-            if family == "google" and fault == "rate_limit":
-                headers.append((b"retry-after", str(plan.retry_after_s).encode()))
+        google_quota = family == "google" and fault in GOOGLE_QUOTAS
+        if google_quota or (family, fault) in _ERRORS:
+            if google_quota:  # Google sends no Retry-After: the wait is in the body's RetryInfo
+                status, body = 429, _google_quota(plan.retry_after_s, *GOOGLE_QUOTAS[fault])  # type: ignore[index]
+            else:
+                status, body = _ERRORS[(family, fault)]  # type: ignore[index]
+            headers = [(b"content-type", b"application/json"), *marks]
             await _drain(receive)
             await marked({"type": "http.response.start", "status": status, "headers": headers})
             await marked({"type": "http.response.body", "body": body})
@@ -204,7 +232,7 @@ class FaultInjector:
                 }
             )
             await marked({"type": "http.response.body", "body": b'{"created": 1700000000, "data": [{"b64_json": '})
-        else:  # no fault, "safety" or "mid_stream", which the endpoint itself renders in its own shape
+        else:  # no fault, or one the endpoint renders in its own shape ("safety", "mid_stream", Gemini's refusals)
             await self.app(scope, receive, marked)  # type: ignore[arg-type]
 
 

@@ -10,6 +10,7 @@ from litestar import Request, get, post
 from policies.view import tenant_view
 from router.api.openapi import EditOperation, guarded
 from router.auth import CallerDep, TenantId
+from router.chains import carried_input
 from router.intake.prepare import prepare
 from router.intake.request import parse_edit_request
 from router.service import Gateway, route, usage_inputs
@@ -23,12 +24,13 @@ async def explain_route(request: Request, tenant: TenantId) -> dict[str, Any]:
     breaker states and today's spend, but calls no provider and stores nothing."""
     gw: Gateway = request.app.state.gateway
     req, raw = await parse_edit_request(request)
-    session_provider = None
+    session_provider, parent = None, None
     if req.session_id:
         parent, raw.image = await resolve_parent(gw, tenant, req.session_id, req.parent_version)
         session_provider = parent.provider
     p = await gw.workers.run(lambda: prepare(req, raw, gw.settings.limits, tenant))
-    decision = await route(gw, p, tenant, req.session_id, session_provider)
+    carried = carried_input(parent, p.mask is None and not p.references) if parent is not None else None
+    decision = await route(gw, p, tenant, req.session_id, session_provider, carried=carried)
     return {
         "decision": decision.model_dump(),
         "features": p.features.model_copy(update={"session_provider": session_provider, "tenant": tenant}).model_dump(),
