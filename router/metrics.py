@@ -79,7 +79,7 @@ class Metrics:
             self.arms.labels(experiment, arm).inc()
 
     def attempted(self, attempts: Iterable[Attempt]) -> None:
-        made = [a for a in attempts if a.outcome != "skipped_circuit_open"]
+        made = [a for a in attempts if a.outcome not in ("skipped_circuit_open", "skipped_over_cost_cap")]
         for a in made:
             self.provider_latency.labels(a.provider, a.model, "ok" if a.outcome == "ok" else "error").observe(
                 a.latency_ms / 1000

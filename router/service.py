@@ -22,8 +22,9 @@ import structlog
 from policies import Candidate, Policy, RouteDecision, decide, shadow_for
 from policies.model import Shadow
 from providers.base import EditJob, ImageBlob, OnPartial, Provider
-from providers.pricing import PriceTable, UsageInputs, actual_usd, estimate_usd
+from providers.pricing import PriceTable, UsageInputs, actual_usd, chain_tokens_after, estimate_usd
 from router.blobs import BlobStore
+from router.costs import SKIPPED_OVER_CAP, check_cap, cost_section
 from router.deferred import DeferredScores
 from router.errors import ApiError
 from router.events import EventBus, attempt_publisher, partial_publisher, routed_data
@@ -256,21 +257,40 @@ def _ledger_rows(target: EditTarget, session_id: str, version_id: str, decision:
             "usage": usage if a.outcome == "ok" else {},
         }
         for a in attempts
-        if a.outcome != "skipped_circuit_open"
+        if a.outcome not in ("skipped_circuit_open", SKIPPED_OVER_CAP)
     ]
 
 
-def usage_inputs(p: PreparedEdit) -> UsageInputs:
+def usage_inputs(p: PreparedEdit, chain_tokens: int = 0) -> UsageInputs:
     out_w, out_h = p.out_size or (p.work.width, p.work.height)
     refs = tuple((r.blob.width, r.blob.height) for r in p.references)
     sizes = refs if p.request.mode == "generate" else ((p.work.width, p.work.height), *refs)
-    return UsageInputs(p.prompt, sizes, out_w, out_h, p.request.quality, p.request.n, p.mask is not None)
+    return UsageInputs(p.prompt, sizes, out_w, out_h, p.request.quality, p.request.n, p.mask is not None,
+                       partial_images=p.request.partial_images, chain_tokens=chain_tokens)  # fmt: skip
 
 
-def estimates_for(policy: Policy, names: list[str], p: PreparedEdit, prices: PriceTable) -> dict[str, float | None]:
-    u = usage_inputs(p)
+def continues_chain(parent: Version | None, p: PreparedEdit) -> bool:
+    """The parent's Responses chain is continued when nothing but the prompt changes."""
+    return (
+        parent is not None and parent.provider == CHAIN_PROVIDER and bool(parent.chain_response_id)
+        and p.mask is None and not p.references
+    )  # fmt: skip
+
+
+def chain_tokens(parent: Version | None, p: PreparedEdit) -> int:
+    """The tokens a continued chain re-bills for its earlier rounds, from the parent round's reported usage."""
+    if parent is None or not continues_chain(parent, p):
+        return 0
+    return chain_tokens_after(((parent.result or {}).get("cost") or {}).get("usage") or {})
+
+
+def estimates_for(policy: Policy, names: list[str], p: PreparedEdit, prices: PriceTable,
+                  parent: Version | None = None) -> dict[str, float | None]:  # fmt: skip
+    """Each provider's estimate; the chain provider's includes what continuing the parent's chain re-bills."""
+    u, chained = usage_inputs(p), usage_inputs(p, chain_tokens(parent, p))
+    inputs = {name: chained if name == CHAIN_PROVIDER else u for name in names}
     return {
-        name: estimate_usd(name, policy.providers[name].model, policy.providers[name].options, u, prices)
+        name: estimate_usd(name, policy.providers[name].model, policy.providers[name].options, inputs[name], prices)
         for name in names
         if name in policy.providers
     }
@@ -281,12 +301,14 @@ def start_of_utc_day(now: float) -> float:
 
 
 async def route(gw: Gateway, p: PreparedEdit, tenant: str, session_id: str | None,
-                session_provider: str | None, shadow: bool = False) -> RouteDecision:  # fmt: skip
+                session_provider: str | None, shadow: bool = False, parent: Version | None = None
+                ) -> RouteDecision:  # fmt: skip
     """Everything that varies, gathered for the pure engine: health, spend, estimates, sticky keys.
-    ``shadow``: the operator's shadow traffic, which no tenant budget limits."""
+    ``shadow``: the operator's shadow traffic, which no tenant budget limits. ``parent``: the version this
+    edit continues (a continued Responses chain re-bills its history)."""
     features = p.features.model_copy(update={"session_provider": session_provider, "tenant": tenant})
     names = list(gw.providers)
-    estimates = estimates_for(gw.policy, names, p, gw.prices)
+    estimates = estimates_for(gw.policy, names, p, gw.prices, parent)
     spent = (
         await gw.store.spent_since(tenant, start_of_utc_day(time.time()))
         if gw.policy.budgets.limit_for(tenant) is not None and not shadow
@@ -399,7 +421,7 @@ class EditRun:
 
     async def choose_route(self) -> RouteDecision:
         return await route(self.gw, self.p, self.target.tenant, self.session_id, self.parent.provider,
-                           shadow=self.target.shadow_of is not None)  # fmt: skip
+                           shadow=self.target.shadow_of is not None, parent=self.parent)  # fmt: skip
 
     async def routed(self, decision: RouteDecision | None) -> RouteDecision:
         """Take the route; a queued edit (routed when claimed, or just before) records the call it is
@@ -422,6 +444,7 @@ class EditRun:
                  experiment=decision.experiment, arm=decision.arm)  # fmt: skip
         if decision.refusal is not None:
             raise ApiError(decision.refusal.status, decision.refusal.code, decision.refusal.message)
+        check_cap(decision.candidates, self.p.request.max_cost_usd)
         return decision
 
     async def calling(self, candidate: Candidate) -> None:
@@ -435,11 +458,7 @@ class EditRun:
     @property
     def previous_response_id(self) -> str | None:
         """The parent's Responses chain, continued when nothing but the prompt changes."""
-        chained = (
-            self.parent.provider == CHAIN_PROVIDER and self.parent.chain_response_id and self.p.mask is None
-            and not self.p.references
-        )  # fmt: skip
-        return self.parent.chain_response_id if chained else None
+        return self.parent.chain_response_id if continues_chain(self.parent, self.p) else None
 
     async def execute(self, decision: RouteDecision) -> Outcome:
         """The provider calls, under the route's deadline; every attempt stays in the trace."""
@@ -452,7 +471,7 @@ class EditRun:
                     decision, providers, lambda c: _job(p, c, min(c.timeout_s, deadline), previous, partials),
                     deadline, gw.resources, attempts=self.route_info.attempts,  # kept if this run is cancelled
                     on_attempt=attempt_publisher(gw.events, self.version.id), held=self.held_slot,
-                    on_call=self.calling,
+                    on_call=self.calling, max_cost_usd=p.request.max_cost_usd,
                 )  # fmt: skip
         except ExecutionFailed as failed:
             self.route_info.attempts = failed.attempts
@@ -497,12 +516,7 @@ class EditRun:
             provider=served_by,
             model=model,
             route=self.route_info,
-            cost=Cost(
-                estimated_usd=outcome.candidate.estimate_usd,
-                actual_usd=self.actual,
-                usage=outcome.result.usage,
-                pricing_version=gw.prices.version,
-            ),
+            cost=self._cost(outcome),
             latency_ms=Latency(
                 total=total_ms,
                 intake=_ms(self.t0, self.t_routed),
@@ -577,7 +591,7 @@ class EditRun:
         )
         self.gw.events.publish(self.version.id, "failed", error.body()["error"])
         attempts = self.route_info.attempts
-        tried = [a for a in attempts if a.outcome != "skipped_circuit_open"]
+        tried = [a for a in attempts if a.outcome not in ("skipped_circuit_open", SKIPPED_OVER_CAP)]
         if self.outcome is None:
             self.gw.metrics.attempted(attempts)
         self.gw.metrics.finished(
@@ -668,6 +682,12 @@ class EditRun:
 
         return lock, await gw.workers.run(work)
 
+    def _cost(self, outcome: Outcome) -> Cost:
+        served_by, p = outcome.candidate.provider, self.p
+        inputs = usage_inputs(p, chain_tokens(self.parent, p) if served_by == CHAIN_PROVIDER else 0)
+        return cost_section(self.gw.prices, outcome.candidate, self.gw.options(served_by), inputs,
+                            outcome.result.usage, self.actual, p.request.max_cost_usd)  # fmt: skip
+
     def _image(self, n: NormalizedImage) -> OutputImage:
         return OutputImage(
             id=n.sha256,
@@ -734,7 +754,8 @@ async def accept_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: Edi
     )
     decision = None
     if not queued:
-        decision = await route(gw, p, target.tenant, session_id, parent.provider, shadow=target.shadow_of is not None)
+        decision = await route(gw, p, target.tenant, session_id, parent.provider, shadow=target.shadow_of is not None,
+                               parent=parent)  # fmt: skip
     settings = req.model_dump(exclude=SETTINGS_EXCLUDED)
     try:
         version = await gw.lifecycle.accept(

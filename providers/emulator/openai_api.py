@@ -27,6 +27,7 @@ from providers.catalog import (
     openai_size_error,
     text_tokens,
 )
+from providers.emulator.billing import ChainHistory, bill_chain, bill_partials
 from providers.emulator.common import b64_image, data_url_bytes, decode_any, image_format, json_response
 from providers.emulator.render import render_edit
 from providers.emulator.streaming import event_stream, image_events, response_events
@@ -273,6 +274,7 @@ async def _images_edits(request: Request) -> Response[bytes]:
     ms = int((time.perf_counter() - started) * 1000)
     headers = {"x-request-id": _req_id(), "openai-processing-ms": str(ms)}
     if streaming.on:
+        body = {**body, "usage": bill_partials(body["usage"], streaming.partials)}
         events = image_events("image_edit", body, streaming.partials, streaming.interval_s, streaming.failing)
         return event_stream(events, headers)  # type: ignore[return-value]
     return json_response(body, headers=headers)
@@ -319,6 +321,7 @@ async def _images_generations(request: Request) -> Response[bytes]:
 
     result = await anyio.to_thread.run_sync(work)
     if streaming.on:
+        result = {**result, "usage": bill_partials(result["usage"], streaming.partials)}
         events = image_events("image_generation", result, streaming.partials, streaming.interval_s, streaming.failing)
         return event_stream(events, {"x-request-id": _req_id()})  # type: ignore[return-value]
     return json_response(result, headers={"x-request-id": _req_id()})
@@ -476,6 +479,7 @@ async def _responses_create(request: Request) -> Response[bytes]:
         )
 
     output, usage, tool_usage = await anyio.to_thread.run_sync(work)
+    usage, tool_usage = _bill_round(request, response_id, previous, output, usage, tool_usage, streaming)
     payload = _response(
         body, response_id, model, output, usage, {"image_gen": tool_usage, "web_search": {"num_requests": 0}}
     )
@@ -483,6 +487,21 @@ async def _responses_create(request: Request) -> Response[bytes]:
         events = response_events(payload, streaming.partials, streaming.interval_s, streaming.failing)
         return event_stream(events, {"x-request-id": _req_id()})  # type: ignore[return-value]
     return json_response(payload, headers={"x-request-id": _req_id()})
+
+
+def _bill_round(request: Request, response_id: str, previous: str | None, output: list[dict[str, Any]],
+                usage: dict[str, Any], tool_usage: dict[str, Any], streaming: StreamAsk
+                ) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """A round's mainline usage with its chain's earlier items re-billed, its tool usage with the streamed
+    previews; a round that produced an image is remembered for the rounds that continue from it."""
+    history: ChainHistory = request.app.state.chain_history
+    usage = bill_chain(usage, history, previous)
+    images = sum(1 for item in output if item.get("type") == "image_generation_call" and item.get("result"))
+    if images:
+        history.remember(response_id, usage, images)
+        if streaming.on:
+            tool_usage = bill_partials(tool_usage, streaming.partials)
+    return usage, tool_usage
 
 
 def _message(text: str) -> dict[str, Any]:
