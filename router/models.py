@@ -102,8 +102,27 @@ class FileRef(BaseModel):
     bytes: int
 
 
+class Provenance(BaseModel):
+    """The provider's C2PA content credentials, as they reached this file (see the README's Provenance)."""
+
+    c2pa: Literal["kept", "lost", "absent"] = Field(
+        description="kept: the provider's bytes and manifest as it signed them; lost: editgate had to re-encode "
+        "(the manifest no longer matches, so it is gone); absent: the provider attached none."
+    )
+    issuer: str | None = Field(None, description="Who signed the provider's manifest (its certificate's organization).")
+    actions: list[str] = Field(default_factory=list, description="The actions the provider's manifest declares.")
+    validation: str | None = Field(None, description="The C2PA reader's verdict on it: Valid, Trusted or Invalid.")
+    editgate_actions: list[str] = Field(
+        default_factory=list, description="What editgate changed: composited, cropped, resized, flattened, transcoded."
+    )
+    editgate_manifest: bool = Field(
+        False, description="editgate signed its own manifest (the provider's output as ingredient) into this file."
+    )
+
+
 class OutputImage(FileRef):
     b64_json: str | None = None
+    provenance: Provenance | None = None
 
 
 class Attempt(BaseModel):

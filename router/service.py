@@ -48,6 +48,7 @@ from router.models import (
     RouteInfo,
 )
 from router.normalize import NormalizedImage, normalize, score
+from router.provenance import load_signer
 from router.registry import in_use
 from router.settings import Settings
 from router.storage.models import Version
@@ -662,6 +663,8 @@ class EditRun:
             region = mask.edit_region if mask is not None else None
             self.deferred_score = lambda: score(first, source=canvas, edit=region() if region else None)
 
+        signer = load_signer(gw.settings.c2pa_cert, gw.settings.c2pa_key)
+
         def work() -> list[tuple[NormalizedImage, Any]]:
             edit = mask.edit_region() if mask is not None and (lock or now) else None
             return [
@@ -676,6 +679,7 @@ class EditRun:
                     quality=req.output_compression,
                     opaque=req.background == "opaque",
                     feather_px=gw.settings.feather_px,
+                    signer=signer,
                 )
                 for image in outcome.result.images
             ]
@@ -698,6 +702,7 @@ class EditRun:
             sha256=n.sha256,
             bytes=len(n.data),
             b64_json=pybase64.b64encode(n.data).decode() if self.p.request.include_base64 else None,
+            provenance=n.provenance,
         )
 
     def _chain(self, served_by: str, previous: str | None) -> Chain | None:

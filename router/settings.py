@@ -124,6 +124,12 @@ class Settings(BaseSettings):
     events_retain_s: float = Field(
         300.0, ge=0, description="An edit's live events stay in memory this long after it ends (then: from storage)."
     )
+    c2pa_cert: Path | None = Field(
+        None,
+        description="PEM certificate chain (leaf first) editgate signs its own C2PA manifest with, on results it had "
+        "to re-encode; set with c2pa_key. Unset: re-encoded results are reported `lost` and left unsigned.",
+    )
+    c2pa_key: Path | None = Field(None, description="The PEM private key of c2pa_cert (EC, RSA or Ed25519).")
     limits: Limits = Field(default_factory=Limits)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 

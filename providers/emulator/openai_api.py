@@ -29,6 +29,7 @@ from providers.catalog import (
 )
 from providers.emulator.billing import ChainHistory, bill_chain, bill_partials
 from providers.emulator.common import b64_image, data_url_bytes, decode_any, image_format, json_response
+from providers.emulator.credentials import credential_images, credential_output
 from providers.emulator.render import render_edit
 from providers.emulator.streaming import event_stream, image_events, response_events
 
@@ -271,6 +272,7 @@ async def _images_edits(request: Request) -> Response[bytes]:
         if cache is not None:
             cache[key] = body
     body = {**body, "created": int(time.time())}
+    body = await anyio.to_thread.run_sync(credential_images, body, fmt)
     ms = int((time.perf_counter() - started) * 1000)
     headers = {"x-request-id": _req_id(), "openai-processing-ms": str(ms)}
     if streaming.on:
@@ -320,6 +322,7 @@ async def _images_generations(request: Request) -> Response[bytes]:
                 "size": f"{w}x{h}", "usage": image_usage(prompt, [], w, h, q, n)}  # fmt: skip
 
     result = await anyio.to_thread.run_sync(work)
+    result = await anyio.to_thread.run_sync(credential_images, result, fmt)
     if streaming.on:
         result = {**result, "usage": bill_partials(result["usage"], streaming.partials)}
         events = image_events("image_generation", result, streaming.partials, streaming.interval_s, streaming.failing)
@@ -479,6 +482,7 @@ async def _responses_create(request: Request) -> Response[bytes]:
         )
 
     output, usage, tool_usage = await anyio.to_thread.run_sync(work)
+    output = await anyio.to_thread.run_sync(credential_output, output)
     usage, tool_usage = _bill_round(request, response_id, previous, output, usage, tool_usage, streaming)
     payload = _response(
         body, response_id, model, output, usage, {"image_gen": tool_usage, "web_search": {"num_requests": 0}}
