@@ -15,6 +15,7 @@ gateway fetch anything.
 from __future__ import annotations
 
 import io
+import struct
 import threading
 from dataclasses import dataclass, field
 from functools import cache
@@ -36,9 +37,7 @@ _SETTINGS = {
     "verify": {"remote_manifest_fetch": False, "ocsp_fetch": False},
     "builder": {"thumbnail": {"enabled": False}},
 }
-_MARKERS = (b"c2pa", b"caBX", b"C2PA")
-"""A manifest store is JUMBF labelled ``c2pa`` (PNG chunk ``caBX``, WebP chunk ``C2PA``): bytes without any of
-these carry none, so most results are never handed to the C2PA reader at all."""
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
 _C2PA_ACTION = {
     "resized": "c2pa.resized",
     "cropped": "c2pa.cropped",
@@ -74,9 +73,53 @@ def _active_actions(active: dict[str, Any]) -> tuple[str, ...]:
     return tuple(actions)
 
 
+def _png_has_store(data: bytes) -> bool:
+    pos = len(_PNG_SIG)
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if kind in (b"caBX", b"IEND"):
+            return kind == b"caBX"
+        pos += 12 + length
+    return False
+
+
+def _jpeg_has_store(data: bytes) -> bool:
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker, length = data[pos + 1], struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+        if marker == 0xDA:  # start of scan: metadata segments come before it
+            return False
+        if marker == 0xEB and b"c2pa" in data[pos + 4 : pos + 2 + length]:  # APP11 JUMBF labelled c2pa
+            return True
+        pos += 2 + length
+    return False
+
+
+def _webp_has_store(data: bytes) -> bool:
+    pos = 12
+    while pos + 8 <= len(data):
+        kind, length = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
+        if kind == b"C2PA":
+            return True
+        pos += 8 + length + (length & 1)
+    return False
+
+
+def has_manifest_store(data: bytes) -> bool:
+    """Whether the container holds a C2PA manifest store (PNG ``caBX`` chunk, JPEG APP11 JUMBF, WebP ``C2PA``
+    chunk), by walking its chunk headers: microseconds, so results without credentials never reach the reader."""
+    if data.startswith(_PNG_SIG):
+        return _png_has_store(data)
+    if data.startswith(b"\xff\xd8"):
+        return _jpeg_has_store(data)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return _webp_has_store(data)
+    return b"c2pa" in data
+
+
 def read_manifest(data: bytes, mime: str) -> Manifest | None:
     """The active C2PA manifest embedded in ``data``, or None (none there, or one the reader cannot parse)."""
-    if not any(marker in data for marker in _MARKERS):
+    if not has_manifest_store(data):
         return None
     try:
         reader = c2pa.Reader.try_create(mime, io.BytesIO(data), None, _context())

@@ -133,3 +133,20 @@ def test_the_drop_in_delivers_the_provider_manifest_and_says_so(cloud: httpx.Cli
     assert raw.headers["x-editgate-c2pa"] == "kept"
     store = _read(pybase64.b64decode(raw.parse().data[0].b64_json))
     assert store is not None and store["manifests"][store["active_manifest"]]["signature_info"]["issuer"] == ISSUER
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "webp"])
+def test_truncated_or_corrupt_credentials_never_break_a_result(fmt: str) -> None:
+    from providers.emulator.credentials import sign_b64
+    from router.provenance import has_manifest_store, read_manifest
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 200, 30)).save(buf, fmt.upper())
+    signed = pybase64.b64decode(sign_b64(pybase64.b64encode(buf.getvalue()).decode(), fmt))
+    assert has_manifest_store(signed) and not has_manifest_store(buf.getvalue())
+    assert read_manifest(signed, f"image/{fmt}") is not None
+    for cut in range(0, len(signed), max(1, len(signed) // 40)):
+        damaged = signed[:cut] + bytes(reversed(signed[cut : cut + 16])) + signed[cut + 16 :]
+        for data in (signed[:cut], damaged):
+            found = read_manifest(data, f"image/{fmt}")  # never raises
+            assert found is None or found.issuer == ISSUER or found.validation == "Invalid", "tampering shows"
