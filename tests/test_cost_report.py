@@ -142,3 +142,15 @@ def test_max_cost_usd_on_the_drop_in_as_an_extra_field(cloud: httpx.Client, emul
                         extra_body={"max_cost_usd": "0.01"})  # fmt: skip
     assert caught.value.code == "cost_cap_exceeded" and "max_cost_usd $0.010000" in caught.value.message
     assert _requests(emulator) == before
+
+
+def test_route_explain_shows_the_chained_estimate_and_the_cap(cloud: httpx.Client, emulator: str) -> None:
+    sid = _session(cloud)
+    _session_edit(cloud, sid, ROUND_1_PROMPT, provider="openai-responses")
+    before = _requests(emulator)
+    data = {"prompt": NEXT_PROMPT, "session_id": sid, "max_cost_usd": "0.1"}
+    body = cloud.post("/v1/route/explain", data=data).json()
+    first = body["decision"]["candidates"][0]
+    assert first["provider"] == "openai-responses" and first["estimate_usd"] == pytest.approx(_round_usd(2), abs=1e-6)
+    assert body["cost_cap"] == {"max_cost_usd": 0.1, "refused": True, "fallbacks_not_taken": ["openai-images"]}
+    assert _requests(emulator) == before
