@@ -215,4 +215,7 @@ async def execute(
     if last is None:
         message = "Every candidate's circuit breaker is open; try again shortly."
         raise ExecutionFailed(ApiError(503, "providers_unavailable", message), attempts)
-    raise _failure(last, attempts)
+    failed = _failure(last, attempts)
+    if capped := [a.provider for a in attempts if a.outcome == SKIPPED_OVER_CAP]:
+        failed.error.message += f" Not tried, as their estimates are above max_cost_usd: {', '.join(capped)}."
+    raise failed

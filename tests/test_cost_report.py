@@ -122,6 +122,7 @@ def test_a_fallback_above_the_cap_is_not_taken(cloud: httpx.Client, emulator: st
     data = {"prompt": "make it brighter", "tier": "standard", "max_cost_usd": "0.1"}
     r = cloud.post("/v1/edits", files=[("image", ("c.png", COFFEE))], data=data)
     assert r.status_code == 502, r.text
+    assert "Not tried, as their estimates are above max_cost_usd: openai-images" in r.json()["error"]["message"]
     edit = cloud.get(f"/v1/edits/{r.json()['error']['edit_id']}").json()
     outcomes = [(a["provider"], a["outcome"]) for a in edit["route"]["attempts"]]
     assert ("openai-images", "skipped_over_cost_cap") in outcomes and outcomes[0][0] == "gemini"
