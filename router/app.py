@@ -38,7 +38,7 @@ from router.lifecycle import Lifecycle
 from router.logging import request_id_middleware
 from router.metrics import Metrics
 from router.policy_source import PolicyReloader, read_policy
-from router.provenance import load_signer
+from router.provenance import load_config
 from router.queue import drain, lease_keeper, queue_worker, recover_once, recovery_loop
 from router.registry import ProviderSet, build_providers
 from router.service import Gateway
@@ -93,7 +93,7 @@ def _apply_policy(gateway: Gateway) -> Callable[[Policy], None]:
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings()
-    load_signer(settings.c2pa_cert, settings.c2pa_key)  # a C2PA certificate that cannot sign fails the start
+    load_config(settings.c2pa_cert, settings.c2pa_key, settings.c2pa_verify)  # a certificate that cannot sign: no start
     gateway = build_gateway(settings)
 
     @contextlib.asynccontextmanager

@@ -111,7 +111,9 @@ class Provenance(BaseModel):
     )
     issuer: str | None = Field(None, description="Who signed the provider's manifest (its certificate's organization).")
     actions: list[str] = Field(default_factory=list, description="The actions the provider's manifest declares.")
-    validation: str | None = Field(None, description="The C2PA reader's verdict on it: Valid, Trusted or Invalid.")
+    validation: str | None = Field(
+        None, description="The C2PA reader's verdict: Valid, Trusted, Invalid; not_checked unless EDITGATE_C2PA_VERIFY."
+    )
     editgate_actions: list[str] = Field(
         default_factory=list, description="What editgate changed: composited, cropped, resized, flattened, transcoded."
     )

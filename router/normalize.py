@@ -20,7 +20,7 @@ from providers.imaging import FORMAT_OF_MIME, MIME, Format, decode, encode
 from router.intake.images import decoded_pixels
 from router.intake.metadata import StripError
 from router.models import Drift, Preservation, Provenance
-from router.provenance import EditgateSigner, after_reencode, changes, keep_or_strip, passed_through, read_manifest
+from router.provenance import C2paConfig, after_reencode, changes, keep_or_strip, passed_through, read_manifest
 
 CHANGE_THRESHOLD = 8
 """A pixel 'changed' when any channel moved by more than this (0-255): above JPEG-level noise."""
@@ -131,12 +131,14 @@ def normalize(
     quality: int | None,
     opaque: bool,
     feather_px: int,
-    signer: EditgateSigner | None = None,
+    c2pa: C2paConfig | None = None,
 ) -> tuple[NormalizedImage, Preservation | None]:
     """Size, format, lock and score the result. With nothing to composite or measure, the provider's bytes
     pass through at the container level: no decode, no encode (and its C2PA manifest, if any, is kept).
-    ``signer``: editgate's own C2PA signer, for results it had to re-encode (see :mod:`router.provenance`)."""
-    manifest = read_manifest(image.data, image.mime)
+    ``c2pa``: whether to verify the provider's manifest, and editgate's own signer for results it had to
+    re-encode (see :mod:`router.provenance`)."""
+    c2pa = c2pa or C2paConfig()
+    manifest = read_manifest(image.data, image.mime, c2pa.verify)
     if not (lock or score or opaque) and FORMAT_OF_MIME.get(image.mime) == fmt and image.pixels is None:
         size = _header_size(image.data)
         if size is not None and out_size in (None, size):
@@ -179,7 +181,7 @@ def normalize(
         (ph, pw), (fh, fw) = provided.shape[:2], final.shape[:2]
         done = changes(resized=(pw, ph) != (fw, fh), cropped=abs(pw / ph - fw / fh) >= 0.01, composited=locked,
                        flattened=flatten, transcoded=FORMAT_OF_MIME.get(image.mime) != fmt)  # fmt: skip
-        data, provenance = after_reencode(manifest, (image.data, image.mime), data, fmt, done, signer)
+        data, provenance = after_reencode(manifest, (image.data, image.mime), data, fmt, done, c2pa.signer)
     preservation = None
     if measure and before is not None:
         after = drift(aligned, source_px, keep) if locked else before

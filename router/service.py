@@ -48,7 +48,7 @@ from router.models import (
     RouteInfo,
 )
 from router.normalize import NormalizedImage, normalize, score
-from router.provenance import load_signer
+from router.provenance import load_config
 from router.registry import in_use
 from router.settings import Settings
 from router.storage.models import Version
@@ -663,7 +663,7 @@ class EditRun:
             region = mask.edit_region if mask is not None else None
             self.deferred_score = lambda: score(first, source=canvas, edit=region() if region else None)
 
-        signer = load_signer(gw.settings.c2pa_cert, gw.settings.c2pa_key)
+        c2pa = load_config(gw.settings.c2pa_cert, gw.settings.c2pa_key, gw.settings.c2pa_verify)
 
         def work() -> list[tuple[NormalizedImage, Any]]:
             edit = mask.edit_region() if mask is not None and (lock or now) else None
@@ -679,7 +679,7 @@ class EditRun:
                     quality=req.output_compression,
                     opaque=req.background == "opaque",
                     feather_px=gw.settings.feather_px,
-                    signer=signer,
+                    c2pa=c2pa,
                 )
                 for image in outcome.result.images
             ]

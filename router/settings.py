@@ -130,6 +130,11 @@ class Settings(BaseSettings):
         "to re-encode; set with c2pa_key. Unset: re-encoded results are reported `lost` and left unsigned.",
     )
     c2pa_key: Path | None = Field(None, description="The PEM private key of c2pa_cert (EC, RSA or Ed25519).")
+    c2pa_verify: bool = Field(
+        False,
+        description="Verify the provider's C2PA manifest (signature, hash binding) on every result: `validation` "
+        "then says Valid/Trusted/Invalid; costs a hash of the whole image. Off: `not_checked`.",
+    )
     limits: Limits = Field(default_factory=Limits)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 

@@ -48,7 +48,7 @@ def _read(data: bytes, mime: str = "image/png") -> dict | None:
 def test_c2pa_is_kept_on_a_pass_through(cloud: httpx.Client, preservation: str) -> None:
     body = _edit(cloud, provider="openai-images", size="1024x1024", preservation=preservation)
     image = body["images"][0]
-    expected = {"c2pa": "kept", "issuer": ISSUER, "actions": ["c2pa.created"], "validation": "Valid",
+    expected = {"c2pa": "kept", "issuer": ISSUER, "actions": ["c2pa.created"], "validation": "not_checked",
                 "editgate_actions": [], "editgate_manifest": False}  # fmt: skip
     assert image["provenance"] == expected
     store = _read(_file(cloud, image))
@@ -90,12 +90,15 @@ def test_editgate_signs_its_own_manifest_with_the_provider_output_as_ingredient(
     make_server: Callable[..., str], emulator: str, signing_files: tuple[Path, Path]
 ) -> None:
     cert, key = signing_files
-    url = make_server(c2pa_cert=cert, c2pa_key=key, **cloud_settings(emulator))
+    url = make_server(c2pa_cert=cert, c2pa_key=key, c2pa_verify=True, **cloud_settings(emulator))
     with httpx.Client(base_url=url, timeout=60) as client:
         image = _edit(client, image=GPS_PHOTO, provider="openai-images")["images"][0]
         data = _file(client, image)
+        kept = _edit(client, provider="openai-images", size="1024x1024")["images"][0]["provenance"]
+    assert kept["c2pa"] == "kept" and kept["validation"] == "Valid", "EDITGATE_C2PA_VERIFY checks the manifest"
     prov = image["provenance"]
     assert prov["c2pa"] == "lost" and prov["editgate_manifest"] is True and "resized" in prov["editgate_actions"]
+    assert prov["validation"] == "Valid"
     store = _read(data)
     assert store is not None and store["validation_state"] == "Valid"
     active = store["manifests"][store["active_manifest"]]
@@ -144,9 +147,9 @@ def test_truncated_or_corrupt_credentials_never_break_a_result(fmt: str) -> None
     Image.new("RGB", (64, 48), (10, 200, 30)).save(buf, fmt.upper())
     signed = pybase64.b64decode(sign_b64(pybase64.b64encode(buf.getvalue()).decode(), fmt))
     assert has_manifest_store(signed) and not has_manifest_store(buf.getvalue())
-    assert read_manifest(signed, f"image/{fmt}") is not None
+    assert read_manifest(signed, f"image/{fmt}", verify=True).validation == "Valid"  # type: ignore[union-attr]
     for cut in range(0, len(signed), max(1, len(signed) // 40)):
         damaged = signed[:cut] + bytes(reversed(signed[cut : cut + 16])) + signed[cut + 16 :]
         for data in (signed[:cut], damaged):
-            found = read_manifest(data, f"image/{fmt}")  # never raises
+            found = read_manifest(data, f"image/{fmt}", verify=True)  # never raises
             assert found is None or found.issuer == ISSUER or found.validation == "Invalid", "tampering shows"
