@@ -96,6 +96,17 @@ def openai_image_output_tokens(w: int, h: int, quality: str) -> int:
     return math.ceil(per_1024 * (w * h) / (1024 * 1024))
 
 
+def openai_partial_image_tokens(partials: int) -> int:
+    """Image output tokens the streamed previews add (a flat count per partial image, as published)."""
+    return catalog()["openai_images"]["partial_image_output_tokens"] * max(0, partials)
+
+
+def responses_rebilled_tokens(input_tokens: int, output_tokens: int, images: int) -> int:
+    """What one Responses round adds to every later round of its chain as mainline input: its whole input
+    (earlier rounds' items included), its output text, and each image it generated, read again as an input."""
+    return input_tokens + output_tokens + catalog()["openai_responses"]["mainline_image_tokens"] * images
+
+
 # --- Gemini ------------------------------------------------------------------------------------
 
 

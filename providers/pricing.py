@@ -20,9 +20,22 @@ from providers.catalog import (
     gemini_image_size,
     openai_image_input_tokens,
     openai_image_output_tokens,
+    openai_partial_image_tokens,
+    responses_rebilled_tokens,
     snap_openai_size,
     text_tokens,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class CostLine:
+    """One priced usage kind: ``tokens`` x ``usd_per_million`` / 1e6 = ``usd``, at ``model``'s price."""
+
+    kind: str
+    tokens: int
+    model: str | None
+    usd_per_million: float | None
+    usd: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,16 +43,25 @@ class PriceTable:
     version: str
     models: Mapping[str, Mapping[str, float]]
 
-    def cost_usd(self, usage: Mapping[str, int], models: Sequence[str]) -> float | None:
-        """Price every usage kind by the first of ``models`` that lists it; any unpriced kind -> None."""
-        total = 0.0
+    def lines(self, usage: Mapping[str, int], models: Sequence[str]) -> list[CostLine]:
+        """Each non-zero usage kind priced by the first of ``models`` that lists it (unpriced: model and usd None)."""
+        out = []
         for kind, count in usage.items():
             if not count:
                 continue
-            price = next((self.models[m][kind] for m in models if kind in self.models.get(m, {})), None)
-            if price is None:
+            model = next((m for m in models if kind in self.models.get(m, {})), None)
+            price = self.models[model][kind] if model else None
+            usd = round(count * price / 1_000_000, 6) if price is not None else None
+            out.append(CostLine(kind=kind, tokens=count, model=model, usd_per_million=price, usd=usd))
+        return out
+
+    def cost_usd(self, usage: Mapping[str, int], models: Sequence[str]) -> float | None:
+        """The sum of :meth:`lines`; any unpriced kind makes the whole cost unknown (None, never a guess)."""
+        total = 0.0
+        for line in self.lines(usage, models):
+            if line.usd_per_million is None:
                 return None
-            total += count * price / 1_000_000
+            total += line.tokens * line.usd_per_million / 1_000_000
         return round(total, 6)
 
 
@@ -68,6 +90,10 @@ class UsageInputs:
     has_mask: bool = False
     carried: tuple[tuple[str, int], ...] = ()
     """Input a continued conversation re-sends (usage kind, tokens): a chained Gemini round's history."""
+    partial_images: int = 0
+    """Streamed previews asked for: OpenAI bills each one as image output tokens."""
+    chain_tokens: int = 0
+    """Mainline tokens a continued Responses chain re-bills for its earlier rounds (0: not a continued chain)."""
 
 
 def predict_usage(provider: str, model: str, options: Mapping[str, Any], u: UsageInputs) -> dict[str, int]:
@@ -83,11 +109,11 @@ def predict_usage(provider: str, model: str, options: Mapping[str, Any], u: Usag
         usage = {
             "input_text_tokens": text,
             "input_image_tokens": sum(openai_image_input_tokens(iw, ih) for iw, ih in u.image_sizes),
-            "output_image_tokens": openai_image_output_tokens(w, h, quality) * n,
+            "output_image_tokens": openai_image_output_tokens(w, h, quality) * n
+            + openai_partial_image_tokens(u.partial_images),
         }
         if provider == "openai-responses":
-            usage["model_input_tokens"] = text + 85 * len(u.image_sizes)
-            usage["model_output_tokens"] = catalog()["openai_responses"]["mainline_output_tokens"]
+            usage.update(_mainline_usage(text, len(u.image_sizes), u.chain_tokens))
         return usage
     if provider == "gemini":
         facts = catalog()["gemini"]
@@ -101,6 +127,19 @@ def predict_usage(provider: str, model: str, options: Mapping[str, Any], u: Usag
             "output_thinking_tokens": facts["thoughts_tokens"] if model in facts["thinking_models"] else 0,
         }
     return {}
+
+
+def _mainline_usage(text: int, images: int, chain_tokens: int) -> dict[str, int]:
+    """The Responses mainline model: a first round reads the prompt and the images; a continued round sends
+    no image but is billed every earlier round's items again (``chain_tokens``)."""
+    facts = catalog()["openai_responses"]
+    read = chain_tokens if chain_tokens else facts["mainline_image_tokens"] * images
+    return {"model_input_tokens": text + read, "model_output_tokens": facts["mainline_output_tokens"]}
+
+
+def chain_tokens_after(usage: Mapping[str, int]) -> int:
+    """What a served Responses round (its reported usage) re-bills to the round that continues from it."""
+    return responses_rebilled_tokens(usage.get("model_input_tokens", 0), usage.get("model_output_tokens", 0), 1)
 
 
 def priced_models(provider: str, model: str, options: Mapping[str, Any]) -> list[str]:
@@ -123,4 +162,7 @@ def actual_usd(provider: str, model: str, options: Mapping[str, Any], usage: Map
     return prices.cost_usd(usage, priced_models(provider, model, options))
 
 
-__all__: Iterable[str] = ["PriceTable", "UsageInputs", "actual_usd", "estimate_usd", "load_prices", "predict_usage"]
+__all__: Iterable[str] = [
+    "CostLine", "PriceTable", "UsageInputs", "actual_usd", "chain_tokens_after", "estimate_usd", "load_prices",
+    "predict_usage",
+]  # fmt: skip

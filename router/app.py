@@ -41,6 +41,7 @@ from router.links import LinkSigner, local_keys, parse_keys
 from router.logging import request_id_middleware
 from router.metrics import Metrics
 from router.policy_source import PolicyReloader, read_policy
+from router.provenance import load_config
 from router.queue import drain, lease_keeper, queue_worker, recover_once, recovery_loop
 from router.registry import ProviderSet, build_providers
 from router.service import Gateway
@@ -102,6 +103,7 @@ def _apply_policy(gateway: Gateway) -> Callable[[Policy], None]:
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings()
     configure_tracing()
+    load_config(settings.c2pa_cert, settings.c2pa_key, settings.c2pa_verify)  # a certificate that cannot sign: no start
     gateway = build_gateway(settings)
 
     @contextlib.asynccontextmanager

@@ -50,8 +50,10 @@ def error_response(exc: ApiError, openai_shape: bool = False) -> Response[dict[s
         headers["x-editgate-edit-id"] = str(edit_id)
     if not openai_shape:
         return Response(exc.body(), status_code=exc.status, headers=headers)
-    status = _OPENAI_STATUS.get(exc.status, exc.status)
-    code = "insufficient_quota" if exc.status == 402 else exc.code
+    # the caller's own max_cost_usd is a request to change, not an exhausted quota the SDK would retry
+    capped = exc.code == "cost_cap_exceeded"
+    status = 400 if capped else _OPENAI_STATUS.get(exc.status, exc.status)
+    code = "insufficient_quota" if exc.status == 402 and not capped else exc.code
     kind = "invalid_request_error" if status < 500 else "server_error"
     body = {"error": {"message": exc.message, "type": kind, "param": exc.param, "code": code}}
     if edit_id:

@@ -9,7 +9,8 @@
 - ``InvalidForProvider``: the next candidate. ``AuthError`` (and ``QuotaExhausted``: billing that ran out,
   or a per-day quota, then until it resets): trip the breaker, log an alert, next candidate.
 - ``InvalidInput`` (an input no provider could use, such as an image that does not decode): stop.
-A provider whose breaker is open is skipped without a call.
+A provider whose breaker is open is skipped without a call, and so is a fallback whose estimate is above
+the request's ``max_cost_usd`` (:mod:`router.costs`).
 
 A call the route deadline (or a cancellation) cuts short counts as a breaker failure and is kept as an
 ``ambiguous`` attempt, like a read timeout: the provider may have rendered and billed it.
@@ -37,6 +38,7 @@ from providers.errors import (
     Unavailable,
 )
 from router.breaker import Breakers
+from router.costs import SKIPPED_OVER_CAP, cap_refusal, over_cap
 from router.errors import ApiError
 from router.models import Attempt
 from router.tracing import traced_attempt
@@ -123,13 +125,14 @@ async def execute(
     on_attempt: Callable[[Attempt], None] | None = None,
     held: str | None = None,
     on_call: Callable[[Candidate], Awaitable[None]] | None = None,
+    max_cost_usd: float | None = None,
 ) -> Outcome:
     """``attempts``: the list to append each attempt to, so a caller that is itself cancelled still
     has the trace (and can ledger a call that may have billed). ``on_attempt`` sees each one as it is recorded.
     ``held``: the provider whose concurrency slot the caller already holds for this whole run (a queued
     edit takes it before its claim): its calls do not take a second one. ``on_call`` is awaited before a call
     to another candidate than the last one called (the first is named by the version already): a fallback
-    costs one write, a run without one none."""
+    costs one write, a run without one none. ``max_cost_usd``: candidates estimated above it are not called."""
     attempts = [] if attempts is None else attempts
 
     def note_attempt(attempt: Attempt) -> None:
@@ -148,6 +151,11 @@ async def execute(
                 is_last = index == len(decision.candidates) - 1
                 breaker = resources.breakers.get(name)
                 tries = 0
+                if over_cap(candidate, max_cost_usd):
+                    why = cap_refusal(candidate, max_cost_usd or 0.0).message
+                    note_attempt(Attempt(provider=name, model=candidate.model, outcome=SKIPPED_OVER_CAP, error=why,
+                                         latency_ms=0.0))  # fmt: skip
+                    continue
                 while True:
                     if not breaker.begin():
                         note_attempt(Attempt(provider=name, model=candidate.model, outcome="skipped_circuit_open",
@@ -220,7 +228,12 @@ async def execute(
         if attempts and attempts[-1].outcome == AMBIGUOUS:
             message += f" The call to {attempts[-1].provider} was cut short: it may have rendered and billed."
         raise ExecutionFailed(ApiError(504, "deadline_exceeded", message), attempts) from None
+    if last is None and (over := [c for c in decision.candidates if over_cap(c, max_cost_usd)]):
+        raise ExecutionFailed(cap_refusal(over[0], max_cost_usd or 0.0), attempts)
     if last is None:
         message = "Every candidate's circuit breaker is open; try again shortly."
         raise ExecutionFailed(ApiError(503, "providers_unavailable", message), attempts)
-    raise _failure(last, attempts)
+    failed = _failure(last, attempts)
+    if capped := [a.provider for a in attempts if a.outcome == SKIPPED_OVER_CAP]:
+        failed.error.message += f" Not tried, as their estimates are above max_cost_usd: {', '.join(capped)}."
+    raise failed

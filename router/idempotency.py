@@ -152,4 +152,8 @@ def edit_headers(body: dict) -> dict[str, str]:
     }
     if body.get("emulated"):
         headers["x-editgate-emulated"] = "true"
+    images = body.get("images") or []
+    if images and (provenance := images[0].get("provenance")):
+        signed = "; editgate-signed" if provenance["editgate_manifest"] else ""
+        headers["x-editgate-c2pa"] = provenance["c2pa"] + signed
     return headers

@@ -116,7 +116,7 @@ class Metrics:
             self.arms.labels(experiment, arm).inc()
 
     def attempted(self, attempts: Iterable[Attempt]) -> None:
-        made = [a for a in attempts if a.outcome != "skipped_circuit_open"]
+        made = [a for a in attempts if a.outcome not in ("skipped_circuit_open", "skipped_over_cost_cap")]
         for a in made:
             if a.outcome in ALERT_OUTCOMES:
                 self.provider_alerts.labels(a.provider, a.outcome).inc()

@@ -33,6 +33,12 @@ class EditRequest(BaseModel):
     output_compression: int | None = Field(None, ge=0, le=100, description="JPEG/WebP quality, 0-100.")
     background: Literal["opaque", "auto", "transparent"] = "auto"
     n: int = Field(1, ge=1, description="Images to produce (at most the configured limit).")
+    max_cost_usd: float | None = Field(
+        None,
+        gt=0,
+        description="Refuse (402 cost_cap_exceeded) before any call when the estimate is above this (or unknown); "
+        "a fallback estimated above it is not taken.",
+    )
     partial_images: int = Field(
         0, ge=0, le=3, description="Previews to stream while the provider renders (events API, streaming drop-in)."
     )
@@ -96,8 +102,29 @@ class FileRef(BaseModel):
     bytes: int
 
 
+class Provenance(BaseModel):
+    """The provider's C2PA content credentials, as they reached this file (see the README's Provenance)."""
+
+    c2pa: Literal["kept", "lost", "absent"] = Field(
+        description="kept: the provider's bytes and manifest as it signed them; lost: editgate had to re-encode "
+        "(the manifest no longer matches, so it is gone); absent: the provider attached none."
+    )
+    issuer: str | None = Field(None, description="Who signed the provider's manifest (its certificate's organization).")
+    actions: list[str] = Field(default_factory=list, description="The actions the provider's manifest declares.")
+    validation: str | None = Field(
+        None, description="The C2PA reader's verdict: Valid, Trusted, Invalid; not_checked unless EDITGATE_C2PA_VERIFY."
+    )
+    editgate_actions: list[str] = Field(
+        default_factory=list, description="What editgate changed: composited, cropped, resized, flattened, transcoded."
+    )
+    editgate_manifest: bool = Field(
+        False, description="editgate signed its own manifest (the provider's output as ingredient) into this file."
+    )
+
+
 class OutputImage(FileRef):
     b64_json: str | None = None
+    provenance: Provenance | None = None
 
 
 class Attempt(BaseModel):
@@ -122,11 +149,28 @@ class RouteInfo(BaseModel):
     fallbacks_taken: int = 0
 
 
+class CostLine(BaseModel):
+    """One usage kind priced: ``tokens`` x ``usd_per_million`` / 1,000,000 = ``usd``."""
+
+    kind: str = Field(description="Usage kind, e.g. output_image_tokens, model_input_tokens.")
+    tokens: int
+    model: str | None = Field(description="Whose price applied (Responses: the mainline or the image model).")
+    usd_per_million: float | None = Field(description="Unit price from the price table; null when unpriced.")
+    usd: float | None
+
+
 class Cost(BaseModel):
     estimated_usd: float | None = Field(None, description="Before the call, from the request and the price table.")
     actual_usd: float | None = Field(None, description="From the provider's reported usage; null when unpriced.")
     usage: dict[str, int] = Field(default_factory=dict)
-    pricing_version: str | None = None
+    pricing_version: str | None = Field(None, description="The price table's `version` both numbers were priced at.")
+    breakdown: list[CostLine] = Field(
+        default_factory=list, description="actual_usd as the sum of these lines: reported tokens x unit price."
+    )
+    estimate_breakdown: list[CostLine] = Field(
+        default_factory=list, description="estimated_usd as the sum of these lines: predicted tokens x unit price."
+    )
+    max_cost_usd: float | None = Field(None, description="The request's cap, when it set one.")
 
 
 class Latency(BaseModel):

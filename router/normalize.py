@@ -18,8 +18,9 @@ from PIL import Image
 from providers.base import ImageBlob, ResultImage
 from providers.imaging import FORMAT_OF_MIME, MIME, Format, decode, encode
 from router.intake.images import decoded_pixels
-from router.intake.metadata import StripError, strip_metadata
-from router.models import Drift, Preservation
+from router.intake.metadata import StripError
+from router.models import Drift, Preservation, Provenance
+from router.provenance import C2paConfig, after_reencode, changes, keep_or_strip, passed_through, read_manifest
 
 CHANGE_THRESHOLD = 8
 """A pixel 'changed' when any channel moved by more than this (0-255): above JPEG-level noise."""
@@ -32,6 +33,7 @@ class NormalizedImage:
     width: int
     height: int
     sha256: str
+    provenance: Provenance | None = None
 
 
 def _resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -129,19 +131,26 @@ def normalize(
     quality: int | None,
     opaque: bool,
     feather_px: int,
+    c2pa: C2paConfig | None = None,
 ) -> tuple[NormalizedImage, Preservation | None]:
     """Size, format, lock and score the result. With nothing to composite or measure, the provider's bytes
-    pass through at the container level: no decode, no encode."""
+    pass through at the container level: no decode, no encode (and its C2PA manifest, if any, is kept).
+    ``c2pa``: whether to verify the provider's manifest, and editgate's own signer for results it had to
+    re-encode (see :mod:`router.provenance`)."""
+    c2pa = c2pa or C2paConfig()
+    manifest = read_manifest(image.data, image.mime, c2pa.verify)
     if not (lock or score or opaque) and FORMAT_OF_MIME.get(image.mime) == fmt and image.pixels is None:
         size = _header_size(image.data)
         if size is not None and out_size in (None, size):
             try:
-                data = strip_metadata(image.data, fmt)
+                data = keep_or_strip(image.data, fmt, manifest)
             except StripError:
                 data = None
             if data is not None:
                 sha = hashlib.sha256(data).hexdigest()
-                return NormalizedImage(data=data, format=fmt, width=size[0], height=size[1], sha256=sha), None
+                kept = passed_through(manifest)
+                return NormalizedImage(data=data, format=fmt, width=size[0], height=size[1], sha256=sha,
+                                       provenance=kept), None  # fmt: skip
     provided = image.pixels if image.pixels is not None else decode(image.data)
     source_px = decoded_pixels(source, "image")
     src_size = (source_px.shape[1], source_px.shape[0])
@@ -163,11 +172,16 @@ def normalize(
     data = None
     if final is provided and FORMAT_OF_MIME.get(image.mime) == fmt:
         try:
-            data = strip_metadata(image.data, fmt)  # pass-through: no re-encode
+            data = keep_or_strip(image.data, fmt, manifest)  # pass-through: no re-encode
         except StripError:
             data = None
+    provenance = passed_through(manifest)
     if data is None:
         data = encode(np.ascontiguousarray(final), fmt, quality)
+        (ph, pw), (fh, fw) = provided.shape[:2], final.shape[:2]
+        done = changes(resized=(pw, ph) != (fw, fh), cropped=abs(pw / ph - fw / fh) >= 0.01, composited=locked,
+                       flattened=flatten, transcoded=FORMAT_OF_MIME.get(image.mime) != fmt)  # fmt: skip
+        data, provenance = after_reencode(manifest, (image.data, image.mime), data, fmt, done, c2pa.signer)
     preservation = None
     if measure and before is not None:
         after = drift(aligned, source_px, keep) if locked else before
@@ -178,9 +192,8 @@ def normalize(
             mask_locked=locked,
             before_lock=before if locked else None,
         )
-    out = NormalizedImage(
-        data=data, format=fmt, width=final.shape[1], height=final.shape[0], sha256=hashlib.sha256(data).hexdigest()
-    )
+    out = NormalizedImage(data=data, format=fmt, width=final.shape[1], height=final.shape[0],
+                          sha256=hashlib.sha256(data).hexdigest(), provenance=provenance)  # fmt: skip
     return out, preservation
 
 

@@ -22,9 +22,10 @@ import structlog
 from policies import Candidate, Features, Policy, RouteDecision, decide, shadow_for
 from policies.model import Shadow
 from providers.base import EditJob, ImageBlob, OnPartial, Provider
-from providers.pricing import PriceTable, UsageInputs, actual_usd, estimate_usd
+from providers.pricing import PriceTable, UsageInputs, actual_usd, chain_tokens_after, estimate_usd
 from router.blobs import BlobStore
 from router.chains import CHAIN_KIND, HISTORY_PROVIDER, History, carried_input, parent_history, store_history
+from router.costs import SKIPPED_OVER_CAP, check_cap, cost_section
 from router.deferred import DeferredScores
 from router.errors import ApiError
 from router.events import EventBus, attempt_publisher, partial_publisher, routed_data
@@ -49,6 +50,7 @@ from router.models import (
     RouteInfo,
 )
 from router.normalize import NormalizedImage, normalize, score
+from router.provenance import load_config
 from router.registry import in_use
 from router.settings import Settings
 from router.storage.models import Version
@@ -262,26 +264,47 @@ def _ledger_rows(target: EditTarget, session_id: str, version_id: str, decision:
             "usage": usage if a.outcome == "ok" else {},
         }
         for a in attempts
-        if a.outcome != "skipped_circuit_open"
+        if a.outcome not in ("skipped_circuit_open", SKIPPED_OVER_CAP)
     ]
 
 
-def usage_inputs(p: PreparedEdit) -> UsageInputs:
+def usage_inputs(p: PreparedEdit, chain_tokens: int = 0) -> UsageInputs:
     out_w, out_h = p.out_size or (p.work.width, p.work.height)
     refs = tuple((r.blob.width, r.blob.height) for r in p.references)
     sizes = refs if p.request.mode == "generate" else ((p.work.width, p.work.height), *refs)
-    return UsageInputs(p.prompt, sizes, out_w, out_h, p.request.quality, p.request.n, p.mask is not None)
+    return UsageInputs(p.prompt, sizes, out_w, out_h, p.request.quality, p.request.n, p.mask is not None,
+                       partial_images=p.request.partial_images, chain_tokens=chain_tokens)  # fmt: skip
+
+
+def continues_chain(parent: Version | None, p: PreparedEdit) -> bool:
+    """The parent's Responses chain is continued when nothing but the prompt changes."""
+    return (
+        parent is not None and parent.provider == CHAIN_PROVIDER and bool(parent.chain_response_id)
+        and p.mask is None and not p.references
+    )  # fmt: skip
+
+
+def chain_tokens(parent: Version | None, p: PreparedEdit) -> int:
+    """The tokens a continued chain re-bills for its earlier rounds, from the parent round's reported usage."""
+    if parent is None or not continues_chain(parent, p):
+        return 0
+    return chain_tokens_after(((parent.result or {}).get("cost") or {}).get("usage") or {})
 
 
 def estimates_for(policy: Policy, names: list[str], p: PreparedEdit, prices: PriceTable,
-                  carried: Mapping[str, int] | None = None) -> dict[str, float | None]:  # fmt: skip
-    """``carried``: the input a continued Gemini conversation re-sends (only a Gemini candidate sends it)."""
+                  parent: Version | None = None) -> dict[str, float | None]:  # fmt: skip
+    """Each provider's estimate. The provider that would continue the parent's chain includes what continuing
+    re-bills: the Responses chain's earlier rounds, or the Gemini conversation's history."""
     u = usage_inputs(p)
-    chained = replace(u, image_sizes=(), carried=tuple(carried.items())) if carried else u
-    settings = {name: policy.providers[name] for name in names if name in policy.providers}
+    continued = {CHAIN_PROVIDER: usage_inputs(p, chain_tokens(parent, p))}
+    if parent is not None and (carried := carried_input(parent, p.mask is None and not p.references)):
+        continued[HISTORY_PROVIDER] = replace(u, image_sizes=(), carried=tuple(carried.items()))
     return {
-        name: estimate_usd(name, s.model, s.options, chained if name == HISTORY_PROVIDER else u, prices)
-        for name, s in settings.items()
+        name: estimate_usd(
+            name, policy.providers[name].model, policy.providers[name].options, continued.get(name, u), prices
+        )
+        for name in names
+        if name in policy.providers
     }
 
 
@@ -296,14 +319,14 @@ def policy_features(p: PreparedEdit, tenant: str, session_provider: str | None) 
 
 @traced("editgate.decide")
 async def route(gw: Gateway, p: PreparedEdit, tenant: str, session_id: str | None,
-                session_provider: str | None, shadow: bool = False,
-                carried: Mapping[str, int] | None = None) -> RouteDecision:  # fmt: skip
+                session_provider: str | None, shadow: bool = False, parent: Version | None = None
+                ) -> RouteDecision:  # fmt: skip
     """Everything that varies, gathered for the pure engine: health, spend, estimates, sticky keys.
-    ``shadow``: the operator's shadow traffic, which no tenant budget limits. ``carried``: see
-    :func:`estimates_for`."""
+    ``shadow``: the operator's shadow traffic, which no tenant budget limits. ``parent``: the version this
+    edit continues (a continued chain or conversation re-bills its history: see :func:`estimates_for`)."""
     features = policy_features(p, tenant, session_provider)
     names = list(gw.providers)
-    estimates = estimates_for(gw.policy, names, p, gw.prices, carried)
+    estimates = estimates_for(gw.policy, names, p, gw.prices, parent)
     spent = (
         await gw.store.spent_since(tenant, start_of_utc_day(time.time()))
         if gw.policy.budgets.limit_for(tenant) is not None and not shadow
@@ -436,8 +459,7 @@ class EditRun:
 
     async def choose_route(self) -> RouteDecision:
         return await route(self.gw, self.p, self.target.tenant, self.session_id, self.parent.provider,
-                           shadow=self.target.shadow_of is not None,
-                           carried=carried_input(self.parent, self.chainable))  # fmt: skip
+                           shadow=self.target.shadow_of is not None, parent=self.parent)  # fmt: skip
 
     async def routed(self, decision: RouteDecision | None) -> RouteDecision:
         """Take the route; a queued edit (routed when claimed, or just before) records the call it is
@@ -462,6 +484,7 @@ class EditRun:
                  experiment=decision.experiment, arm=decision.arm)  # fmt: skip
         if decision.refusal is not None:
             raise ApiError(decision.refusal.status, decision.refusal.code, decision.refusal.message)
+        check_cap(decision.candidates, self.p.request.max_cost_usd)
         return decision
 
     async def calling(self, candidate: Candidate) -> None:
@@ -480,8 +503,7 @@ class EditRun:
     @property
     def previous_response_id(self) -> str | None:
         """The parent's Responses chain, continued when nothing but the prompt changes."""
-        chained = self.parent.provider == CHAIN_PROVIDER and self.parent.chain_response_id and self.chainable
-        return self.parent.chain_response_id if chained else None
+        return self.parent.chain_response_id if continues_chain(self.parent, self.p) else None
 
     async def execute(self, decision: RouteDecision) -> Outcome:
         """The provider calls, under the route's deadline; every attempt stays in the trace."""
@@ -498,7 +520,7 @@ class EditRun:
                     decision, providers, lambda c: _job(p, c, min(c.timeout_s, deadline), previous, partials, history),
                     deadline, gw.resources, attempts=self.route_info.attempts,  # kept if this run is cancelled
                     on_attempt=attempt_publisher(gw.events, self.version.id), held=self.held_slot,
-                    on_call=self.calling,
+                    on_call=self.calling, max_cost_usd=p.request.max_cost_usd,
                 )  # fmt: skip
         except ExecutionFailed as failed:
             self.route_info.attempts = failed.attempts
@@ -547,12 +569,7 @@ class EditRun:
             provider=served_by,
             model=model,
             route=self.route_info,
-            cost=Cost(
-                estimated_usd=outcome.candidate.estimate_usd,
-                actual_usd=self.actual,
-                usage=outcome.result.usage,
-                pricing_version=gw.prices.version,
-            ),
+            cost=self._cost(outcome),
             latency_ms=Latency(
                 total=total_ms,
                 intake=_ms(self.t0, self.t_routed),
@@ -627,7 +644,7 @@ class EditRun:
         )
         self.gw.events.publish(self.version.id, "failed", error.body()["error"])
         attempts = self.route_info.attempts
-        tried = [a for a in attempts if a.outcome != "skipped_circuit_open"]
+        tried = [a for a in attempts if a.outcome not in ("skipped_circuit_open", SKIPPED_OVER_CAP)]
         if self.outcome is None:
             self.gw.metrics.attempted(attempts)
         self.gw.metrics.finished(
@@ -699,6 +716,8 @@ class EditRun:
             region = mask.edit_region if mask is not None else None
             self.deferred_score = lambda: score(first, source=canvas, edit=region() if region else None)
 
+        c2pa = load_config(gw.settings.c2pa_cert, gw.settings.c2pa_key, gw.settings.c2pa_verify)
+
         def work() -> list[tuple[NormalizedImage, Any]]:
             edit = mask.edit_region() if mask is not None and (lock or now) else None
             return [
@@ -713,11 +732,18 @@ class EditRun:
                     quality=req.output_compression,
                     opaque=req.background == "opaque",
                     feather_px=gw.settings.feather_px,
+                    c2pa=c2pa,
                 )
                 for image in outcome.result.images
             ]
 
         return lock, await gw.workers.run(work)
+
+    def _cost(self, outcome: Outcome) -> Cost:
+        served_by, p = outcome.candidate.provider, self.p
+        inputs = usage_inputs(p, chain_tokens(self.parent, p) if served_by == CHAIN_PROVIDER else 0)
+        return cost_section(self.gw.prices, outcome.candidate, self.gw.options(served_by), inputs,
+                            outcome.result.usage, self.actual, p.request.max_cost_usd)  # fmt: skip
 
     def _image(self, n: NormalizedImage) -> OutputImage:
         return OutputImage(
@@ -729,6 +755,7 @@ class EditRun:
             sha256=n.sha256,
             bytes=len(n.data),
             b64_json=pybase64.b64encode(n.data).decode() if self.p.request.include_base64 else None,
+            provenance=n.provenance,
         )
 
     def _chain(self, served_by: str, previous: str | None, model: str, restarted: str | None = None) -> Chain | None:
@@ -793,9 +820,8 @@ async def accept_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: Edi
     )
     decision = None
     if not queued:
-        carried = carried_input(parent, p.mask is None and not p.references)
         decision = await route(gw, p, target.tenant, session_id, parent.provider, shadow=target.shadow_of is not None,
-                               carried=carried)  # fmt: skip
+                               parent=parent)  # fmt: skip
     settings = req.model_dump(exclude=SETTINGS_EXCLUDED)
     try:
         version = await gw.lifecycle.accept(

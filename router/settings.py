@@ -139,6 +139,17 @@ class Settings(BaseSettings):
     events_retain_s: float = Field(
         300.0, ge=0, description="An edit's live events stay in memory this long after it ends (then: from storage)."
     )
+    c2pa_cert: Path | None = Field(
+        None,
+        description="PEM certificate chain (leaf first) editgate signs its own C2PA manifest with, on results it had "
+        "to re-encode; set with c2pa_key. Unset: re-encoded results are reported `lost` and left unsigned.",
+    )
+    c2pa_key: Path | None = Field(None, description="The PEM private key of c2pa_cert (EC, RSA or Ed25519).")
+    c2pa_verify: bool = Field(
+        False,
+        description="Verify the provider's C2PA manifest (signature, hash binding) on every result: `validation` "
+        "then says Valid/Trusted/Invalid; costs a hash of the whole image. Off: `not_checked`.",
+    )
     limits: Limits = Field(default_factory=Limits)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 

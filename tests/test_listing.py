@@ -179,7 +179,7 @@ def test_edit_filters(stack: dict[str, Any], tenant: tuple[str, httpx.Client]) -
     assert {i["id"] for i in everything} == {done["id"], *by_state.values(), old}, "no version 0, no shadow"
     item = next(i for i in everything if i["id"] == done["id"])
     assert item["provider"] == "local" and item["status"] == "succeeded" and item["error_code"] is None
-    assert item["image"] == {k: v for k, v in done["images"][0].items() if k != "b64_json"}
+    assert item["image"] == {k: v for k, v in done["images"][0].items() if k not in ("b64_json", "provenance")}
     assert item["cost"] == {k: done["cost"][k] for k in ("estimated_usd", "actual_usd")}
     assert (item["session_id"], item["version"], item["parent_version"]) == (s1, 1, 0)
     for state, version_id in by_state.items():

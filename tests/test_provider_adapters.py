@@ -232,7 +232,9 @@ def test_partial_images_are_relayed_then_the_final_with_its_usage(emulator: str,
     else:
         assert [(i, m) for i, _, m in partials] == [(0, "image/webp"), (1, "image/webp")]
         assert all(decode(data).shape[:2] == decode(streamed.images[0].data).shape[:2] for _, data, _ in partials)
-    assert streamed.usage == plain.usage and streamed.usage  # cost comes from the completed event
+    # cost comes from the completed event; OpenAI bills each partial image 100 image output tokens
+    billed = {**plain.usage, "output_image_tokens": plain.usage["output_image_tokens"] + 200 * (name != "gemini")}
+    assert streamed.usage == billed and streamed.usage
     assert streamed.emulated and len(streamed.images) == 1
 
 

@@ -14,6 +14,7 @@ from litestar import Litestar, Request, get, put
 from litestar.datastructures import State
 from litestar.params import JSONBody
 
+from providers.emulator.billing import ChainHistory
 from providers.emulator.faults import EmulatorConfig, FaultInjector
 from providers.emulator.gemini_api import generate_content
 from providers.emulator.openai_api import ResponseStore, images_edits, images_generations, responses_create
@@ -48,7 +49,7 @@ async def get_received(request: Request) -> list[dict[str, str]]:
 
 def create_emulator_app(config: EmulatorConfig | None = None) -> FaultInjector:
     config = config or EmulatorConfig()
-    state = State({"config": config, "responses": ResponseStore(), "render_cache": {}})
+    state = State({"config": config, "responses": ResponseStore(), "render_cache": {}, "chain_history": ChainHistory()})
     app = Litestar(
         route_handlers=[
             images_edits,

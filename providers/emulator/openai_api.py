@@ -27,7 +27,9 @@ from providers.catalog import (
     openai_size_error,
     text_tokens,
 )
+from providers.emulator.billing import ChainHistory, bill_chain, bill_partials
 from providers.emulator.common import b64_image, data_url_bytes, decode_any, image_format, json_response
+from providers.emulator.credentials import credential_images, credential_output
 from providers.emulator.render import render_edit
 from providers.emulator.streaming import event_stream, image_events, response_events
 
@@ -261,9 +263,11 @@ async def _images_edits(request: Request) -> Response[bytes]:
         if cache is not None:
             cache[key] = body
     body = {**body, "created": int(time.time())}
+    body = await anyio.to_thread.run_sync(credential_images, body, fmt)
     ms = int((time.perf_counter() - started) * 1000)
     headers = {"x-request-id": _req_id(), "openai-processing-ms": str(ms)}
     if streaming.on:
+        body = {**body, "usage": bill_partials(body["usage"], streaming.partials)}
         events = image_events("image_edit", body, streaming.partials, streaming.interval_s, streaming.failing)
         return event_stream(events, headers)  # type: ignore[return-value]
     return json_response(body, headers=headers)
@@ -309,7 +313,9 @@ async def _images_generations(request: Request) -> Response[bytes]:
                 "size": f"{w}x{h}", "usage": image_usage(prompt, [], w, h, q, n)}  # fmt: skip
 
     result = await anyio.to_thread.run_sync(work)
+    result = await anyio.to_thread.run_sync(credential_images, result, fmt)
     if streaming.on:
+        result = {**result, "usage": bill_partials(result["usage"], streaming.partials)}
         events = image_events("image_generation", result, streaming.partials, streaming.interval_s, streaming.failing)
         return event_stream(events, {"x-request-id": _req_id()})  # type: ignore[return-value]
     return json_response(result, headers={"x-request-id": _req_id()})
@@ -525,6 +531,8 @@ async def _responses_create(request: Request) -> Response[bytes]:
         )
 
     output, usage, tool_usage = await anyio.to_thread.run_sync(work)
+    output = await anyio.to_thread.run_sync(credential_output, output)
+    usage, tool_usage = _bill_round(request, response_id, previous, output, usage, tool_usage, streaming)
     payload = _response(
         body, response_id, model, output, usage, {"image_gen": tool_usage, "web_search": {"num_requests": 0}}
     )
@@ -569,6 +577,21 @@ def unrendered_answer(fault: str | None, body: dict[str, Any]) -> dict[str, Any]
 def _refusal(words: str) -> dict[str, Any]:
     return {"type": "message", "id": f"msg_{uuid.uuid4().hex}", "role": "assistant", "status": "completed",
             "content": [{"type": "refusal", "refusal": words}]}  # fmt: skip
+
+
+def _bill_round(request: Request, response_id: str, previous: str | None, output: list[dict[str, Any]],
+                usage: dict[str, Any], tool_usage: dict[str, Any], streaming: StreamAsk
+                ) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """A round's mainline usage with its chain's earlier items re-billed, its tool usage with the streamed
+    previews; a round that produced an image is remembered for the rounds that continue from it."""
+    history: ChainHistory = request.app.state.chain_history
+    usage = bill_chain(usage, history, previous)
+    images = sum(1 for item in output if item.get("type") == "image_generation_call" and item.get("result"))
+    if images:
+        history.remember(response_id, usage, images)
+        if streaming.on:
+            tool_usage = bill_partials(tool_usage, streaming.partials)
+    return usage, tool_usage
 
 
 def _message(text: str) -> dict[str, Any]:

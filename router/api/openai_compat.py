@@ -37,7 +37,8 @@ _OPENAI_ACCEPTED = {"model", "prompt", "n", "size", "quality", "background", "ou
                     "user", "input_fidelity", "moderation", "safety_identifier", "response_format", "stream",
                     "partial_images", "style"}  # fmt: skip
 _EDITGATE_EXTRAS = {"protect", "tier", "session_id", "parent_version", "mode", "aspect", "anchor", "mask_convention",
-                    "text_in_output", "experiment_key", "metadata", "provider", "include_base64"}  # fmt: skip
+                    "text_in_output", "experiment_key", "metadata", "provider", "include_base64",
+                    "max_cost_usd"}  # fmt: skip
 _OPENAI_STRINGS = (
     "model",
     "prompt",

@@ -77,7 +77,8 @@ class OpenAIError(BaseModel):
 _WHY = {
     400: "The request is malformed: a body that is not JSON or multipart, or a path or query value of the wrong type.",
     401: "No valid API key: send `Authorization: Bearer KEY`.",
-    402: "The tenant's daily budget would be exceeded (`budget_exceeded`).",
+    402: "The tenant's daily budget would be exceeded (`budget_exceeded`), or the request's `max_cost_usd` is below "
+    "the estimate (`cost_cap_exceeded`; nothing was sent to a provider).",
     403: "The key is valid but lacks the admin scope this needs.",
     404: "No such edit, session, version, file or experiment for this tenant.",
     408: "The request body did not arrive within the body-read deadline.",
@@ -114,7 +115,7 @@ def guarded(*statuses: int, openai: bool = False) -> dict[str, Any]:
 EDIT_ERRORS = (402, 404, 408, 409, 413, 415, 422, 429, 502, 503, 504)
 """What running an edit can answer with: intake, budget, idempotency and every provider outcome."""
 OPENAI_ERRORS = (404, 408, 409, 429, 502, 503, 504)
-"""The same failures as OpenAI reports them (413/415/422 become 400, 402 becomes 429)."""
+"""The same failures as OpenAI reports them (413/415/422 become 400, 402 becomes 429; cost_cap_exceeded: 400)."""
 
 # -- request bodies -------------------------------------------------------------------------------
 

@@ -7,10 +7,11 @@ from typing import Any
 
 from litestar import Request, get, post
 
+from policies import RouteDecision
 from policies.view import tenant_view
 from router.api.openapi import EditOperation, guarded
 from router.auth import CallerDep, TenantId
-from router.chains import carried_input
+from router.costs import over_cap
 from router.intake.prepare import prepare
 from router.intake.request import parse_edit_request
 from router.service import Gateway, route, usage_inputs
@@ -24,19 +25,28 @@ async def explain_route(request: Request, tenant: TenantId) -> dict[str, Any]:
     breaker states and today's spend, but calls no provider and stores nothing."""
     gw: Gateway = request.app.state.gateway
     req, raw = await parse_edit_request(request)
-    session_provider, parent = None, None
+    session_provider = parent = None
     if req.session_id:
         parent, raw.image = await resolve_parent(gw, tenant, req.session_id, req.parent_version)
         session_provider = parent.provider
     p = await gw.workers.run(lambda: prepare(req, raw, gw.settings.limits, tenant))
-    carried = carried_input(parent, p.mask is None and not p.references) if parent is not None else None
-    decision = await route(gw, p, tenant, req.session_id, session_provider, carried=carried)
+    decision = await route(gw, p, tenant, req.session_id, session_provider, parent=parent)
     return {
         "decision": decision.model_dump(),
+        "cost_cap": _cap_view(decision, req.max_cost_usd),
         "features": p.features.model_copy(update={"session_provider": session_provider, "tenant": tenant}).model_dump(),
         "usage_inputs": {"out_w": usage_inputs(p).out_w, "out_h": usage_inputs(p).out_h, "quality": req.quality},
         "breakers": gw.resources.breakers.states(),
     }
+
+
+def _cap_view(decision: RouteDecision, cap: float | None) -> dict[str, Any] | None:
+    """What the request's ``max_cost_usd`` would do to this route: refuse it, or keep fallbacks from being called."""
+    if cap is None:
+        return None
+    first, *rest = decision.candidates or [None]
+    return {"max_cost_usd": cap, "refused": first is not None and over_cap(first, cap),
+            "fallbacks_not_taken": [c.provider for c in rest if c is not None and over_cap(c, cap)]}  # fmt: skip
 
 
 @get("/v1/policy", summary="The running routing policy", tags=["routing"], **guarded(403))
