@@ -20,6 +20,7 @@ from providers.errors import InvalidForProvider, Rejected, Unavailable
 from providers.imaging import MIME
 from providers.openai_common import EMULATOR_HEADER, data_url, image_bytes, map_error, stream_error, token_usage
 from providers.openai_images import DEFAULT_QUALITY
+from providers.openai_models import responses_image_model
 from providers.openai_wire import ResponsesAnswer, decode_responses
 
 
@@ -39,10 +40,10 @@ class OpenAIResponsesProvider:
         max_edge=3840,
     )
 
-    def __init__(self, client: openai.AsyncOpenAI, image_model: str = "gpt-image-2",
+    def __init__(self, client: openai.AsyncOpenAI, image_model: str | None = None,
                  quality_map: dict[str, str] | None = None) -> None:  # fmt: skip
         self._client = client
-        self._image_model = image_model
+        self._image_model = image_model or responses_image_model()
         self._quality = {**DEFAULT_QUALITY, **(quality_map or {})}
 
     def build_request(self, job: EditJob) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from providers.catalog import (
     snap_openai_size,
     text_tokens,
 )
+from providers.openai_models import responses_image_model
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +75,7 @@ def predict_usage(provider: str, model: str, options: Mapping[str, Any], u: Usag
         return {"images": 1}
     text = text_tokens(u.prompt)
     if provider in ("openai-images", "openai-responses"):
-        image_model = model if provider == "openai-images" else options.get("image_model", "gpt-image-2")
+        image_model = model if provider == "openai-images" else options.get("image_model") or responses_image_model()
         quality = {"draft": "medium", "final": "high", **options.get("quality_map", {})}[u.quality]
         w, h = snap_openai_size(image_model, u.out_w, u.out_h)
         n = u.n if provider == "openai-images" else 1
@@ -102,7 +103,7 @@ def predict_usage(provider: str, model: str, options: Mapping[str, Any], u: Usag
 def priced_models(provider: str, model: str, options: Mapping[str, Any]) -> list[str]:
     """The models whose prices apply to a provider's usage (Responses: mainline and image model)."""
     if provider == "openai-responses":
-        return [model, options.get("image_model", "gpt-image-2")]
+        return [model, options.get("image_model") or responses_image_model()]
     return [model]
 
 

@@ -27,7 +27,16 @@ from providers.catalog import (
     openai_size_error,
     text_tokens,
 )
-from providers.emulator.common import b64_image, data_url_bytes, decode_any, image_format, json_response
+from providers.emulator.common import data_url_bytes, decode_any, image_format, json_response
+from providers.emulator.openai_newer import (
+    NEWER_FIELDS,
+    NewerModelRefusal,
+    check_model_fields,
+    effective_safety_identifier,
+    encode_output,
+    fields_of,
+    markup_region,
+)
 from providers.emulator.render import render_edit
 from providers.emulator.streaming import event_stream, image_events, response_events
 
@@ -83,6 +92,8 @@ async def _answer(request: Request, handler: Callable[[Request], Awaitable[Respo
         return await handler(request)
     except OpenAIRequestError as err:
         return err.response()
+    except NewerModelRefusal as err:
+        return OpenAIRequestError(400, err.message, err.param, err.code).response()
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -161,7 +172,7 @@ async def images_edits(request: Request) -> Response[bytes]:
 async def _images_edits(request: Request) -> Response[bytes]:
     facts = catalog()["openai_images"]
     form = await request.form()
-    unknown = sorted(set(form) - _IMAGE_FIELDS)
+    unknown = sorted(set(form) - _IMAGE_FIELDS - NEWER_FIELDS)
     if unknown:
         raise OpenAIRequestError(400, f"Unrecognized request argument supplied: {unknown[0]}", unknown[0])
     images = await _files(form, "image") + await _files(form, "image[]")
@@ -193,10 +204,11 @@ async def _images_edits(request: Request) -> Response[bytes]:
     size = form.get("size") or "auto"
     if err := openai_size_error(model, size):
         raise OpenAIRequestError(400, err, "size", "invalid_value")
+    markups = await _files(form, "markup")
+    newer = fields_of(form, has_mask="mask" in form, has_markup=bool(markups))
+    check_model_fields(model, "edits", newer)
     quality = form.get("quality") or "auto"
-    _check_choice(quality, facts["qualities"], "quality")
     fmt = form.get("output_format") or "png"
-    _check_choice(fmt, facts["formats"], "output_format")
     background = form.get("background") or "auto"
     _check_choice(background, ["transparent", "opaque", "auto"], "background")
     if background == "transparent" and fmt == "jpeg":
@@ -241,14 +253,20 @@ async def _images_edits(request: Request) -> Response[bytes]:
             ) from None
         src = decoded[0]
         edit = _edit_region(masks[0], (src.shape[1], src.shape[0])) if masks else None
+        if markups:  # the overlay's drawn pixels say where to edit
+            edit = markup_region(markups[0], (src.shape[1], src.shape[0]))
         w, h = (src.shape[1], src.shape[0]) if size == "auto" else (int(x) for x in size.split("x"))
         if size == "auto":
             w, h = (1024, 1024) if w == h else (1536, 1024) if w > h else (1024, 1536)
         data = [
-            {"b64_json": b64_image(render_edit(src, edit, f"{prompt}#{i}", (w, h), "small"), fmt, compression)}
+            {
+                "b64_json": encode_output(
+                    render_edit(src, edit, f"{prompt}#{i}", (w, h), "small"), fmt, compression, newer
+                )
+            }
             for i in range(n)
         ]
-        return {
+        answer = {
             "created": int(time.time()),
             "data": data,
             "background": "transparent" if background == "transparent" else "opaque",
@@ -257,13 +275,17 @@ async def _images_edits(request: Request) -> Response[bytes]:
             "size": f"{w}x{h}",
             "usage": image_usage(prompt, decoded, w, h, "high" if quality == "auto" else quality, n),
         }
+        if safety_identifier := effective_safety_identifier(form):
+            answer["safety_identifier"] = safety_identifier
+        return answer
 
     started = time.perf_counter()
     cache = request.app.state.render_cache if request.app.state.config.cache_renders else None
     body = key = None
     if cache is not None:
         fields = sorted((k, v) for k, v in form.items() if isinstance(v, str))
-        key = hashlib.sha256(b"".join(images) + (masks[0] if masks else b"") + repr(fields).encode()).digest()
+        key = hashlib.sha256(b"".join(images) + (masks[0] if masks else b"") + (markups[0] if markups else b"")
+                             + repr(fields).encode()).digest()  # fmt: skip
         body = cache.get(key)
     if body is None:
         body = await anyio.to_thread.run_sync(work)
@@ -286,7 +308,7 @@ async def images_generations(request: Request) -> Response[bytes]:
 async def _images_generations(request: Request) -> Response[bytes]:
     facts = catalog()["openai_images"]
     body = await _json_body(request)
-    unknown = sorted(set(body) - _IMAGE_FIELDS - {"style"})
+    unknown = sorted(set(body) - _IMAGE_FIELDS - NEWER_FIELDS - {"style"})
     if unknown:
         raise OpenAIRequestError(400, f"Unrecognized request argument supplied: {unknown[0]}", unknown[0])
     prompt, model = body.get("prompt"), body.get("model") or ""
@@ -298,10 +320,10 @@ async def _images_generations(request: Request) -> Response[bytes]:
     size = body.get("size") or "auto"
     if err := openai_size_error(model, size):
         raise OpenAIRequestError(400, err, "size", "invalid_value")
+    newer = fields_of(body)
+    check_model_fields(model, "generations", newer)
     quality = body.get("quality") or "auto"
-    _check_choice(quality, facts["qualities"], "quality")
     fmt = body.get("output_format") or "png"
-    _check_choice(fmt, facts["formats"], "output_format")
     streaming = StreamAsk(request, body, "images")
     if request.scope.get("state", {}).get("fault") == "safety":
         raise OpenAIRequestError(400, "Your request was rejected as a result of our safety system. (emulated)",
@@ -312,10 +334,15 @@ async def _images_generations(request: Request) -> Response[bytes]:
     def work() -> dict[str, Any]:
         canvas = np.full((h, w, 3), 128, np.uint8)
         data = [
-            {"b64_json": b64_image(render_edit(canvas, None, f"{prompt}#{i}", (w, h), "small"), fmt)} for i in range(n)
-        ]
-        return {"created": int(time.time()), "data": data, "background": "opaque", "output_format": fmt, "quality": q,
-                "size": f"{w}x{h}", "usage": image_usage(prompt, [], w, h, q, n)}  # fmt: skip
+            {"b64_json": encode_output(render_edit(canvas, None, f"{prompt}#{i}", (w, h), "small"), fmt,
+                                       body.get("output_compression"), newer)}
+            for i in range(n)
+        ]  # fmt: skip
+        answer = {"created": int(time.time()), "data": data, "background": "opaque", "output_format": fmt,
+                  "quality": q, "size": f"{w}x{h}", "usage": image_usage(prompt, [], w, h, q, n)}  # fmt: skip
+        if safety_identifier := effective_safety_identifier(body):
+            answer["safety_identifier"] = safety_identifier
+        return answer
 
     result = await anyio.to_thread.run_sync(work)
     if streaming.on:
@@ -379,7 +406,6 @@ async def responses_create(request: Request) -> Response[bytes]:
 
 
 async def _responses_create(request: Request) -> Response[bytes]:
-    facts = catalog()["openai_images"]
     body = await _json_body(request)
     model = body.get("model")
     if not model:
@@ -409,10 +435,14 @@ async def _responses_create(request: Request) -> Response[bytes]:
     size = tool.get("size") or "auto"
     if err := openai_size_error(image_model, size):
         raise OpenAIRequestError(400, err, "tools[0].size", "invalid_value")
+    newer = fields_of(tool, has_mask=bool(tool.get("input_image_mask")))
+    newer["stream"] = body.get("stream")
+    try:
+        check_model_fields(image_model, "responses_tool", newer)
+    except NewerModelRefusal as err:
+        raise OpenAIRequestError(400, err.message, f"tools[0].{err.param}", err.code) from None
     quality = tool.get("quality") or "auto"
-    _check_choice(quality, facts["qualities"], "tools[0].quality")
     fmt = tool.get("output_format") or "png"
-    _check_choice(fmt, facts["formats"], "tools[0].output_format")
     mask_url = (tool.get("input_image_mask") or {}).get("image_url")
     safety = request.scope.get("state", {}).get("fault") == "safety"
     streaming = StreamAsk(request, {"stream": body.get("stream"), "partial_images": tool.get("partial_images")},
@@ -467,7 +497,7 @@ async def _responses_create(request: Request) -> Response[bytes]:
         else:
             out = render_edit(src, edit, prompt, (w, h), "small")
             store.put(response_id, out)
-            call.update(status="completed", result=b64_image(out, fmt))
+            call.update(status="completed", result=encode_output(out, fmt, tool.get("output_compression"), newer))
             tool_usage = image_usage(prompt, decoded if decoded else [src], w, h, q)
         return (
             [call, _message("Here is the edited image.")],
@@ -522,6 +552,8 @@ def _response(body: dict[str, Any], rid: str, model: str, output: list[dict[str,
         "tools": body.get("tools") or [],
         "previous_response_id": body.get("previous_response_id"),
         "usage": usage,
+        "safety_identifier": body.get("safety_identifier"),
+        "user": body.get("user"),
     }
     if tool_usage:
         payload["tool_usage"] = tool_usage
