@@ -6,6 +6,7 @@ Each round returns the response id as chain state; the next round of the same se
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -19,8 +20,8 @@ from providers.catalog import snap_openai_size
 from providers.errors import InvalidForProvider, Rejected, Unavailable
 from providers.imaging import MIME
 from providers.openai_common import EMULATOR_HEADER, data_url, image_bytes, map_error, stream_error, token_usage
-from providers.openai_images import DEFAULT_QUALITY
-from providers.openai_models import responses_image_model
+from providers.openai_images import DEFAULT_QUALITY, forwarded, rendered
+from providers.openai_models import accepted_tokens, responses_image_model
 from providers.openai_wire import ResponsesAnswer, decode_responses
 
 
@@ -46,15 +47,21 @@ class OpenAIResponsesProvider:
         self._image_model = image_model or responses_image_model()
         self._quality = {**DEFAULT_QUALITY, **(quality_map or {})}
 
+    @staticmethod
+    def accepted_params(model: str, options: Mapping[str, Any]) -> frozenset[str]:
+        """What the tool's image model takes of the model-specific parameters (the tool has no ``markup``)."""
+        return accepted_tokens(options.get("image_model") or responses_image_model()) - {"markup"}
+
     def build_request(self, job: EditJob) -> dict[str, Any]:
         w, h = snap_openai_size(self._image_model, job.out_w, job.out_h)
         tool: dict[str, Any] = {
             "type": "image_generation",
             "model": self._image_model,
-            "quality": self._quality[job.quality],
+            "quality": job.params.get("quality") or self._quality[job.quality],
             "size": f"{w}x{h}",
-            "output_format": job.output_format,
+            "output_format": job.params.get("output_format") or job.output_format,
             "background": job.background,
+            **forwarded(job, "responses_tool"),
         }
         content: list[dict[str, Any]] = [{"type": "input_text", "text": job.prompt}]
         if job.previous_response_id is None and job.mode != "generate":
@@ -70,6 +77,10 @@ class OpenAIResponsesProvider:
         }
         if job.previous_response_id:
             request["previous_response_id"] = job.previous_response_id
+        if job.safety_identifier:
+            request["safety_identifier"] = job.safety_identifier
+        if job.params.get("user"):
+            request["user"] = job.params["user"]
         return request
 
     async def edit(self, job: EditJob) -> ProviderResult:
@@ -115,6 +126,7 @@ class OpenAIResponsesProvider:
             chain_state=response.id,
             revised_prompt=calls[0].revised_prompt,
             emulated=EMULATOR_HEADER in raw.headers,
+            rendered=rendered(calls[0].quality, response.safety_identifier),
         )
 
     async def _relay(self, stream: AsyncStream[Any], job: EditJob) -> Response:

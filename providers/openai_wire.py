@@ -40,6 +40,8 @@ class ImagesAnswer(msgspec.Struct):
     data: list[ImageData] | None = None
     output_format: str | None = None
     usage: ImageUsage | None = None
+    quality: str | None = None
+    safety_identifier: str | None = None
 
 
 class ToolError(msgspec.Struct):
@@ -57,6 +59,7 @@ class OutputItem(msgspec.Struct):
     output_format: str | None = None
     revised_prompt: str | None = None
     error: ToolError | None = None
+    quality: str | None = None
 
 
 class ModelUsage(msgspec.Struct):
@@ -75,6 +78,7 @@ class ResponsesAnswer(msgspec.Struct):
     output: list[OutputItem]
     usage: ModelUsage | None = None
     tool_usage: ToolUsage | None = None
+    safety_identifier: str | None = None
 
 
 _IMAGES = msgspec.json.Decoder(ImagesAnswer)

@@ -20,7 +20,7 @@ import pybase64
 import structlog
 
 from policies import Candidate, Policy, RouteDecision, decide, shadow_for
-from policies.model import Shadow
+from policies.model import Shadow, split_target
 from providers.base import EditJob, ImageBlob, OnPartial, Provider
 from providers.pricing import PriceTable, UsageInputs, actual_usd, estimate_usd
 from router.blobs import BlobStore
@@ -33,6 +33,7 @@ from router.intake.prepare import PreparedEdit, prepare
 from router.intake.request import RawInputs
 from router.lifecycle import CANCELED, INTERRUPTED, Finish, IdempotencyClaim, Lifecycle, NewSession
 from router.metrics import Metrics
+from router.model_params import accepts_for, model_targets, safety_identifier_for
 from router.models import (
     Attempt,
     Chain,
@@ -207,7 +208,7 @@ async def start_session(
 
 
 def _job(p: PreparedEdit, candidate: Candidate, timeout_s: float, previous_response_id: str | None,
-         on_partial: OnPartial | None = None) -> EditJob:  # fmt: skip
+         on_partial: OnPartial | None = None, tenant: str = "") -> EditJob:  # fmt: skip
     req = p.request
     out_w, out_h = p.out_size or (p.work.width, p.work.height)
     return EditJob(
@@ -228,6 +229,9 @@ def _job(p: PreparedEdit, candidate: Candidate, timeout_s: float, previous_respo
         connect_timeout_s=min(candidate.connect_timeout_s, timeout_s),
         partial_images=req.partial_images,
         on_partial=on_partial,
+        params=req.provider_params,
+        markup=p.markup,
+        safety_identifier=safety_identifier_for(req.provider_params, tenant),
     )
 
 
@@ -268,12 +272,20 @@ def usage_inputs(p: PreparedEdit) -> UsageInputs:
 
 
 def estimates_for(policy: Policy, names: list[str], p: PreparedEdit, prices: PriceTable) -> dict[str, float | None]:
+    """By provider (its configured model) and by each ``provider/model`` target a route or the caller names."""
     u = usage_inputs(p)
-    return {
-        name: estimate_usd(name, policy.providers[name].model, policy.providers[name].options, u, prices)
-        for name in names
-        if name in policy.providers
-    }
+    out: dict[str, float | None] = {}
+    for target in [*names, *model_targets(policy, requested_target(p))]:
+        name, model = split_target(target)
+        if name in policy.providers:
+            settings = policy.providers[name]
+            out[target] = estimate_usd(name, model or settings.model, settings.options, u, prices)
+    return out
+
+
+def requested_target(p: PreparedEdit) -> str | None:
+    req = p.request
+    return f"{req.provider}/{req.model}" if req.provider and req.model else None
 
 
 def start_of_utc_day(now: float) -> float:
@@ -303,6 +315,7 @@ async def route(gw: Gateway, p: PreparedEdit, tenant: str, session_id: str | Non
         shadow_today_usd=spent.shadow_usd,
         keys={"tenant": tenant, "session": session_id, "key": p.request.experiment_key},
         shadow=shadow,
+        accepts=accepts_for(gw.policy, gw.providers, model_targets(gw.policy, requested_target(p))),
     )
 
 
@@ -314,7 +327,7 @@ def route_info(decision: RouteDecision) -> RouteInfo:
         experiment=decision.experiment,
         arm=decision.arm,
         budget=decision.budget.model_dump() if decision.budget else None,
-        candidates=[c.provider for c in decision.candidates],
+        candidates=[c.target or c.provider for c in decision.candidates],
         dropped=[d.model_dump() for d in decision.dropped],
         trace=[t.model_dump() for t in decision.trace],
     )
@@ -421,7 +434,8 @@ class EditRun:
         log.info("edit_routed", edit_id=self.version.id, rule=decision.rule, candidates=self.route_info.candidates,
                  experiment=decision.experiment, arm=decision.arm)  # fmt: skip
         if decision.refusal is not None:
-            raise ApiError(decision.refusal.status, decision.refusal.code, decision.refusal.message)
+            refusal = decision.refusal
+            raise ApiError(refusal.status, refusal.code, refusal.message, refusal.param)
         return decision
 
     async def calling(self, candidate: Candidate) -> None:
@@ -449,7 +463,8 @@ class EditRun:
         try:
             async with in_use(gw.providers) as providers:  # a reload closes replaced clients only after this
                 outcome = await execute(
-                    decision, providers, lambda c: _job(p, c, min(c.timeout_s, deadline), previous, partials),
+                    decision, providers,
+                    lambda c: _job(p, c, min(c.timeout_s, deadline), previous, partials, self.target.tenant),
                     deadline, gw.resources, attempts=self.route_info.attempts,  # kept if this run is cancelled
                     on_attempt=attempt_publisher(gw.events, self.version.id), held=self.held_slot,
                     on_call=self.calling,
@@ -517,6 +532,7 @@ class EditRun:
             else None,
             inputs=self.inputs,
             revised_prompt=outcome.result.revised_prompt,
+            rendered=outcome.result.rendered,
             chain=chain,
             warnings=[*p.warnings, *self.target.extra_warnings],
             emulated=outcome.result.emulated,
