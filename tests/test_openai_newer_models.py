@@ -146,3 +146,115 @@ def test_emulator_makes_gif_and_svg_on_the_newer_models(direct: OpenAI) -> None:
     assert frames.format == "GIF" and frames.n_frames == 4
     svg = direct.images.generate(model="gpt-image-2.5-sunburst", prompt="a kite", output_format="svg")
     assert base64.b64decode(svg.data[0].b64_json).startswith(b"<svg")
+
+
+# --- through editgate's drop-in -----------------------------------------------------------------
+
+
+def sent_to(received: Callable[[], list[dict[str, Any]]], endpoint: str) -> list[dict[str, Any]]:
+    """The fields of each request editgate sent to the emulator's ``endpoint`` (multipart or JSON)."""
+    out = []
+    for item in received():
+        if item["endpoint"] != endpoint:
+            continue
+        body = item["body"]
+        out.append(json.loads(body) if body.startswith(b"{") else form_fields(body))
+    return out
+
+
+def test_a_newer_model_takes_its_parameters_through_the_drop_in(sdk: OpenAI, received: Callable) -> None:
+    raw = sdk.images.with_raw_response.edit(
+        model="gpt-image-2.5-sunburst", image=("c.png", COFFEE), markup=("m.png", MARKUP), prompt="a red kite",
+        quality="xhigh", complexity="high", size="1024x688",
+    )  # fmt: skip
+    result = raw.parse()
+    assert (raw.headers["x-editgate-provider"], raw.headers["x-editgate-model"]) == (
+        "openai-images", "gpt-image-2.5-sunburst")  # fmt: skip
+    assert result.quality == "xhigh", "the quality the provider rendered"
+    [sent] = sent_to(received, "images")
+    assert sent["model"] == b"gpt-image-2.5-sunburst" and sent["quality"] == b"xhigh" and sent["complexity"] == b"high"
+    assert sent["markup"] == MARKUP, "the markup reached the provider as it was sent"
+
+
+@pytest.mark.parametrize(
+    ("model", "kwargs", "param", "code"),
+    [
+        ("gpt-image-2", {"markup": ("m.png", MARKUP)}, "markup", "unsupported_parameter"),
+        ("gpt-image-2.6-flare", {"markup": ("m.png", MARKUP)}, "markup", "unsupported_parameter"),
+        ("gpt-image-2", {"quality": "max"}, "quality", "invalid_value"),
+        ("gpt-image-2", {"complexity": "low"}, "complexity", "unsupported_parameter"),
+        ("gpt-image-2.5-flare", {"markup": ("m.png", MARKUP), "mask": ("k.png", MASK)}, "markup", "invalid_value"),
+        ("gemini-3.1-flash-image", {"markup": ("m.png", MARKUP)}, "markup", "no_capable_provider"),
+        ("gpt-image-2.5-flare", {"output_format": "gif", "frame_count": 4}, "output_format", "unsupported_value"),
+    ],
+)
+def test_what_the_chosen_model_does_not_take_is_refused_by_name(
+    sdk: OpenAI, received: Callable, model: str, kwargs: dict, param: str, code: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk.images.edit(model=model, image=("c.png", COFFEE), prompt="a kite", **kwargs)
+    assert (err.value.body["param"], err.value.body["code"]) == (param, code)  # type: ignore[index]
+    assert sent_to(received, "images") == [] and sent_to(received, "gemini") == [], "no provider was called"
+
+
+def test_markup_with_a_policy_alias_goes_to_a_model_generation_that_takes_it(sdk: OpenAI, received: Callable) -> None:
+    raw = sdk.images.with_raw_response.edit(model="editgate-auto", image=("c.png", COFFEE),
+                                            markup=("m.png", MARKUP), prompt="a red kite")  # fmt: skip
+    assert raw.headers["x-editgate-route-rule"] == "newer-model-params"
+    assert raw.headers["x-editgate-model"] == "gpt-image-2.5-sunburst"
+    [sent] = sent_to(received, "images")
+    assert sent["markup"] == MARKUP
+
+
+@pytest.mark.parametrize("quality", ["low", "medium", "high"])
+def test_quality_is_rendered_one_to_one_and_reported_as_rendered(sdk: OpenAI, received: Callable,
+                                                                 quality: str) -> None:  # fmt: skip
+    result = sdk.images.edit(model="gpt-image-2", image=("c.png", COFFEE), prompt="a kite", quality=quality)
+    [sent] = sent_to(received, "images")
+    assert sent["quality"] == quality.encode() and result.quality == quality
+
+
+def test_auto_quality_reports_what_the_provider_rendered(sdk: OpenAI) -> None:
+    assert (
+        sdk.images.edit(model="gpt-image-2", image=("c.png", COFFEE), prompt="a kite", quality="auto").quality == "high"
+    )
+    gemini = sdk.images.edit(model="gemini-3.1-flash-image", image=("c.png", COFFEE), prompt="a kite", quality="low")
+    assert gemini.quality is None, "Gemini renders no OpenAI quality: none is claimed"
+
+
+def test_safety_identifier_is_per_tenant_by_default_and_the_callers_wins(sdk: OpenAI, received: Callable) -> None:
+    default = sdk.images.edit(model="gpt-image-2", image=("c.png", COFFEE), prompt="a kite")
+    assert default.safety_identifier and default.safety_identifier.startswith("editgate-tenant-")
+    given = sdk.images.edit(model="gpt-image-2", image=("c.png", COFFEE), prompt="a kite", safety_identifier="u-7")
+    assert given.safety_identifier == "u-7"
+    by_user = sdk.images.edit(model="gpt-image-2", image=("c.png", COFFEE), prompt="a kite", user="legacy-9")
+    assert by_user.safety_identifier == "legacy-9", "the API uses `user` when no identifier is sent"
+    first, second, third = sent_to(received, "images")
+    assert first["safety_identifier"].decode() == default.safety_identifier
+    assert second["safety_identifier"] == b"u-7"
+    assert "safety_identifier" not in third and third["user"] == b"legacy-9"
+
+
+def test_moderation_and_output_compression_reach_the_provider(sdk: OpenAI, received: Callable) -> None:
+    sdk.images.generate(model="gpt-image-2", prompt="a lighthouse", moderation="low", output_format="jpeg",
+                        output_compression=55, size="1024x1024")  # fmt: skip
+    [sent] = sent_to(received, "images")
+    assert (sent["moderation"], sent["output_compression"], sent["output_format"]) == ("low", 55, "jpeg")
+
+
+def test_a_responses_route_reports_mainline_tokens_apart_and_its_revised_prompt(sdk: OpenAI,
+                                                                                received: Callable) -> None:  # fmt: skip
+    raw = sdk.images.with_raw_response.edit(model="gpt-5.4-mini", image=("c.png", COFFEE), prompt="a kite",
+                                            quality="low", safety_identifier="u-1")  # fmt: skip
+    body = json.loads(raw.content)
+    assert raw.headers["x-editgate-provider"] == "openai-responses"
+    [sent] = sent_to(received, "responses")
+    assert sent["tools"][0]["quality"] == "low" and sent["safety_identifier"] == "u-1"
+    assert body["quality"] == "low" and body["safety_identifier"] == "u-1"
+    mainline = body["mainline_usage"]
+    assert mainline["model"] == "gpt-5.4-mini" and mainline["input_tokens"] > 0 and mainline["output_tokens"] > 0
+    usage = body["usage"]
+    assert usage["output_tokens"] == usage["output_tokens_details"]["image_tokens"], "no mainline text tokens"
+    assert body["data"][0]["revised_prompt"], "the Responses tool returned a revised prompt"
+    images = sdk.images.edit(model="gpt-image-2", image=("c.png", COFFEE), prompt="a kite")
+    assert images.data[0].revised_prompt is None, "the Images API returned none, so none is reported"
