@@ -67,6 +67,8 @@ class UsageInputs:
     quality: str  # draft | final
     n: int = 1
     has_mask: bool = False
+    openai_quality: str | None = None
+    """The caller's own OpenAI quality (the drop-in's, sent one to one), which replaces the policy's mapping."""
 
 
 def predict_usage(provider: str, model: str, options: Mapping[str, Any], u: UsageInputs) -> dict[str, int]:
@@ -76,7 +78,7 @@ def predict_usage(provider: str, model: str, options: Mapping[str, Any], u: Usag
     text = text_tokens(u.prompt)
     if provider in ("openai-images", "openai-responses"):
         image_model = model if provider == "openai-images" else options.get("image_model") or responses_image_model()
-        quality = {"draft": "medium", "final": "high", **options.get("quality_map", {})}[u.quality]
+        quality = u.openai_quality or {"draft": "medium", "final": "high", **options.get("quality_map", {})}[u.quality]
         w, h = snap_openai_size(image_model, u.out_w, u.out_h)
         n = u.n if provider == "openai-images" else 1
         usage = {

@@ -268,7 +268,8 @@ def usage_inputs(p: PreparedEdit) -> UsageInputs:
     out_w, out_h = p.out_size or (p.work.width, p.work.height)
     refs = tuple((r.blob.width, r.blob.height) for r in p.references)
     sizes = refs if p.request.mode == "generate" else ((p.work.width, p.work.height), *refs)
-    return UsageInputs(p.prompt, sizes, out_w, out_h, p.request.quality, p.request.n, p.mask is not None)
+    return UsageInputs(p.prompt, sizes, out_w, out_h, p.request.quality, p.request.n, p.mask is not None,
+                       p.request.provider_params.get("quality"))  # fmt: skip
 
 
 def estimates_for(policy: Policy, names: list[str], p: PreparedEdit, prices: PriceTable) -> dict[str, float | None]:

@@ -12,6 +12,7 @@ import base64
 import io
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -242,8 +243,7 @@ def test_moderation_and_output_compression_reach_the_provider(sdk: OpenAI, recei
     assert (sent["moderation"], sent["output_compression"], sent["output_format"]) == ("low", 55, "jpeg")
 
 
-def test_a_responses_route_reports_mainline_tokens_apart_and_its_revised_prompt(sdk: OpenAI,
-                                                                                received: Callable) -> None:  # fmt: skip
+def test_a_responses_route_reports_mainline_tokens_apart(sdk: OpenAI, received: Callable) -> None:
     raw = sdk.images.with_raw_response.edit(model="gpt-5.4-mini", image=("c.png", COFFEE), prompt="a kite",
                                             quality="low", safety_identifier="u-1")  # fmt: skip
     body = json.loads(raw.content)
@@ -258,3 +258,46 @@ def test_a_responses_route_reports_mainline_tokens_apart_and_its_revised_prompt(
     assert body["data"][0]["revised_prompt"], "the Responses tool returned a revised prompt"
     images = sdk.images.edit(model="gpt-image-2", image=("c.png", COFFEE), prompt="a kite")
     assert images.data[0].revised_prompt is None, "the Images API returned none, so none is reported"
+
+
+def test_the_estimate_prices_the_quality_that_is_sent() -> None:
+    from dataclasses import replace
+
+    from providers.pricing import UsageInputs, estimate_usd
+
+    u = UsageInputs("a kite", ((1024, 1024),), 1024, 1024, "draft")  # draft maps to medium without a caller quality
+    low = estimate_usd("openai-images", "gpt-image-2", {}, replace(u, openai_quality="low"))
+    # by hand: 2 text tokens at $5/M, one 512-px tile (65 + 129 = 194) at $8/M, 200 low-quality tokens at $30/M
+    assert low == round(2 * 5e-6 + 194 * 8e-6 + 200 * 30e-6, 6)
+    medium = estimate_usd("openai-images", "gpt-image-2", {}, u)
+    xhigh = estimate_usd("openai-images", "gpt-image-2.5-flare", {}, replace(u, openai_quality="xhigh"))
+    assert low < medium < xhigh  # type: ignore[operator]
+
+
+def test_a_policy_rule_routes_by_model_generation_end_to_end(make_server: Callable[..., str], emulator: str,
+                                                             tmp_path: Path, received: Callable) -> None:  # fmt: skip
+    from importlib import resources
+
+    import yaml
+
+    from tests.conftest import cloud_settings
+
+    policy = yaml.safe_load(resources.files("policies").joinpath("default.yaml").read_text())
+    rule = {"name": "pro-on-2.6", "when": {"tier": "pro"}, "route": "openai-images/gpt-image-2.6-flare",
+            "fallbacks": ["openai-images"]}  # fmt: skip
+    policy["rules"].insert(0, rule)
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump(policy))
+    url = make_server(policy_file=tmp_path / "policy.yaml", **cloud_settings(emulator))
+    with OpenAI(base_url=f"{url}/v1", api_key="dev", max_retries=0) as client:
+        raw = client.images.with_raw_response.edit(model="editgate-pro", image=("c.png", COFFEE), prompt="a kite",
+                                                   complexity="low")  # fmt: skip
+    assert (raw.headers["x-editgate-route-rule"], raw.headers["x-editgate-model"]) == (
+        "pro-on-2.6", "gpt-image-2.6-flare")  # fmt: skip
+    edit = httpx.get(f"{url}/v1/edits/{raw.headers['x-editgate-edit-id']}").json()
+    assert edit["route"]["candidates"] == ["openai-images/gpt-image-2.6-flare"], "gpt-image-2 takes no complexity"
+    assert [(a["provider"], a["model"]) for a in edit["route"]["attempts"]] == [
+        ("openai-images", "gpt-image-2.6-flare")
+    ]
+    assert edit["cost"]["actual_usd"] > 0, "priced from the model's own entry"
+    [sent] = sent_to(received, "images")
+    assert (sent["model"], sent["complexity"]) == (b"gpt-image-2.6-flare", b"low")
