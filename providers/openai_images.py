@@ -16,7 +16,7 @@ from providers.catalog import snap_openai_size
 from providers.errors import Unavailable
 from providers.imaging import MIME
 from providers.openai_common import EMULATOR_HEADER, image_bytes, map_error, token_usage
-from providers.openai_models import Surface, accepted_tokens, surface_params
+from providers.openai_models import Surface, accepted_tokens, image_models, surface_params
 from providers.openai_wire import ImagesAnswer, decode_images
 
 DEFAULT_QUALITY = {"draft": "medium", "final": "high"}
@@ -73,7 +73,7 @@ class OpenAIImagesProvider:
         }
         if job.mask is not None:
             request["mask"] = ("mask.png", job.mask.data, "image/png")
-        request.update(forwarded(job, "generations" if job.mode == "generate" else "edits"))
+        request.update(forwarded(job, "generations" if job.mode == "generate" else "edits", job.model))
         if job.markup is not None and job.mode != "generate":
             request["markup"] = ("markup.png", job.markup.data, "image/png")
         return request
@@ -133,10 +133,16 @@ class OpenAIImagesProvider:
         )  # fmt: skip
 
 
-def forwarded(job: EditJob, surface: Surface) -> dict[str, Any]:
-    """The caller's OpenAI parameters ``surface`` takes, and the safety identifier the job carries."""
+def forwarded(job: EditJob, surface: Surface, image_model: str) -> dict[str, Any]:
+    """The caller's OpenAI parameters ``surface`` takes, and the safety identifier the job carries.
+
+    ``input_fidelity`` goes only to a model that takes it (gpt-image-2 refuses it; a routed request has
+    always had it left out there, as OpenAI documents: "omit this parameter")."""
     takes = surface_params(surface)
     out = {name: job.params[name] for name in FORWARDED if job.params.get(name) not in (None, "") and name in takes}
+    facts = image_models().get(image_model)
+    if "input_fidelity" in out and (facts is None or out["input_fidelity"] not in facts.input_fidelity):
+        del out["input_fidelity"]
     fmt = job.params.get("output_format") or job.output_format
     if fmt not in ("jpeg", "webp"):
         out.pop("output_compression", None)

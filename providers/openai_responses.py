@@ -61,7 +61,7 @@ class OpenAIResponsesProvider:
             "size": f"{w}x{h}",
             "output_format": job.params.get("output_format") or job.output_format,
             "background": job.background,
-            **forwarded(job, "responses_tool"),
+            **forwarded(job, "responses_tool", self._image_model),
         }
         content: list[dict[str, Any]] = [{"type": "input_text", "text": job.prompt}]
         if job.previous_response_id is None and job.mode != "generate":

@@ -301,3 +301,35 @@ def test_a_policy_rule_routes_by_model_generation_end_to_end(make_server: Callab
     assert edit["cost"]["actual_usd"] > 0, "priced from the model's own entry"
     [sent] = sent_to(received, "images")
     assert (sent["model"], sent["complexity"]) == (b"gpt-image-2.6-flare", b"low")
+
+
+def test_edits_refuse_moderation_as_the_images_edits_endpoint_does(sdk: OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk.images.edit(model="gpt-image-2", image=("c.png", COFFEE), prompt="a kite", extra_body={"moderation": "low"})
+    assert (err.value.body["param"], err.value.body["code"]) == ("moderation", "unknown_parameter")  # type: ignore[index]
+
+
+def test_input_fidelity_reaches_only_a_model_that_takes_it(sdk: OpenAI, received: Callable) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk.images.edit(model="gpt-image-2", image=("c.png", COFFEE), prompt="a kite", input_fidelity="high")
+    assert err.value.body["param"] == "input_fidelity"  # type: ignore[index]
+    raw = sdk.images.with_raw_response.edit(model="editgate-pro", image=("c.png", COFFEE), mask=("k.png", MASK),
+                                            prompt="a kite", input_fidelity="high")  # fmt: skip
+    assert raw.headers["x-editgate-model"] == "gpt-image-2"
+    [sent] = sent_to(received, "images")
+    assert "input_fidelity" not in sent, "gpt-image-2 takes none: OpenAI documents to omit it"
+
+
+def test_emulator_responses_tool_refuses_what_its_image_model_does_not_take(direct: OpenAI) -> None:
+    image = "data:image/png;base64," + base64.b64encode(COFFEE).decode()
+    content = [{"type": "input_text", "text": "a kite"}, {"type": "input_image", "image_url": image}]
+    user: Any = [{"role": "user", "content": content}]
+    with pytest.raises(openai.BadRequestError) as err:
+        tool: Any = {"type": "image_generation", "model": "gpt-image-2", "quality": "xhigh"}
+        direct.responses.create(model="gpt-5.4-mini", input=user, tools=[tool])
+    assert err.value.body["param"] == "tools[0].quality"  # type: ignore[index]
+    ok = direct.responses.create(model="gpt-5.4-mini", input=user,
+                                 tools=[{"type": "image_generation", "model": "gpt-image-2.5-flare", "quality": "xhigh",
+                                         "complexity": "high"}])  # fmt: skip
+    call = next(item for item in ok.output if item.type == "image_generation_call")
+    assert call.quality == "xhigh" and call.result

@@ -100,6 +100,8 @@ def _edit_request(gw: Gateway, fields: dict[str, Any], mode: str | None, has_mas
     req.update(_model_route(gw, fields.get("model")))
     if fields.get("quality") and fields["quality"] not in QUALITY_TIER:
         raise ApiError(400, "invalid_value", f"Invalid value for 'quality' = {fields['quality']}.", "quality")
+    if mode != "generate" and fields.get("moderation"):  # as the Images edits endpoint: not one of its fields
+        raise ApiError(400, "unknown_parameter", "Unknown parameter: 'moderation'.", "moderation")
     if req.get("model"):  # a pinned GPT Image model: what it does not take is refused as the API refuses it
         check_for_model(req["model"], "generations" if mode == "generate" else "edits", fields, has_mask, has_markup)
     else:
