@@ -333,3 +333,11 @@ def test_emulator_responses_tool_refuses_what_its_image_model_does_not_take(dire
                                          "complexity": "high"}])  # fmt: skip
     call = next(item for item in ok.output if item.type == "image_generation_call")
     assert call.quality == "xhigh" and call.result
+
+
+def test_a_streamed_edit_on_a_newer_model_completes_with_the_rendered_quality(sdk: OpenAI) -> None:
+    stream = sdk.images.edit(model="gpt-image-2.5-flare", image=("c.png", COFFEE), prompt="a kite", quality="max",
+                             stream=True, partial_images=1)  # fmt: skip
+    events = list(stream)
+    assert [e.type for e in events][-1] == "image_edit.completed"
+    assert events[-1].quality == "max" and events[-1].b64_json  # type: ignore[union-attr]
