@@ -51,6 +51,11 @@ class OpenAIImagesProvider:
         self._quality = {**DEFAULT_QUALITY, **(quality_map or {})}
 
     @staticmethod
+    def known_models() -> list[str]:
+        """The GPT Image model ids this provider can be asked for (the catalog's)."""
+        return list(image_models())
+
+    @staticmethod
     def accepted_params(model: str, options: Mapping[str, Any]) -> frozenset[str]:
         """The model-specific parameters (``markup``, ``quality=xhigh``, ...) ``model`` takes (the catalog's)."""
         return accepted_tokens(model)

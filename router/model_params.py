@@ -15,6 +15,7 @@ from typing import Any
 from policies.engine import target_of
 from policies.model import Policy, split_target
 from providers.base import Provider
+from router.registry import CLOUD
 
 SAFETY_ID_PREFIX = "editgate-tenant-"
 
@@ -56,3 +57,15 @@ def safety_identifier_for(params: Mapping[str, Any], tenant: str) -> str | None:
     if params.get("user"):
         return None
     return tenant_safety_identifier(tenant)
+
+
+def route_model_problems(policy: Policy) -> list[str]:
+    """Each route target whose model its provider does not serve (a typo would otherwise fail every call); a
+    provider class with ``known_models`` lists what it serves."""
+    problems = []
+    for target in policy.targets():
+        name, model = split_target(target)
+        known = getattr(CLOUD.get(name), "known_models", None)
+        if model and known is not None and model not in known():
+            problems.append(f"route {target!r}: {name} serves no model {model!r} (known: {', '.join(known())})")
+    return problems

@@ -341,3 +341,19 @@ def test_a_streamed_edit_on_a_newer_model_completes_with_the_rendered_quality(sd
     events = list(stream)
     assert [e.type for e in events][-1] == "image_edit.completed"
     assert events[-1].quality == "max" and events[-1].b64_json  # type: ignore[union-attr]
+
+
+def test_a_route_naming_a_model_its_provider_does_not_serve_is_refused_at_load(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from router.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "version: t\ndefault_route: openai-images/gpt-image-9\nproviders: {openai-images: {model: gpt-image-2}}\n"
+    )
+    result = CliRunner().invoke(main, ["policy", "check", str(bad)])
+    assert result.exit_code != 0 and "serves no model 'gpt-image-9'" in result.output
+    good = tmp_path / "good.yaml"
+    good.write_text(bad.read_text().replace("gpt-image-9", "gpt-image-2.6-flare"))
+    assert CliRunner().invoke(main, ["policy", "check", str(good)]).exit_code == 0
