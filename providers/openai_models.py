@@ -122,10 +122,8 @@ def refusal(model: str, surface: Surface, params: Mapping[str, Any]) -> ParamRef
     facts = image_models().get(model)
     if facts is None:
         return ParamRefusal(f"Invalid value for 'model' = {model}.", "model", "invalid_value")
-    known = catalog()["openai_image_params"]
-    for name in (*GATED_PARAMS, "moderation", "input_fidelity"):
-        if params.get(name) not in (None, "") and name not in surface_params(surface):
-            return ParamRefusal(f"Unknown parameter: '{name}'.", name, "unknown_parameter")
+    if found := _not_on_surface(surface, params):
+        return found
     for name in GATED_PARAMS:
         if params.get(name) not in (None, "") and name not in facts.params:
             return ParamRefusal(
@@ -137,17 +135,34 @@ def refusal(model: str, surface: Surface, params: Mapping[str, Any]) -> ParamRef
             "input_fidelity",
             "unsupported_parameter",
         )
-    fmt = params.get("output_format") or "png"
     checks = (
         _choice(params.get("quality"), facts.qualities, "quality"),
         _choice(params.get("output_format"), facts.formats, "output_format"),
+        _choice(params.get("input_fidelity"), facts.input_fidelity, "input_fidelity"),
+    )
+    return next((c for c in checks if c is not None), None) or value_refusal(surface, params)
+
+
+def value_refusal(surface: Surface, params: Mapping[str, Any]) -> ParamRefusal | None:
+    """What no model takes: a field the surface lacks, a value outside its set, the gif/svg rules.
+
+    The check for a request whose model the policy has yet to choose; :func:`refusal` adds the model's own."""
+    known = catalog()["openai_image_params"]
+    checks = (
+        _not_on_surface(surface, params),
         _choice(params.get("complexity"), known["complexity"], "complexity"),
         _choice(params.get("moderation"), known["moderation"], "moderation"),
-        _choice(params.get("input_fidelity"), facts.input_fidelity or ["high", "low"], "input_fidelity"),
+        _choice(params.get("input_fidelity"), ["high", "low"], "input_fidelity"),
     )
-    if found := next((c for c in checks if c is not None), None):
-        return found
-    return _format_rules(fmt, params, known)
+    found = next((c for c in checks if c is not None), None)
+    return found or _format_rules(params.get("output_format") or "png", params, known)
+
+
+def _not_on_surface(surface: Surface, params: Mapping[str, Any]) -> ParamRefusal | None:
+    for name in (*GATED_PARAMS, "moderation", "input_fidelity"):
+        if params.get(name) not in (None, "") and name not in surface_params(surface):
+            return ParamRefusal(f"Unknown parameter: '{name}'.", name, "unknown_parameter")
+    return None
 
 
 def _as_int(value: Any, default: int) -> int:

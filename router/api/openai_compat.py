@@ -24,8 +24,8 @@ from router.api.edits import base_url
 from router.api.openai_params import (
     NEWER_FIELDS,
     QUALITY_TIER,
-    check_deliverable,
     check_for_model,
+    check_values,
     collapse_svg,
     mainline_usage,
     pinned_image_model,
@@ -100,12 +100,11 @@ def _edit_request(gw: Gateway, fields: dict[str, Any], mode: str | None, has_mas
     req.update(_model_route(gw, fields.get("model")))
     if fields.get("quality") and fields["quality"] not in QUALITY_TIER:
         raise ApiError(400, "invalid_value", f"Invalid value for 'quality' = {fields['quality']}.", "quality")
-    if mode != "generate" and fields.get("moderation"):  # as the Images edits endpoint: not one of its fields
-        raise ApiError(400, "unknown_parameter", "Unknown parameter: 'moderation'.", "moderation")
+    surface = "generations" if mode == "generate" else "edits"
     if req.get("model"):  # a pinned GPT Image model: what it does not take is refused as the API refuses it
-        check_for_model(req["model"], "generations" if mode == "generate" else "edits", fields, has_mask, has_markup)
-    else:
-        check_deliverable(fields)
+        check_for_model(req["model"], surface, fields, has_mask, has_markup)
+    else:  # the policy chooses the model: refuse what none takes; candidates that lack the rest are dropped
+        check_values(surface, fields, has_mask, has_markup)
     req["provider_params"] = provider_params(fields)
     if req.get("metadata") is not None:
         req["metadata"] = json_object_field(req["metadata"] or "{}", "metadata")

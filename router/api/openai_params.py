@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from policies.model import Policy
-from providers.openai_models import BASE_FORMATS, Surface, image_models, refusal
+from providers.openai_models import BASE_FORMATS, Surface, image_models, refusal, value_refusal
 from router.errors import ApiError
 
 NEWER_FIELDS = frozenset({"complexity", "frame_count", "frame_duration_ms", "svg"})
@@ -59,6 +59,14 @@ def collapse_svg(fields: dict[str, Any]) -> dict[str, Any]:
 def check_for_model(model: str, surface: Surface, fields: dict[str, Any], has_mask: bool, has_markup: bool) -> None:
     """Refuse, as the Images API does, what ``model`` does not take; then what editgate cannot deliver."""
     found = refusal(model, surface, {**fields, "mask": has_mask or None, "markup": has_markup or None})
+    if found is not None:
+        raise ApiError(400, found.code, found.message, found.param)
+    check_deliverable(fields)
+
+
+def check_values(surface: Surface, fields: dict[str, Any], has_mask: bool, has_markup: bool) -> None:
+    """Before the policy chooses a model: refuse what no model takes, then what editgate cannot deliver."""
+    found = value_refusal(surface, {**fields, "mask": has_mask or None, "markup": has_markup or None})
     if found is not None:
         raise ApiError(400, found.code, found.message, found.param)
     check_deliverable(fields)
