@@ -360,3 +360,14 @@ def test_a_route_naming_a_model_its_provider_does_not_serve_is_refused_at_load(t
     good = tmp_path / "good.yaml"
     good.write_text(bad.read_text().replace("gpt-image-9", "gpt-image-2.6-flare"))
     assert CliRunner().invoke(main, ["policy", "check", str(good)]).exit_code == 0
+
+
+def test_a_retry_of_an_edit_with_markup_refuses_rather_than_drop_it(sdk: OpenAI, cloud: httpx.Client,
+                                                                    faults: Callable[..., None]) -> None:  # fmt: skip
+    faults("images", server_error=1.0)
+    with pytest.raises(openai.InternalServerError) as err:
+        sdk.images.edit(model="gpt-image-2.5-flare", image=("c.png", COFFEE), markup=("m.png", MARKUP), prompt="a kite")
+    failed = cloud.get(f"/v1/edits/{err.value.body['edit_id']}").json()  # type: ignore[index]
+    faults("images")
+    retried = cloud.post(f"/v1/sessions/{failed['session_id']}/versions/{failed['version']}/retry")
+    assert retried.status_code == 422 and retried.json()["error"]["code"] == "markup_not_stored"

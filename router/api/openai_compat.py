@@ -105,7 +105,7 @@ def _edit_request(gw: Gateway, fields: dict[str, Any], mode: str | None, has_mas
         check_for_model(req["model"], surface, fields, has_mask, has_markup)
     else:  # the policy chooses the model: refuse what none takes; candidates that lack the rest are dropped
         check_values(surface, fields, has_mask, has_markup)
-    req["provider_params"] = provider_params(fields)
+    req["provider_params"] = provider_params(fields, has_markup)
     if req.get("metadata") is not None:
         req["metadata"] = json_object_field(req["metadata"] or "{}", "metadata")
     if fields.get("user"):

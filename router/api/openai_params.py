@@ -81,9 +81,12 @@ def check_deliverable(fields: dict[str, Any]) -> None:
                        "output_format")  # fmt: skip
 
 
-def provider_params(fields: dict[str, Any]) -> dict[str, Any]:
-    """The OpenAI fields that go to the provider as they came (quality one to one)."""
+def provider_params(fields: dict[str, Any], has_markup: bool = False) -> dict[str, Any]:
+    """The OpenAI fields that go to the provider as they came (quality one to one). ``markup`` is recorded as
+    sent (the file itself travels with the inputs), so a re-run without the file cannot silently drop it."""
     params = {name: fields[name] for name in FORWARDED if fields.get(name) not in (None, "")}
+    if has_markup:
+        params["markup"] = True
     if params.get("quality") in LEGACY_QUALITIES:
         del params["quality"]
     if fields.get("output_format") not in (None, "", *BASE_FORMATS):

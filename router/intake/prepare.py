@@ -157,6 +157,9 @@ def prepare(req: EditRequest, raw: RawInputs, limits: Limits, tenant: str | None
         if warning:
             warnings.append(warning)
         convention = mask.convention if mask else None
+    if req.provider_params.get("markup") and raw.markup is None:  # a re-run from stored inputs: none is stored
+        raise ApiError(422, "markup_not_stored", "This edit was sent with a markup image, which editgate does not "
+                       "store; send the edit again with its markup.", "markup")  # fmt: skip
     markup = _markup(raw.markup, work, mask is not None, req.mode, limits) if raw.markup is not None else None
     size = req.explicit_size()
     out_size = (work.width, work.height) if req.size == "keep" or (req.mode == "outpaint" and not size) else size
