@@ -371,3 +371,12 @@ def test_a_retry_of_an_edit_with_markup_refuses_rather_than_drop_it(sdk: OpenAI,
     faults("images")
     retried = cloud.post(f"/v1/sessions/{failed['session_id']}/versions/{failed['version']}/retry")
     assert retried.status_code == 422 and retried.json()["error"]["code"] == "markup_not_stored"
+
+
+def test_native_edits_reach_openai_with_the_tenants_safety_identifier(cloud: httpx.Client, received: Callable) -> None:
+    files = [("image", ("c.png", COFFEE)), ("mask", ("m.png", MASK))]
+    r = cloud.post("/v1/edits", files=files, data={"prompt": "a sandy beach", "provider": "openai-images"})
+    assert r.status_code == 200, r.text
+    [sent] = sent_to(received, "images")
+    assert sent["safety_identifier"].decode().startswith("editgate-tenant-")
+    assert r.json()["rendered"] == {"quality": "high", "safety_identifier": sent["safety_identifier"].decode()}
