@@ -198,6 +198,8 @@ def test_what_the_chosen_model_does_not_take_is_refused_by_name(
     with pytest.raises(openai.BadRequestError) as err:
         sdk.images.edit(model=model, image=("c.png", COFFEE), prompt="a kite", **kwargs)
     assert (err.value.body["param"], err.value.body["code"]) == (param, code)  # type: ignore[index]
+    if code == "unsupported_parameter" and param == "markup":
+        assert "gpt-image-2.5-sunburst" in err.value.message, "the message says which models take it"
     assert sent_to(received, "images") == [] and sent_to(received, "gemini") == [], "no provider was called"
 
 

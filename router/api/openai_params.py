@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from policies.model import Policy
-from providers.openai_models import BASE_FORMATS, Surface, image_models, refusal, value_refusal
+from providers.openai_models import BASE_FORMATS, Surface, image_models, models_taking, refusal, value_refusal
 from router.errors import ApiError
 
 NEWER_FIELDS = frozenset({"complexity", "frame_count", "frame_duration_ms", "svg"})
@@ -60,7 +60,10 @@ def check_for_model(model: str, surface: Surface, fields: dict[str, Any], has_ma
     """Refuse, as the Images API does, what ``model`` does not take; then what editgate cannot deliver."""
     found = refusal(model, surface, {**fields, "mask": has_mask or None, "markup": has_markup or None})
     if found is not None:
-        raise ApiError(400, found.code, found.message, found.param)
+        message = found.message
+        if found.code == "unsupported_parameter" and (takers := models_taking((found.param,))):
+            message += f" Models that take it: {', '.join(takers)}."
+        raise ApiError(400, found.code, message, found.param)
     check_deliverable(fields)
 
 
