@@ -238,7 +238,7 @@ def _job(p: PreparedEdit, candidate: Candidate, timeout_s: float, previous_respo
 def _ledger_rows(target: EditTarget, session_id: str, version_id: str, decision: RouteDecision,
                  attempts: list[Attempt], usage: dict[str, int], actual: float | None,
                  total_ms: float | None) -> list[dict[str, Any]]:  # fmt: skip
-    estimates = {c.provider: c.estimate_usd for c in decision.candidates}
+    estimates = {(c.provider, c.model): c.estimate_usd for c in decision.candidates}  # a provider may serve two
     experiment, arm = target.tag or (decision.experiment, decision.arm)
     return [
         {
@@ -251,7 +251,7 @@ def _ledger_rows(target: EditTarget, session_id: str, version_id: str, decision:
             "experiment": experiment,
             "arm": arm,
             "comparison": target.comparison or target.shadow_of is not None,
-            "estimated_usd": estimates.get(a.provider),
+            "estimated_usd": estimates.get((a.provider, a.model)),
             "actual_usd": actual if a.outcome == "ok" else None,
             "provider_ms": a.latency_ms,
             "total_ms": total_ms if a.outcome == "ok" else None,
