@@ -5,7 +5,9 @@ explain endpoint, a replica and a replay all get exactly the decision a real req
 
     route  = request.provider | IMAGE_EDIT_PROVIDER | first matching rule | default
     route  = experiment arm, when one applies to the chosen rule
-    drop     unknown, disabled, incapable or unhealthy candidates (each with its reason)
+             (a route target is a provider, or provider/model to route by model generation)
+    drop     unknown, disabled, incapable or unhealthy candidates, and models that do not take a parameter
+             the request uses (each with its reason)
     budget   over the tenant's daily cap: downgrade to the cheapest capable candidate, or refuse (402);
              a free call never exceeds a budget, and shadow traffic (the operator's) is not under one
 """
@@ -30,6 +32,7 @@ from policies.model import (
     Rule,
     RuleTrace,
     Shadow,
+    split_target,
 )
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
@@ -97,8 +100,9 @@ def shadow_for(features: Features, policy: Policy, key: str) -> Shadow | None:
 
 def _route(f: Features, policy: Policy, forced: str | None) -> tuple[str, Rule | None, list[str], list[RuleTrace]]:
     if f.requested_provider and policy.allow_request_provider:
-        trace = [RuleTrace(rule="request.provider", matched=True, why=f"caller asked for {f.requested_provider}")]
-        return "request.provider", None, [f.requested_provider], trace
+        target = f"{f.requested_provider}/{f.requested_model}" if f.requested_model else f.requested_provider
+        trace = [RuleTrace(rule="request.provider", matched=True, why=f"caller asked for {target}")]
+        return "request.provider", None, [target], trace
     if forced:
         trace = [RuleTrace(rule="env.IMAGE_EDIT_PROVIDER", matched=True, why=f"IMAGE_EDIT_PROVIDER={forced}")]
         return "env.IMAGE_EDIT_PROVIDER", None, [forced, *policy.forced_fallbacks], trace
@@ -133,6 +137,16 @@ def _experiment(
     return None
 
 
+def target_of(provider: str, model: str) -> str:
+    """The key of a (provider, model) pair in ``estimates`` and ``accepts``."""
+    return f"{provider}/{model}"
+
+
+def _lacking(f: Features, accepts: Mapping[str, frozenset[str]], provider: str, model: str) -> list[str]:
+    taken = accepts.get(target_of(provider, model), frozenset())
+    return [f"{model} does not take {need}" for need in f.needs if need not in taken]
+
+
 def _screen(
     names: list[str],
     f: Features,
@@ -140,28 +154,35 @@ def _screen(
     capabilities: Mapping[str, Capabilities],
     health: Mapping[str, bool],
     estimates: Mapping[str, float | None],
+    accepts: Mapping[str, frozenset[str]],
 ) -> tuple[list[Candidate], list[DroppedCandidate]]:
+    """``names`` are route targets (``provider`` or ``provider/model``); ``estimates`` and ``accepts`` are keyed
+    by :func:`target_of` (``estimates`` also by provider alone, for the provider's configured model)."""
     kept: list[Candidate] = []
     dropped: list[DroppedCandidate] = []
-    for name in dict.fromkeys(names):
+    for target in dict.fromkeys(names):
+        name, named_model = split_target(target)
         settings = policy.providers.get(name)
         caps = capabilities.get(name)
+        model = named_model or (settings.model if settings else "")
         if settings is None or caps is None:
-            dropped.append(DroppedCandidate(provider=name, reasons=["not configured on this gateway"]))
+            dropped.append(DroppedCandidate(provider=target, reasons=["not configured on this gateway"]))
         elif not settings.enabled:
-            dropped.append(DroppedCandidate(provider=name, reasons=["disabled by policy"]))
-        elif missing := missing_capabilities(caps, f):
-            dropped.append(DroppedCandidate(provider=name, reasons=missing))
+            dropped.append(DroppedCandidate(provider=target, reasons=["disabled by policy"]))
+        elif missing := missing_capabilities(caps, f) + _lacking(f, accepts, name, model):
+            dropped.append(DroppedCandidate(provider=target, reasons=missing))
         elif not health.get(name, True):
-            dropped.append(DroppedCandidate(provider=name, reasons=["circuit breaker open"]))
+            dropped.append(DroppedCandidate(provider=target, reasons=["circuit breaker open"]))
         else:
+            estimate = estimates.get(target_of(name, model), estimates.get(name))
             kept.append(
                 Candidate(
                     provider=name,
-                    model=settings.model,
+                    model=model,
+                    target=target,
                     timeout_s=settings.timeout_s,
                     connect_timeout_s=settings.connect_timeout_s,
-                    estimate_usd=estimates.get(name),
+                    estimate_usd=estimate,
                 )
             )
     return kept, dropped
@@ -179,12 +200,14 @@ def decide(
     shadow_today_usd: float = 0.0,
     keys: Mapping[str, str | None] | None = None,
     shadow: bool = False,
+    accepts: Mapping[str, frozenset[str]] | None = None,
 ) -> RouteDecision:
     """Choose ordered candidates; drop (and say why) any that is unknown, disabled, incapable or unhealthy.
 
     ``spent_today_usd`` is the tenant's own spend; ``shadow_today_usd`` (reported, never counted) its
-    shadow traffic. ``shadow``: this request is shadow traffic, which no tenant budget limits."""
-    health, estimates, keys = health or {}, estimates or {}, keys or {}
+    shadow traffic. ``shadow``: this request is shadow traffic, which no tenant budget limits. ``accepts``: the
+    model-specific parameters each ``provider/model`` takes (see ``Features.needs``)."""
+    health, estimates, keys, accepts = health or {}, estimates or {}, keys or {}, accepts or {}
     forced = forced_provider if forced_provider not in (None, "", "auto") else None
     rule_name, rule, names, trace = _route(features, policy, forced)
     experiment = _experiment(policy, rule_name, features, keys)
@@ -192,7 +215,7 @@ def decide(
     if experiment and experiment[2]:
         names = experiment[2]
         trace.append(RuleTrace(rule=f"experiment.{exp_name}", matched=True, why=f"arm {arm}"))
-    candidates, dropped = _screen(names, features, policy, capabilities, health, estimates)
+    candidates, dropped = _screen(names, features, policy, capabilities, health, estimates, accepts)
     decision = RouteDecision(
         rule=rule_name,
         candidates=candidates,
@@ -209,6 +232,7 @@ def decide(
     if not candidates:
         reasons = "; ".join(f"{d.provider}: {', '.join(d.reasons)}" for d in dropped)
         unhealthy = dropped and all(d.reasons == ["circuit breaker open"] for d in dropped)
+        lacked = [need for need in features.needs if any(need in r for d in dropped for r in d.reasons)]
         decision.refusal = (
             Refusal(status=503, code="providers_unavailable", message=f"Every candidate is unavailable ({reasons}).")
             if unhealthy
@@ -216,12 +240,13 @@ def decide(
                 status=422,
                 code="no_capable_provider",
                 message=f"No configured provider can serve this request ({reasons}).",
+                param=lacked[0].split("=")[0] if lacked else None,
             )
         )
         return decision
     if shadow:
         return decision
-    decision = _apply_budget(decision, features, policy, capabilities, health, estimates, spent_today_usd)
+    decision = _apply_budget(decision, features, policy, capabilities, health, estimates, spent_today_usd, accepts)
     if decision.budget is not None:
         decision.budget.shadow_usd = round(shadow_today_usd, 6)
     return decision
@@ -249,6 +274,7 @@ def _apply_budget(
     health: Mapping[str, bool],
     estimates: Mapping[str, float | None],
     spent: float,
+    accepts: Mapping[str, frozenset[str]],
 ) -> RouteDecision:
     limit = policy.budgets.limit_for(f.tenant)
     if limit is None:
@@ -263,7 +289,7 @@ def _apply_budget(
     if policy.budgets.on_exceed == "reject":
         check.action = "reject"
         return _over_budget(decision, f"Tenant {f.tenant}'s daily budget of ${limit:.2f} is used (${spent:.4f} spent)")
-    everyone, _ = _screen(list(policy.providers), f, policy, capabilities, health, estimates)
+    everyone, _ = _screen(list(policy.providers), f, policy, capabilities, health, estimates, accepts)
     affordable = [c for c in everyone if c.estimate_usd is not None and spent + c.estimate_usd <= limit]
     priced = sorted(affordable or [c for c in everyone if c.estimate_usd == 0], key=lambda c: c.estimate_usd or 0.0)
     check.action = "downgrade"

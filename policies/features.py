@@ -32,3 +32,9 @@ class Features(BaseModel):
     session_provider: str | None = None
     tenant: str | None = None
     requested_provider: str | None = None
+    requested_model: str | None = None
+    needs: tuple[str, ...] = ()
+    """Model-specific parameters the request uses (``markup``, ``quality=xhigh``, ...): a candidate model that
+    does not take every one is dropped, so none is ever silently left out."""
+    model_specific: bool = False
+    """``needs`` is not empty: what a rule matches to send such requests to a model generation that takes them."""

@@ -19,6 +19,13 @@ Operator = Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "contai
 _FEATURE_NAMES = frozenset(Features.model_fields)
 
 
+def split_target(target: str) -> tuple[str, str | None]:
+    """A route names a provider (``gemini``) or a provider and one of its models
+    (``openai-images/gpt-image-2.5-flare``): the provider, and the model or None (its configured ``model``)."""
+    provider, _, model = target.partition("/")
+    return provider, model or None
+
+
 class ProviderSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -101,7 +108,9 @@ class Budgets(BaseModel):
 
 
 class Rule(BaseModel):
-    """``when`` maps a feature to a value (equality) or to ``{operator: value}``; all must hold."""
+    """``when`` maps a feature to a value (equality) or to ``{operator: value}``; all must hold. ``route`` and
+    ``fallbacks`` name a provider, or a provider and model (``openai-images/gpt-image-2.5-flare``) to route by
+    model generation; the same provider may then appear more than once with different models."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -175,7 +184,8 @@ class Policy(BaseModel):
             if rule.name in seen_rules:
                 problems.append((("rules", i, "name"), "duplicate_name", "rule names must be unique", rule.name))
             seen_rules.add(rule.name)
-        for loc, name in self._routes():
+        for loc, target in self._routes():
+            name = split_target(target)[0]
             if name not in self.providers:
                 known = sorted(self.providers)
                 message = f"route names provider {name!r}, which is not listed under 'providers' ({known})"
@@ -183,8 +193,12 @@ class Policy(BaseModel):
         raise_at(type(self).__name__, problems)
         return self
 
+    def targets(self) -> list[str]:
+        """Every distinct route target (``provider`` or ``provider/model``) the policy names."""
+        return list(dict.fromkeys(target for _, target in self._routes()))
+
     def _routes(self) -> list[tuple[tuple[str | int, ...], str]]:
-        """Every provider name a route uses, with where it is written."""
+        """Every route target (provider, or provider/model) a route uses, with where it is written."""
         out: list[tuple[tuple[str | int, ...], str]] = [(("default_route",), self.default_route)]
         out += [(("default_fallbacks", i), p) for i, p in enumerate(self.default_fallbacks)]
         out += [(("forced_fallbacks", i), p) for i, p in enumerate(self.forced_fallbacks)]
@@ -264,6 +278,7 @@ def parse_policy(text: str) -> Policy:
 class Candidate(BaseModel):
     provider: str
     model: str
+    target: str = Field("", description="The route target as the policy wrote it: `provider` or `provider/model`.")
     timeout_s: float = 300.0
     connect_timeout_s: float = 10.0
     estimate_usd: float | None = None
@@ -294,6 +309,7 @@ class Refusal(BaseModel):
     status: int
     code: str
     message: str
+    param: str | None = None
 
 
 class RouteDecision(BaseModel):

@@ -6,7 +6,7 @@ metadata, and returns a :class:`ProviderResult`; it never sees HTTP requests or 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, Protocol, TypeVar, runtime_checkable
@@ -122,6 +122,13 @@ class EditJob:
     partial_images: int = 0
     """Previews (0-3) to ask for while the provider renders; providers that cannot stream send none."""
     on_partial: OnPartial | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    """The caller's provider-native parameters by their API names (``quality``, ``complexity``, ``moderation``,
+    ...): an adapter forwards those its API takes. Model-specific ones reach only a model that takes them."""
+    markup: ImageBlob | None = None
+    """A transparent PNG drawn over the source to guide the edit (the models that take ``markup``)."""
+    safety_identifier: str | None = None
+    """The end user's identifier for the provider's abuse monitoring (the caller's, or the tenant's own)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +149,8 @@ class ProviderResult:
     revised_prompt: str | None = None
     emulated: bool = False
     raw: dict[str, Any] = field(default_factory=dict)
+    rendered: dict[str, str] = field(default_factory=dict)
+    """What the provider says it did, where it says it: ``quality`` rendered, ``safety_identifier`` used."""
 
 
 @runtime_checkable

@@ -15,9 +15,19 @@ from providers.catalog import snap_openai_size
 from providers.errors import Unavailable
 from providers.imaging import MIME
 from providers.openai_common import EMULATOR_HEADER, call_timeout, image_bytes, map_error, token_usage
+from providers.openai_models import Surface, accepted_tokens, image_models, surface_params
 from providers.openai_wire import ImagesAnswer, decode_images
 
 DEFAULT_QUALITY = {"draft": "medium", "final": "high"}
+FORWARDED = ("complexity", "frame_count", "frame_duration_ms", "svg", "input_fidelity", "moderation",
+             "output_compression", "user")  # fmt: skip
+"""Caller parameters sent as they came, where the surface takes them (``quality`` and ``output_format`` replace
+editgate's own mapping; ``output_compression`` only with jpeg or webp, as the API requires)."""
+
+
+def rendered(quality: str | None, safety_identifier: str | None) -> dict[str, str]:
+    """What an OpenAI answer says it did, keeping only what it said."""
+    return {k: v for k, v in (("quality", quality), ("safety_identifier", safety_identifier)) if v}
 
 
 class OpenAIImagesProvider:
@@ -39,8 +49,19 @@ class OpenAIImagesProvider:
         self._client = client
         self._quality = {**DEFAULT_QUALITY, **(quality_map or {})}
 
+    @staticmethod
+    def known_models() -> list[str]:
+        """The GPT Image model ids this provider can be asked for (the catalog's)."""
+        return list(image_models())
+
+    @staticmethod
+    def accepted_params(model: str, options: Mapping[str, Any]) -> frozenset[str]:
+        """The model-specific parameters (``markup``, ``quality=xhigh``, ...) ``model`` takes (the catalog's)."""
+        return accepted_tokens(model)
+
     def build_request(self, job: EditJob) -> dict[str, object]:
-        """SDK arguments: size snapped for the model, quality mapped, no ``input_fidelity``."""
+        """SDK arguments: size snapped for the model, the caller's OpenAI quality as it came (else editgate's
+        mapping), the caller's other OpenAI parameters where the endpoint takes them."""
         w, h = snap_openai_size(job.model, job.out_w, job.out_h)
         ext = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
         images = [(f"image-{i}.{ext[b.mime]}", b.upload(), b.mime) for i, b in enumerate((job.source, *job.references))]
@@ -50,12 +71,15 @@ class OpenAIImagesProvider:
             "image": images,
             "n": job.n,
             "size": f"{w}x{h}",
-            "quality": self._quality[job.quality],
-            "output_format": job.output_format,
+            "quality": job.params.get("quality") or self._quality[job.quality],
+            "output_format": job.params.get("output_format") or job.output_format,
             "background": job.background,
         }
         if job.mask is not None:
             request["mask"] = ("mask.png", job.mask.data, "image/png")
+        request.update(forwarded(job, "generations" if job.mode == "generate" else "edits", job.model))
+        if job.markup is not None and job.mode != "generate":
+            request["markup"] = ("markup.png", job.markup.data, "image/png")
         return request
 
     async def edit(self, job: EditJob) -> ProviderResult:
@@ -65,7 +89,7 @@ class OpenAIImagesProvider:
             timeout = call_timeout(job.timeout_s, job.connect_timeout_s)
             extra = {"stream": True, "partial_images": job.partial_images} if streamed else {}
             if job.mode == "generate":  # text-to-image: the canvas is not sent
-                request = {k: v for k, v in self.build_request(job).items() if k not in ("image", "mask")}
+                request = {k: v for k, v in self.build_request(job).items() if k not in ("image", "mask", "markup")}
                 raw = await self._client.images.with_raw_response.generate(**request, **extra, timeout=timeout)  # type: ignore[call-overload]
                 response = await self._relay(raw.parse(), job) if streamed else decode_images(raw.content)
             else:
@@ -89,6 +113,7 @@ class OpenAIImagesProvider:
             request_id=raw.headers.get("x-request-id"),
             revised_prompt=next((d.revised_prompt for d in response.data or [] if d.revised_prompt), None),
             emulated=EMULATOR_HEADER in raw.headers,
+            rendered=rendered(response.quality, getattr(response, "safety_identifier", None)),
         )
 
     async def _relay(self, stream: AsyncStream[Any], job: EditJob) -> ImagesResponse:
@@ -110,3 +135,21 @@ class OpenAIImagesProvider:
             output_format=last.output_format, size=last.size, quality=last.quality, background=last.background,
             usage=last.usage.model_dump(),
         )  # fmt: skip
+
+
+def forwarded(job: EditJob, surface: Surface, image_model: str) -> dict[str, Any]:
+    """The caller's OpenAI parameters ``surface`` takes, and the safety identifier the job carries.
+
+    ``input_fidelity`` goes only to a model that takes it (gpt-image-2 refuses it; a routed request has
+    always had it left out there, as OpenAI documents: "omit this parameter")."""
+    takes = surface_params(surface)
+    out = {name: job.params[name] for name in FORWARDED if job.params.get(name) not in (None, "") and name in takes}
+    facts = image_models().get(image_model)
+    if "input_fidelity" in out and (facts is None or out["input_fidelity"] not in facts.input_fidelity):
+        del out["input_fidelity"]
+    fmt = job.params.get("output_format") or job.output_format
+    if fmt not in ("jpeg", "webp"):
+        out.pop("output_compression", None)
+    if job.safety_identifier and surface != "responses_tool":
+        out["safety_identifier"] = job.safety_identifier
+    return out

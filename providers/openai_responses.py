@@ -8,6 +8,7 @@ The tool is forced (``tool_choice``); an answer without an image is classified b
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import openai
@@ -28,7 +29,8 @@ from providers.openai_common import (
     stream_error,
     token_usage,
 )
-from providers.openai_images import DEFAULT_QUALITY
+from providers.openai_images import DEFAULT_QUALITY, forwarded, rendered
+from providers.openai_models import accepted_tokens, responses_image_model
 from providers.openai_wire import ResponsesAnswer, decode_responses
 from providers.responses_outcome import failure
 
@@ -49,21 +51,27 @@ class OpenAIResponsesProvider:
         max_edge=3840,
     )
 
-    def __init__(self, client: openai.AsyncOpenAI, image_model: str = "gpt-image-2",
+    def __init__(self, client: openai.AsyncOpenAI, image_model: str | None = None,
                  quality_map: dict[str, str] | None = None) -> None:  # fmt: skip
         self._client = client
-        self._image_model = image_model
+        self._image_model = image_model or responses_image_model()
         self._quality = {**DEFAULT_QUALITY, **(quality_map or {})}
+
+    @staticmethod
+    def accepted_params(model: str, options: Mapping[str, Any]) -> frozenset[str]:
+        """What the tool's image model takes of the model-specific parameters (the tool has no ``markup``)."""
+        return accepted_tokens(options.get("image_model") or responses_image_model()) - {"markup"}
 
     def build_request(self, job: EditJob) -> dict[str, Any]:
         w, h = snap_openai_size(self._image_model, job.out_w, job.out_h)
         tool: dict[str, Any] = {
             "type": "image_generation",
             "model": self._image_model,
-            "quality": self._quality[job.quality],
+            "quality": job.params.get("quality") or self._quality[job.quality],
             "size": f"{w}x{h}",
-            "output_format": job.output_format,
+            "output_format": job.params.get("output_format") or job.output_format,
             "background": job.background,
+            **forwarded(job, "responses_tool", self._image_model),
         }
         content: list[dict[str, Any]] = [{"type": "input_text", "text": job.prompt}]
         if job.previous_response_id is None and job.mode != "generate":
@@ -80,6 +88,10 @@ class OpenAIResponsesProvider:
         }
         if job.previous_response_id:
             request["previous_response_id"] = job.previous_response_id
+        if job.safety_identifier:
+            request["safety_identifier"] = job.safety_identifier
+        if job.params.get("user"):
+            request["user"] = job.params["user"]
         return request
 
     async def edit(self, job: EditJob) -> ProviderResult:
@@ -118,6 +130,7 @@ class OpenAIResponsesProvider:
             chain_state=response.id,
             revised_prompt=calls[0].revised_prompt,
             emulated=EMULATOR_HEADER in raw.headers,
+            rendered=rendered(calls[0].quality, response.safety_identifier),
         )
 
     async def _relay(self, stream: AsyncStream[Any], job: EditJob) -> Response:

@@ -40,6 +40,8 @@ class ImagesAnswer(msgspec.Struct):
     data: list[ImageData] | None = None
     output_format: str | None = None
     usage: ImageUsage | None = None
+    quality: str | None = None
+    safety_identifier: str | None = None
 
 
 class ModerationDetails(msgspec.Struct):
@@ -72,6 +74,7 @@ class OutputItem(msgspec.Struct):
     revised_prompt: str | None = None
     error: ToolError | None = None
     content: list[ContentPart] | None = None
+    quality: str | None = None
 
 
 class ResponseError(msgspec.Struct):
@@ -104,6 +107,7 @@ class ResponsesAnswer(msgspec.Struct):
     incomplete_details: IncompleteDetails | None = None
     usage: ModelUsage | None = None
     tool_usage: ToolUsage | None = None
+    safety_identifier: str | None = None
 
 
 _IMAGES = msgspec.json.Decoder(ImagesAnswer)

@@ -25,6 +25,7 @@ from providers.catalog import (
     snap_openai_size,
     text_tokens,
 )
+from providers.openai_models import responses_image_model
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,8 @@ class UsageInputs:
     """Streamed previews asked for: OpenAI bills each one as image output tokens."""
     chain_tokens: int = 0
     """Mainline tokens a continued Responses chain re-bills for its earlier rounds (0: not a continued chain)."""
+    openai_quality: str | None = None
+    """The caller's own OpenAI quality (the drop-in's, sent one to one), which replaces the policy's mapping."""
 
 
 def predict_usage(provider: str, model: str, options: Mapping[str, Any], u: UsageInputs) -> dict[str, int]:
@@ -102,8 +105,8 @@ def predict_usage(provider: str, model: str, options: Mapping[str, Any], u: Usag
         return {"images": 1}
     text = text_tokens(u.prompt)
     if provider in ("openai-images", "openai-responses"):
-        image_model = model if provider == "openai-images" else options.get("image_model", "gpt-image-2")
-        quality = {"draft": "medium", "final": "high", **options.get("quality_map", {})}[u.quality]
+        image_model = model if provider == "openai-images" else options.get("image_model") or responses_image_model()
+        quality = u.openai_quality or {"draft": "medium", "final": "high", **options.get("quality_map", {})}[u.quality]
         w, h = snap_openai_size(image_model, u.out_w, u.out_h)
         n = u.n if provider == "openai-images" else 1
         usage = {
@@ -145,7 +148,7 @@ def chain_tokens_after(usage: Mapping[str, int]) -> int:
 def priced_models(provider: str, model: str, options: Mapping[str, Any]) -> list[str]:
     """The models whose prices apply to a provider's usage (Responses: mainline and image model)."""
     if provider == "openai-responses":
-        return [model, options.get("image_model", "gpt-image-2")]
+        return [model, options.get("image_model") or responses_image_model()]
     return [model]
 
 

@@ -320,9 +320,10 @@ def policy() -> None:
 def policy_check(policy_file: Path) -> None:
     """Validate POLICY_FILE and print its rules; each error points at the line of the node that is wrong."""
     from policies.model import PolicyError, parse_policy
+    from router.policy_source import checked
 
     try:
-        parsed = parse_policy(policy_file.read_text())
+        parsed = checked(parse_policy(policy_file.read_text()))
     except PolicyError as exc:
         for message in exc.problems:
             click.echo(f"{policy_file}: {message}", err=True)

@@ -146,6 +146,7 @@ def edit_headers(body: dict) -> dict[str, str]:
     cost = (body.get("cost") or {}).get("actual_usd")
     headers = {
         "x-editgate-provider": str(body.get("provider", "")),
+        "x-editgate-model": str(body.get("model", "")),
         "x-editgate-route-rule": str((body.get("route") or {}).get("rule", "")),
         "x-editgate-cost-usd": "unknown" if cost is None else f"{cost:.6f}",
         "x-editgate-edit-id": str(body.get("id", "")),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from router.intake.outpaint import Anchor
 from router.webhooks.guard import parse as parse_webhook_url
@@ -45,6 +45,15 @@ class EditRequest(BaseModel):
     text_in_output: bool | None = Field(None, description="On-image text wanted; inferred when omitted.")
     mask_convention: Literal["auto", "alpha", "black_white"] = "auto"
     provider: str | None = Field(None, description="Ask for one provider, if the policy allows it.")
+    model: str | None = Field(
+        None, max_length=200, description="With `provider`: one of its models (e.g. gpt-image-2.5-flare)."
+    )
+    provider_params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Provider-native parameters by their API names (the OpenAI-compatible endpoints fill it: "
+        "quality, complexity, moderation, safety_identifier, ...): forwarded to a model that takes them; a "
+        "model-specific one (markup, quality xhigh) rules out every candidate model that does not.",
+    )
     session_id: str | None = Field(None, description="Edit inside this session (then send no image).")
     parent_version: int | None = Field(
         None, ge=0, le=2**31 - 1, description="Branch from this version; default the latest."
@@ -63,6 +72,12 @@ class EditRequest(BaseModel):
         max_length=2048,
         description="Called (signed, Standard Webhooks) when the edit succeeds or fails; see the README's Webhooks.",
     )
+
+    @model_validator(mode="after")
+    def _model_needs_provider(self) -> EditRequest:
+        if self.model and not self.provider:
+            raise ValueError("model needs provider: name the provider whose model it is")
+        return self
 
     @field_validator("size")
     @classmethod
@@ -227,7 +242,10 @@ class EditResponse(BaseModel):
     preservation: Preservation | None = None
     mask: MaskReport | None = None
     inputs: Inputs
-    revised_prompt: str | None = None
+    revised_prompt: str | None = Field(None, description="Only where the provider returned one.")
+    rendered: dict[str, str] = Field(
+        default_factory=dict, description="What the provider reported it did: quality rendered, safety_identifier."
+    )
     chain: Chain | None = None
     warnings: list[str] = Field(default_factory=list)
     emulated: bool = False

@@ -16,14 +16,22 @@ from typing import Any
 import structlog
 
 from policies.model import Policy, PolicyError, parse_policy
+from router.model_params import route_model_problems
 
 log = structlog.get_logger("editgate.policy")
 
 
 def read_policy(path: Path | None) -> Policy:
     if path:
-        return parse_policy(path.read_text())
-    return parse_policy(resources.files("policies").joinpath("default.yaml").read_text())
+        return checked(parse_policy(path.read_text()))
+    return checked(parse_policy(resources.files("policies").joinpath("default.yaml").read_text()))
+
+
+def checked(policy: Policy) -> Policy:
+    """A policy whose routes name only models their providers serve (the catalog's; the engine cannot know)."""
+    if problems := route_model_problems(policy):
+        raise PolicyError(problems)
+    return policy
 
 
 class PolicyReloader:
@@ -42,7 +50,7 @@ class PolicyReloader:
         if self.path is None:
             return False
         try:
-            policy = parse_policy(self.path.read_text())
+            policy = checked(parse_policy(self.path.read_text()))
         except PolicyError as exc:
             return self._refused(exc.problems)
         except (OSError, UnicodeDecodeError) as exc:

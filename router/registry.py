@@ -107,7 +107,7 @@ def build_providers(settings: Settings, policy: Policy, run_blocking: RunBlockin
         providers["openai-images"] = OpenAIImagesProvider(client, images_opts.get("quality_map"))
         resp_opts = options.get("openai-responses", {})
         providers["openai-responses"] = OpenAIResponsesProvider(
-            client, resp_opts.get("image_model", "gpt-image-2"), resp_opts.get("quality_map")
+            client, resp_opts.get("image_model"), resp_opts.get("quality_map")
         )
     if settings.gemini_api_key:
         connect = policy.providers["gemini"].connect_timeout_s if "gemini" in policy.providers else 10.0

@@ -20,7 +20,7 @@ import pybase64
 import structlog
 
 from policies import Candidate, Features, Policy, RouteDecision, decide, shadow_for
-from policies.model import Shadow
+from policies.model import Shadow, split_target
 from providers.base import EditJob, ImageBlob, OnPartial, Provider
 from providers.pricing import PriceTable, UsageInputs, actual_usd, chain_tokens_after, estimate_usd
 from router.blobs import BlobStore
@@ -36,6 +36,7 @@ from router.intake.request import RawInputs
 from router.lifecycle import CANCELED, INTERRUPTED, Finish, IdempotencyClaim, Lifecycle, NewSession
 from router.links import LinkSigner
 from router.metrics import Metrics
+from router.model_params import accepts_for, model_targets, safety_identifier_for
 from router.models import (
     Attempt,
     Chain,
@@ -214,7 +215,8 @@ async def start_session(
 
 
 def _job(p: PreparedEdit, candidate: Candidate, timeout_s: float, previous_response_id: str | None,
-         on_partial: OnPartial | None = None, history: History | None = None) -> EditJob:  # fmt: skip
+         on_partial: OnPartial | None = None, history: History | None = None,
+         tenant: str = "") -> EditJob:  # fmt: skip
     req = p.request
     out_w, out_h = p.out_size or (p.work.width, p.work.height)
     return EditJob(
@@ -236,13 +238,16 @@ def _job(p: PreparedEdit, candidate: Candidate, timeout_s: float, previous_respo
         connect_timeout_s=min(candidate.connect_timeout_s, timeout_s),
         partial_images=req.partial_images,
         on_partial=on_partial,
+        params=req.provider_params,
+        markup=p.markup,
+        safety_identifier=safety_identifier_for(req.provider_params, tenant),
     )
 
 
 def _ledger_rows(target: EditTarget, session_id: str, version_id: str, decision: RouteDecision,
                  attempts: list[Attempt], usage: dict[str, int], actual: float | None,
                  total_ms: float | None) -> list[dict[str, Any]]:  # fmt: skip
-    estimates = {c.provider: c.estimate_usd for c in decision.candidates}
+    estimates = {(c.provider, c.model): c.estimate_usd for c in decision.candidates}  # a provider may serve two
     experiment, arm = target.tag or (decision.experiment, decision.arm)
     return [
         {
@@ -255,7 +260,7 @@ def _ledger_rows(target: EditTarget, session_id: str, version_id: str, decision:
             "experiment": experiment,
             "arm": arm,
             "comparison": target.comparison or target.shadow_of is not None,
-            "estimated_usd": estimates.get(a.provider),
+            "estimated_usd": estimates.get((a.provider, a.model)),
             "actual_usd": actual if a.outcome == "ok" else None,
             "provider_ms": a.latency_ms,
             "total_ms": total_ms if a.outcome == "ok" else None,
@@ -273,7 +278,8 @@ def usage_inputs(p: PreparedEdit, chain_tokens: int = 0) -> UsageInputs:
     refs = tuple((r.blob.width, r.blob.height) for r in p.references)
     sizes = refs if p.request.mode == "generate" else ((p.work.width, p.work.height), *refs)
     return UsageInputs(p.prompt, sizes, out_w, out_h, p.request.quality, p.request.n, p.mask is not None,
-                       partial_images=p.request.partial_images, chain_tokens=chain_tokens)  # fmt: skip
+                       partial_images=p.request.partial_images, chain_tokens=chain_tokens,
+                       openai_quality=p.request.provider_params.get("quality"))  # fmt: skip
 
 
 def continues_chain(parent: Version | None, p: PreparedEdit) -> bool:
@@ -293,19 +299,25 @@ def chain_tokens(parent: Version | None, p: PreparedEdit) -> int:
 
 def estimates_for(policy: Policy, names: list[str], p: PreparedEdit, prices: PriceTable,
                   parent: Version | None = None) -> dict[str, float | None]:  # fmt: skip
-    """Each provider's estimate. The provider that would continue the parent's chain includes what continuing
-    re-bills: the Responses chain's earlier rounds, or the Gemini conversation's history."""
+    """By provider (its configured model) and by each ``provider/model`` target a route or the caller names.
+    The provider that would continue the parent's chain includes what continuing re-bills: the Responses
+    chain's earlier rounds, or the Gemini conversation's history."""
     u = usage_inputs(p)
     continued = {CHAIN_PROVIDER: usage_inputs(p, chain_tokens(parent, p))}
     if parent is not None and (carried := carried_input(parent, p.mask is None and not p.references)):
         continued[HISTORY_PROVIDER] = replace(u, image_sizes=(), carried=tuple(carried.items()))
-    return {
-        name: estimate_usd(
-            name, policy.providers[name].model, policy.providers[name].options, continued.get(name, u), prices
-        )
-        for name in names
-        if name in policy.providers
-    }
+    out: dict[str, float | None] = {}
+    for target in [*names, *model_targets(policy, requested_target(p))]:
+        name, model = split_target(target)
+        if name in policy.providers:
+            settings = policy.providers[name]
+            out[target] = estimate_usd(name, model or settings.model, settings.options, continued.get(name, u), prices)
+    return out
+
+
+def requested_target(p: PreparedEdit) -> str | None:
+    req = p.request
+    return f"{req.provider}/{req.model}" if req.provider and req.model else None
 
 
 def start_of_utc_day(now: float) -> float:
@@ -343,6 +355,7 @@ async def route(gw: Gateway, p: PreparedEdit, tenant: str, session_id: str | Non
         shadow_today_usd=spent.shadow_usd,
         keys={"tenant": tenant, "session": session_id, "key": p.request.experiment_key},
         shadow=shadow,
+        accepts=accepts_for(gw.policy, gw.providers, model_targets(gw.policy, requested_target(p))),
     )
 
 
@@ -354,7 +367,7 @@ def route_info(decision: RouteDecision) -> RouteInfo:
         experiment=decision.experiment,
         arm=decision.arm,
         budget=decision.budget.model_dump() if decision.budget else None,
-        candidates=[c.provider for c in decision.candidates],
+        candidates=[c.target or c.provider for c in decision.candidates],
         dropped=[d.model_dump() for d in decision.dropped],
         trace=[t.model_dump() for t in decision.trace],
     )
@@ -483,7 +496,8 @@ class EditRun:
         log.info("edit_routed", edit_id=self.version.id, rule=decision.rule, candidates=self.route_info.candidates,
                  experiment=decision.experiment, arm=decision.arm)  # fmt: skip
         if decision.refusal is not None:
-            raise ApiError(decision.refusal.status, decision.refusal.code, decision.refusal.message)
+            refusal = decision.refusal
+            raise ApiError(refusal.status, refusal.code, refusal.message, refusal.param)
         check_cap(decision.candidates, self.p.request.max_cost_usd)
         return decision
 
@@ -517,7 +531,8 @@ class EditRun:
         try:
             async with in_use(gw.providers) as providers:  # a reload closes replaced clients only after this
                 outcome = await execute(
-                    decision, providers, lambda c: _job(p, c, min(c.timeout_s, deadline), previous, partials, history),
+                    decision, providers,
+                    lambda c: _job(p, c, min(c.timeout_s, deadline), previous, partials, history, self.target.tenant),
                     deadline, gw.resources, attempts=self.route_info.attempts,  # kept if this run is cancelled
                     on_attempt=attempt_publisher(gw.events, self.version.id), held=self.held_slot,
                     on_call=self.calling, max_cost_usd=p.request.max_cost_usd,
@@ -584,6 +599,7 @@ class EditRun:
             else None,
             inputs=self.inputs,
             revised_prompt=outcome.result.revised_prompt,
+            rendered=outcome.result.rendered,
             chain=chain,
             warnings=[*p.warnings, *self.target.extra_warnings],
             emulated=outcome.result.emulated,

@@ -63,9 +63,10 @@ def test_every_operation_documents_its_errors_in_the_error_shape(document: dict[
 def test_drop_in_request_bodies_list_what_the_handlers_accept(document: dict[str, Any]) -> None:
     accepted = _OPENAI_ACCEPTED | _EDITGATE_EXTRAS
     edit = document["paths"]["/v1/images/edits"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
-    assert set(edit["properties"]) == accepted | {"image", "image[]", "mask"}
+    assert set(edit["properties"]) == accepted | {"image", "image[]", "mask", "markup"}
     assert edit["properties"]["image"]["format"] == "binary"
     assert edit["properties"]["mask"]["format"] == "binary"
+    assert edit["properties"]["markup"]["format"] == "binary"
     assert set(edit["required"]) == {"image", "prompt"}
 
     generate = document["paths"]["/v1/images/generations"]["post"]["requestBody"]["content"]["application/json"]

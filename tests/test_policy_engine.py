@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from policies import Capabilities, Features, decide
 from policies.capabilities import missing_capabilities
-from policies.model import parse_policy
+from policies.model import PolicyError, parse_policy
 
 POLICY = parse_policy(
     """
@@ -119,3 +119,53 @@ def test_packaged_default_policy_loads() -> None:
 
     policy = parse_policy(resources.files("policies").joinpath("default.yaml").read_text())
     assert policy.default_route in policy.providers
+
+
+MODEL_POLICY = parse_policy(
+    """
+version: t2
+default_route: images
+default_fallbacks: [other]
+providers:
+  images: {model: img-2}
+  other: {model: o-1}
+rules:
+  - name: newer
+    when: {model_specific: true}
+    route: images/img-2.5
+    fallbacks: [images/img-2.6, other]
+  - name: pro
+    when: {tier: pro}
+    route: images/img-2.6
+    fallbacks: [images]
+"""
+)
+MODEL_CAPS = {"images": Capabilities(prompt_guided=True), "other": Capabilities(prompt_guided=True)}
+ACCEPTS = {"images/img-2": frozenset(), "images/img-2.5": frozenset({"markup", "quality=xhigh"}),
+           "images/img-2.6": frozenset({"complexity"}), "other/o-1": frozenset()}  # fmt: skip
+
+
+def test_a_route_can_name_provider_and_model() -> None:
+    d = decide(Features(tier="pro"), MODEL_POLICY, forced_provider=None, capabilities=MODEL_CAPS, accepts=ACCEPTS,
+               estimates={"images": 0.2, "images/img-2.6": 0.3})  # fmt: skip
+    assert d.rule == "pro"
+    assert [(c.provider, c.model, c.estimate_usd) for c in d.candidates] == [
+        ("images", "img-2.6", 0.3), ("images", "img-2", 0.2)]  # fmt: skip
+    assert [c.target for c in d.candidates] == ["images/img-2.6", "images"]
+
+
+def test_models_that_do_not_take_a_parameter_are_dropped_by_name() -> None:
+    f = Features(needs=("markup",), model_specific=True)
+    d = decide(f, MODEL_POLICY, forced_provider=None, capabilities=MODEL_CAPS, accepts=ACCEPTS)
+    assert d.rule == "newer" and [(c.provider, c.model) for c in d.candidates] == [("images", "img-2.5")]
+    assert {x.provider: x.reasons for x in d.dropped} == {
+        "images/img-2.6": ["img-2.6 does not take markup"], "other": ["o-1 does not take markup"]}  # fmt: skip
+    refused = decide(Features(needs=("markup",), requested_provider="images", requested_model="img-2.6"),
+                     MODEL_POLICY, forced_provider=None, capabilities=MODEL_CAPS, accepts=ACCEPTS)  # fmt: skip
+    assert refused.refusal is not None and refused.refusal.param == "markup"
+    assert "img-2.6 does not take markup" in refused.refusal.message
+
+
+def test_a_route_naming_an_unknown_provider_with_a_model_is_refused_at_load() -> None:
+    with pytest.raises(PolicyError, match="gemnii"):
+        parse_policy("version: t\ndefault_route: gemnii/g-1\nproviders: {images: {model: m}}\n")

@@ -164,7 +164,7 @@ def test_policy_reloads_on_change_and_refuses_a_broken_file(make_server: Callabl
 @pytest.mark.parametrize("path", ["/v1/policy"])
 def test_policy_endpoint_shows_what_runs(cloud: httpx.Client, path: str) -> None:
     body = cloud.get(path).json()
-    assert body["version"] == DEFAULT["version"] and body["rules"][0]["name"] == "session-chain"
+    assert body["version"] == DEFAULT["version"] and body["rules"][0]["name"] == "newer-model-params"
     assert set(body["configured"]) == {"local", "openai-images", "openai-responses", "gemini"}
 
 

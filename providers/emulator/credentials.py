@@ -106,7 +106,11 @@ def _signer() -> _Signer:
 
 
 def sign_b64(b64: str, fmt: str, action: str = "c2pa.created") -> str:
-    """A base64 image with the emulator's test manifest embedded (a new manifest each time, as a real render)."""
+    """A base64 image with the emulator's test manifest embedded (a new manifest each time, as a real render).
+    Only the raster formats editgate delivers are signed; gif and svg answers pass unsigned (editgate refuses
+    to deliver them, so nothing downstream reads their credentials)."""
+    if fmt not in _MIME:
+        return b64
     return pybase64.b64encode(_signer().sign(pybase64.b64decode(b64), fmt, action)).decode()
 
 

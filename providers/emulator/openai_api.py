@@ -28,8 +28,17 @@ from providers.catalog import (
     text_tokens,
 )
 from providers.emulator.billing import ChainHistory, bill_chain, bill_partials
-from providers.emulator.common import b64_image, data_url_bytes, decode_any, image_format, json_response
+from providers.emulator.common import data_url_bytes, decode_any, image_format, json_response
 from providers.emulator.credentials import credential_images, credential_output
+from providers.emulator.openai_newer import (
+    NEWER_FIELDS,
+    NewerModelRefusal,
+    check_model_fields,
+    effective_safety_identifier,
+    encode_output,
+    fields_of,
+    markup_region,
+)
 from providers.emulator.render import render_edit
 from providers.emulator.streaming import event_stream, image_events, response_events
 
@@ -85,6 +94,8 @@ async def _answer(request: Request, handler: Callable[[Request], Awaitable[Respo
         return await handler(request)
     except OpenAIRequestError as err:
         return err.response()
+    except NewerModelRefusal as err:
+        return OpenAIRequestError(400, err.message, err.param, err.code).response()
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -165,7 +176,7 @@ async def images_edits(request: Request) -> Response[bytes]:
 async def _images_edits(request: Request) -> Response[bytes]:
     facts = catalog()["openai_images"]
     form = await request.form()
-    refuse_unknown(form, _IMAGE_FIELDS, "edits")
+    refuse_unknown(form, _IMAGE_FIELDS | NEWER_FIELDS, "edits")
     images = await _files(form, "image") + await _files(form, "image[]")
     if not images:
         raise OpenAIRequestError(400, "Missing required parameter: 'image'.", "image", "missing_required_parameter")
@@ -187,10 +198,11 @@ async def _images_edits(request: Request) -> Response[bytes]:
     size = form.get("size") or "auto"
     if err := openai_size_error(model, size):
         raise OpenAIRequestError(400, err, "size", "invalid_value")
+    markups = await _files(form, "markup")
+    newer = fields_of(form, has_mask="mask" in form, has_markup=bool(markups))
+    check_model_fields(model, "edits", newer)
     quality = form.get("quality") or "auto"
-    _check_choice(quality, facts["qualities"], "quality")
     fmt = form.get("output_format") or "png"
-    _check_choice(fmt, facts["formats"], "output_format")
     background = form.get("background") or "auto"
     _check_choice(background, ["transparent", "opaque", "auto"], "background")
     check_transparency(background, fmt)
@@ -234,14 +246,20 @@ async def _images_edits(request: Request) -> Response[bytes]:
             ) from None
         src = decoded[0]
         edit = _edit_region(masks[0], (src.shape[1], src.shape[0])) if masks else None
+        if markups:  # the overlay's drawn pixels say where to edit
+            edit = markup_region(markups[0], (src.shape[1], src.shape[0]))
         w, h = (src.shape[1], src.shape[0]) if size == "auto" else (int(x) for x in size.split("x"))
         if size == "auto":
             w, h = (1024, 1024) if w == h else (1536, 1024) if w > h else (1024, 1536)
         data = [
-            {"b64_json": b64_image(render_edit(src, edit, f"{prompt}#{i}", (w, h), "small"), fmt, compression)}
+            {
+                "b64_json": encode_output(
+                    render_edit(src, edit, f"{prompt}#{i}", (w, h), "small"), fmt, compression, newer
+                )
+            }
             for i in range(n)
         ]
-        return {
+        answer = {
             "created": int(time.time()),
             "data": data,
             "background": "transparent" if background == "transparent" else "opaque",
@@ -250,13 +268,17 @@ async def _images_edits(request: Request) -> Response[bytes]:
             "size": f"{w}x{h}",
             "usage": image_usage(prompt, decoded, w, h, "high" if quality == "auto" else quality, n),
         }
+        if safety_identifier := effective_safety_identifier(form):
+            answer["safety_identifier"] = safety_identifier
+        return answer
 
     started = time.perf_counter()
     cache = request.app.state.render_cache if request.app.state.config.cache_renders else None
     body = key = None
     if cache is not None:
         fields = sorted((k, v) for k, v in form.items() if isinstance(v, str))
-        key = hashlib.sha256(b"".join(images) + (masks[0] if masks else b"") + repr(fields).encode()).digest()
+        key = hashlib.sha256(b"".join(images) + (masks[0] if masks else b"") + (markups[0] if markups else b"")
+                             + repr(fields).encode()).digest()  # fmt: skip
         body = cache.get(key)
     if body is None:
         body = await anyio.to_thread.run_sync(work)
@@ -281,7 +303,7 @@ async def images_generations(request: Request) -> Response[bytes]:
 async def _images_generations(request: Request) -> Response[bytes]:
     facts = catalog()["openai_images"]
     body = await _json_body(request)
-    refuse_unknown(body, _IMAGE_FIELDS | {"style"}, "generations")
+    refuse_unknown(body, _IMAGE_FIELDS | NEWER_FIELDS | {"style"}, "generations")
     prompt = body.get("prompt")
     if not prompt:
         raise OpenAIRequestError(400, "Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter")
@@ -290,11 +312,11 @@ async def _images_generations(request: Request) -> Response[bytes]:
     size = body.get("size") or "auto"
     if err := openai_size_error(model, size):
         raise OpenAIRequestError(400, err, "size", "invalid_value")
+    newer = fields_of(body)
+    check_model_fields(model, "generations", newer)
     quality = body.get("quality") or "auto"
-    _check_choice(quality, facts["qualities"], "quality")
     fmt = body.get("output_format") or "png"
-    _check_choice(fmt, facts["formats"], "output_format")
-    background = body.get("background") or "auto"
+    background = body.get("background") or "auto"  # the model's formats were checked with its fields
     _check_choice(background, ["transparent", "opaque", "auto"], "background")
     check_transparency(background, fmt)
     streaming = StreamAsk(request, body, "images")
@@ -307,10 +329,15 @@ async def _images_generations(request: Request) -> Response[bytes]:
     def work() -> dict[str, Any]:
         canvas = np.full((h, w, 3), 128, np.uint8)
         data = [
-            {"b64_json": b64_image(render_edit(canvas, None, f"{prompt}#{i}", (w, h), "small"), fmt)} for i in range(n)
-        ]
-        return {"created": int(time.time()), "data": data, "background": "opaque", "output_format": fmt, "quality": q,
-                "size": f"{w}x{h}", "usage": image_usage(prompt, [], w, h, q, n)}  # fmt: skip
+            {"b64_json": encode_output(render_edit(canvas, None, f"{prompt}#{i}", (w, h), "small"), fmt,
+                                       body.get("output_compression"), newer)}
+            for i in range(n)
+        ]  # fmt: skip
+        answer = {"created": int(time.time()), "data": data, "background": "opaque", "output_format": fmt,
+                  "quality": q, "size": f"{w}x{h}", "usage": image_usage(prompt, [], w, h, q, n)}  # fmt: skip
+        if safety_identifier := effective_safety_identifier(body):
+            answer["safety_identifier"] = safety_identifier
+        return answer
 
     result = await anyio.to_thread.run_sync(work)
     result = await anyio.to_thread.run_sync(credential_images, result, fmt)
@@ -423,7 +450,6 @@ async def responses_create(request: Request) -> Response[bytes]:
 
 
 async def _responses_create(request: Request) -> Response[bytes]:
-    facts = catalog()["openai_images"]
     body = await _json_body(request)
     model = body.get("model")
     if not model:
@@ -454,10 +480,14 @@ async def _responses_create(request: Request) -> Response[bytes]:
     size = tool.get("size") or "auto"
     if err := openai_size_error(image_model, size):
         raise OpenAIRequestError(400, err, "tools[0].size", "invalid_value")
+    newer = fields_of(tool, has_mask=bool(tool.get("input_image_mask")))
+    newer["stream"] = body.get("stream")
+    try:
+        check_model_fields(image_model, "responses_tool", newer)
+    except NewerModelRefusal as err:
+        raise OpenAIRequestError(400, err.message, f"tools[0].{err.param}", err.code) from None
     quality = tool.get("quality") or "auto"
-    _check_choice(quality, facts["qualities"], "tools[0].quality")
     fmt = tool.get("output_format") or "png"
-    _check_choice(fmt, facts["formats"], "tools[0].output_format")
     check_transparency(tool.get("background") or "auto", fmt, "tools[0].background")
     mask_url = (tool.get("input_image_mask") or {}).get("image_url")
     safety = request.scope.get("state", {}).get("fault") == "safety"
@@ -522,7 +552,7 @@ async def _responses_create(request: Request) -> Response[bytes]:
         else:
             out = render_edit(src, edit, prompt, (w, h), "small")
             store.put(response_id, out)
-            call.update(status="completed", result=b64_image(out, fmt))
+            call.update(status="completed", result=encode_output(out, fmt, tool.get("output_compression"), newer))
             tool_usage = image_usage(prompt, decoded if decoded else [src], w, h, q)
         return (
             [call, _message("Here is the edited image.")],
@@ -631,6 +661,8 @@ def _response(body: dict[str, Any], rid: str, model: str, output: list[dict[str,
         "tools": body.get("tools") or [],
         "previous_response_id": body.get("previous_response_id"),
         "usage": usage,
+        "safety_identifier": body.get("safety_identifier"),
+        "user": body.get("user"),
     }
     if tool_usage:
         payload["tool_usage"] = tool_usage

@@ -22,6 +22,16 @@ from openai.types import ImagesResponse
 
 from router.api.edit_events import stream_drop_in
 from router.api.edits import base_url
+from router.api.openai_params import (
+    NEWER_FIELDS,
+    QUALITY_TIER,
+    check_for_model,
+    check_values,
+    collapse_svg,
+    mainline_usage,
+    pinned_image_model,
+    provider_params,
+)
 from router.api.openapi import OPENAI_ERRORS, body_operation, drop_in_edit_schema, drop_in_schema, guarded
 from router.auth import TenantId
 from router.errors import ApiError
@@ -35,7 +45,7 @@ from router.sessions import session_target
 
 _OPENAI_ACCEPTED = {"model", "prompt", "n", "size", "quality", "background", "output_format", "output_compression",
                     "user", "input_fidelity", "moderation", "safety_identifier", "response_format", "stream",
-                    "partial_images", "style"}  # fmt: skip
+                    "partial_images", "style", *NEWER_FIELDS}  # fmt: skip
 _EDITGATE_EXTRAS = {"protect", "tier", "session_id", "parent_version", "mode", "aspect", "anchor", "mask_convention",
                     "text_in_output", "experiment_key", "metadata", "provider", "include_base64",
                     "max_cost_usd"}  # fmt: skip
@@ -51,10 +61,11 @@ _OPENAI_STRINGS = (
     "moderation",
     "input_fidelity",
     "style",
+    "safety_identifier",
+    "complexity",
 )
 _EDIT_BODY = body_operation({"multipart/form-data": drop_in_edit_schema(_OPENAI_ACCEPTED | _EDITGATE_EXTRAS)})
 _GENERATE_BODY = body_operation({"application/json": drop_in_schema(_OPENAI_ACCEPTED | _EDITGATE_EXTRAS)})
-_QUALITY = {"low": "draft", "medium": "draft", "high": "final", "auto": "final", "standard": "final", "hd": "final"}
 
 
 def _model_route(gw: Gateway, model: str | None) -> dict[str, Any]:
@@ -64,6 +75,8 @@ def _model_route(gw: Gateway, model: str | None) -> dict[str, Any]:
         return dict(aliases.get("editgate-auto", {}))
     if model in aliases:
         return dict(aliases[model])
+    if pinned := pinned_image_model(gw.policy, model):
+        return {"provider": pinned[0], "model": pinned[1]}
     by_model = {p.model: name for name, p in gw.policy.providers.items()}
     if model in by_model:
         return {"provider": by_model[model]}
@@ -73,7 +86,9 @@ def _model_route(gw: Gateway, model: str | None) -> dict[str, Any]:
     )
 
 
-def _edit_request(gw: Gateway, fields: dict[str, Any], mode: str | None) -> tuple[Any, str]:
+def _edit_request(gw: Gateway, fields: dict[str, Any], mode: str | None, has_mask: bool = False,
+                  has_markup: bool = False) -> tuple[Any, str]:  # fmt: skip
+    fields = collapse_svg(fields)
     unknown = sorted(set(fields) - _OPENAI_ACCEPTED - _EDITGATE_EXTRAS)
     if unknown:
         raise ApiError(400, "unknown_parameter", f"Unrecognized request argument supplied: {unknown[0]}", unknown[0])
@@ -85,6 +100,14 @@ def _edit_request(gw: Gateway, fields: dict[str, Any], mode: str | None) -> tupl
         raise ApiError(400, "invalid_value", "response_format must be 'b64_json' or 'url'.", "response_format")
     req: dict[str, Any] = {k: v for k, v in fields.items() if k in _EDITGATE_EXTRAS}
     req.update(_model_route(gw, fields.get("model")))
+    if fields.get("quality") and fields["quality"] not in QUALITY_TIER:
+        raise ApiError(400, "invalid_value", f"Invalid value for 'quality' = {fields['quality']}.", "quality")
+    surface = "generations" if mode == "generate" else "edits"
+    if req.get("model"):  # a pinned GPT Image model: what it does not take is refused as the API refuses it
+        check_for_model(req["model"], surface, fields, has_mask, has_markup)
+    else:  # the policy chooses the model: refuse what none takes; candidates that lack the rest are dropped
+        check_values(surface, fields, has_mask, has_markup)
+    req["provider_params"] = provider_params(fields, has_markup)
     if req.get("metadata") is not None:
         req["metadata"] = json_object_field(req["metadata"] or "{}", "metadata")
     if fields.get("user"):
@@ -98,9 +121,7 @@ def _edit_request(gw: Gateway, fields: dict[str, Any], mode: str | None) -> tupl
         if fields.get(name) not in (None, ""):
             req[name] = fields[name]
     if fields.get("quality"):
-        if fields["quality"] not in _QUALITY:
-            raise ApiError(400, "invalid_value", f"Invalid value for 'quality' = {fields['quality']}.", "quality")
-        req["quality"] = _QUALITY[fields["quality"]]
+        req["quality"] = QUALITY_TIER[fields["quality"]]
     if mode:
         req["mode"] = mode
     return parse_fields(req), response_format
@@ -111,14 +132,16 @@ def _streaming(fields: dict[str, Any]) -> bool:
 
 
 def _openai_quality(quality: str | None) -> str:
-    return quality if quality in ("low", "medium", "high") else "high"
+    """The quality a stream's previews announce before the provider says what it rendered."""
+    return quality if quality in ("low", "medium", "high", "xhigh", "max") else "high"
 
 
 def _usage(usage: dict[str, int]) -> dict[str, Any]:
-    text_in = usage.get("input_text_tokens", 0) + usage.get("model_input_tokens", 0)
+    """The image model's tokens; a Responses route's mainline model tokens are reported apart."""
+    text_in = usage.get("input_text_tokens", 0)
     image_in = usage.get("input_image_tokens", 0)
     image_out = usage.get("output_image_tokens", 0)
-    text_out = usage.get("output_text_tokens", 0) + usage.get("model_output_tokens", 0)
+    text_out = usage.get("output_text_tokens", 0)
     return {
         "input_tokens": text_in + image_in,
         "input_tokens_details": {"text_tokens": text_in, "image_tokens": image_in},
@@ -128,8 +151,7 @@ def _usage(usage: dict[str, int]) -> dict[str, Any]:
     }
 
 
-async def _answer(gw: Gateway, response: EditResponse, response_format: str, quality: str | None,
-                  transparent: bool) -> Answer:  # fmt: skip
+async def _answer(gw: Gateway, response: EditResponse, response_format: str, transparent: bool) -> Answer:
     """The SDK's ``ImagesResponse`` for an edit, with editgate's metadata in headers."""
     data = []
     for image in response.images:
@@ -144,10 +166,14 @@ async def _answer(gw: Gateway, response: EditResponse, response_format: str, qua
         "data": data,
         "background": "transparent" if transparent else "opaque",
         "output_format": first.format if first else None,
-        "quality": _openai_quality(quality),
+        "quality": response.rendered.get("quality"),  # what the provider rendered; none from a provider without
         "size": f"{first.width}x{first.height}" if first else None,
         "usage": _usage(response.cost.usage),
     }
+    if safety_identifier := response.rendered.get("safety_identifier"):
+        body["safety_identifier"] = safety_identifier
+    if mainline := mainline_usage(response.model, response.cost.usage):
+        body["mainline_usage"] = mainline
     if response.revised_prompt:
         for item in data:
             item["revised_prompt"] = response.revised_prompt
@@ -163,7 +189,7 @@ async def _run_and_answer(request: Request, gw: Gateway, tenant: str, fields: di
 
     async def shape(response: EditResponse) -> Answer:
         fmt = "b64_json" if streaming else response_format  # a stream's completed event carries the image itself
-        return await _answer(gw, response, fmt, fields.get("quality"), req.background == "transparent")
+        return await _answer(gw, response, fmt, req.background == "transparent")
 
     async def run(claim: IdempotencyClaim | None) -> Answer:
         if req.session_id:
@@ -193,22 +219,25 @@ async def openai_images_edit(request: Request, tenant: TenantId) -> Response[Ima
     fields: dict[str, Any] = {}
     images: list[UploadFile] = []
     mask: UploadFile | None = None
+    markup: UploadFile | None = None
     for key in form:
         for value in form.getall(key):
             if key in ("image", "image[]") and isinstance(value, UploadFile):
                 images.append(value)
             elif key == "mask" and isinstance(value, UploadFile):
                 mask = value
+            elif key == "markup" and isinstance(value, UploadFile):
+                markup = value
             elif not isinstance(value, UploadFile):
                 fields[key] = value
     if not images and not fields.get("session_id"):
         raise ApiError(400, "missing_required_parameter", "Missing required parameter: 'image'.", "image")
     if mask is not None:
         fields.setdefault("mask_convention", "alpha")  # OpenAI's convention: alpha 0 = edit
-    req, response_format = _edit_request(gw, fields, None)
+    req, response_format = _edit_request(gw, fields, None, mask is not None, markup is not None)
     # The SDK insists on `image`; in a session the source is the session's version, so the first image is ignored.
     source = None if req.session_id or not images else images[0]
-    raw = RawInputs.from_uploads(source, mask, images[1:])
+    raw = RawInputs.from_uploads(source, mask, images[1:], markup)
     return await _run_and_answer(request, gw, tenant, fields, req, raw, response_format)
 
 

@@ -146,20 +146,23 @@ MULTIPART = _edit_body(
 JSON = _edit_body({"image": _BASE64, "mask": _BASE64, "references": {"type": "array", "items": _BASE64}})
 
 _IGNORED = "Accepted for compatibility with OpenAI's SDK; editgate ignores it."
+_NEWER = "Sent to a model that takes it (the newer GPT Image models); refused by name with any other model"
 _OPENAI_FIELDS: dict[str, dict[str, Any]] = {
     "prompt": {"type": "string", "minLength": 1, "description": "What to change (or, for a generation, to draw)."},
     "model": {
         "type": "string",
         "default": "editgate-auto",
-        "description": "A provider's model name pins that provider; a policy alias (`editgate-auto`, "
+        "description": "A provider's model name pins that provider (a GPT Image model id of the catalog, such as "
+        "`gpt-image-2.5-flare`, pins that model on openai-images); a policy alias (`editgate-auto`, "
         "`editgate-standard`, `editgate-pro`) lets the routing policy decide. `GET /v1/policy` lists both.",
     },
     "n": _EDIT_FIELDS["n"],
     "size": {"type": "string", "default": "auto", "description": "'WxH' or 'auto' (as the provider returns it)."},
     "quality": {
         "type": "string",
-        "enum": ["low", "medium", "high", "auto", "standard", "hd"],
-        "description": "low and medium route as editgate's `draft`, the others as `final`.",
+        "enum": ["low", "medium", "high", "xhigh", "max", "auto", "standard", "hd"],
+        "description": "Sent to an OpenAI model as it came (xhigh and max only to a model that takes them); the "
+        "answer's `quality` is what the provider rendered. low and medium route as editgate's `draft`.",
     },
     "background": _EDIT_FIELDS["background"],
     "output_format": _EDIT_FIELDS["output_format"],
@@ -176,10 +179,18 @@ _OPENAI_FIELDS: dict[str, dict[str, Any]] = {
         "description": "true: answer `text/event-stream` with the "
         "SDK's stream events (partial images, then the completed, normalized image with its usage).",
     },
-    "user": {"type": "string", "description": "Stored in the edit's `metadata.user`."},
-    "input_fidelity": {"type": "string", "enum": ["high", "low"], "description": _IGNORED},
-    "moderation": {"type": "string", "enum": ["auto", "low"], "description": _IGNORED},
-    "safety_identifier": {"type": "string", "description": _IGNORED},
+    "user": {"type": "string", "description": "Sent to OpenAI models; stored in the edit's `metadata.user`."},
+    "input_fidelity": {"type": "string", "enum": ["high", "low"], "description": "Sent to a model that takes it."},
+    "moderation": {"type": "string", "enum": ["auto", "low"], "description": "Sent to OpenAI generations."},
+    "safety_identifier": {
+        "type": "string",
+        "description": "Sent to OpenAI models and echoed; without it (and without `user`) editgate sends one per "
+        "tenant, so one tenant's abuse does not flag the whole account.",
+    },
+    "complexity": {"type": "string", "enum": ["low", "medium", "high"], "description": _NEWER},
+    "frame_count": {"type": "integer", "minimum": 2, "maximum": 16, "description": _NEWER + " (gif output)"},
+    "frame_duration_ms": {"type": "integer", "minimum": 1, "description": _NEWER + " (gif output)"},
+    "svg": {"type": "object", "description": _NEWER + " (svg output)"},
     "partial_images": {
         "type": "integer",
         "minimum": 0,
@@ -195,6 +206,8 @@ _DROP_IN_FILES = {
               "the source and this part is ignored."},
     "image[]": {"type": "array", "items": _BINARY, "description": "The SDK's form for several images."},
     "mask": {**_BINARY, "description": "OpenAI's convention: alpha 0 marks what to edit."},
+    "markup": {**_BINARY, "description": "A transparent PNG of the image's size drawn on to guide the edit: sent to "
+               "a model that takes it (GPT Image 2.5), refused by name otherwise; not with `mask`."},
 }  # fmt: skip
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from policies.features import Features
 from providers.base import ImageBlob
 from providers.imaging import encode
+from providers.openai_models import needs
 from router.chips import apply_chips, validate_chips
 from router.errors import ApiError
 from router.intake.features import is_removal, scripts_of, wants_text
@@ -40,6 +41,8 @@ class PreparedEdit:
     out_size: tuple[int, int] | None
     features: Features
     warnings: list[str] = field(default_factory=list)
+    markup: ImageBlob | None = None
+    """OpenAI's ``markup`` overlay (checked: PNG with transparency, the source's size), sent as it came."""
 
 
 def _check_cheap(req: EditRequest, raw: RawInputs, limits: Limits) -> list[str]:
@@ -108,6 +111,23 @@ def _outpaint(req: EditRequest, source: LoadedImage, limits: Limits) -> tuple[Im
     return work, Mask(blob=mask_blob, convention="alpha", coverage=float(edit.mean()))
 
 
+def _markup(data: bytes, work: ImageBlob, has_mask: bool, mode: str, limits: Limits) -> ImageBlob:
+    """OpenAI's ``markup``: a transparent PNG of the source's size, drawn on to guide an edit; no mask with it."""
+    if has_mask or mode in ("outpaint", "generate"):
+        raise ApiError(422, "invalid_parameter", "'markup' cannot be combined with a mask, an outpaint or a "
+                       "generation; send the markup alone with the image.", "markup")  # fmt: skip
+    loaded = load_image(data, "markup", limits, max_bytes=limits.max_mask_bytes)
+    pixels = decoded_pixels(loaded.blob, "markup")
+    if loaded.format != "png" or pixels.ndim != 3 or pixels.shape[2] != 4 or not (pixels[..., 3] == 0).any():
+        raise ApiError(422, "invalid_parameter", "markup must be a PNG with transparent pixels (the strokes drawn "
+                       "on a transparent layer).", "markup")  # fmt: skip
+    if (pixels.shape[1], pixels.shape[0]) != (work.width, work.height):
+        raise ApiError(422, "invalid_parameter", f"markup is {pixels.shape[1]}x{pixels.shape[0]}; it must match the "
+                       f"image's {work.width}x{work.height} (after orientation).", "markup")  # fmt: skip
+    loaded.blob.pixels = None
+    return loaded.blob
+
+
 def blank_canvas(req: EditRequest) -> bytes:
     """Generation's starting point: a neutral canvas of the requested size (1024x1024 unless given)."""
     w, h = req.explicit_size() or (1024, 1024)
@@ -139,6 +159,10 @@ def prepare(req: EditRequest, raw: RawInputs, limits: Limits, tenant: str | None
         if warning:
             warnings.append(warning)
         convention = mask.convention if mask else None
+    if req.provider_params.get("markup") and raw.markup is None:  # a re-run from stored inputs: none is stored
+        raise ApiError(422, "markup_not_stored", "This edit was sent with a markup image, which editgate does not "
+                       "store; send the edit again with its markup.", "markup")  # fmt: skip
+    markup = _markup(raw.markup, work, mask is not None, req.mode, limits) if raw.markup is not None else None
     size = req.explicit_size()
     out_size = (work.width, work.height) if req.size == "keep" or (req.mode == "outpaint" and not size) else size
     fw, fh = out_size or (work.width, work.height)
@@ -161,6 +185,9 @@ def prepare(req: EditRequest, raw: RawInputs, limits: Limits, tenant: str | None
         transparent=req.background == "transparent",
         tenant=tenant,
         requested_provider=req.provider,
+        requested_model=req.model,
+        needs=(needed := needs({**req.provider_params, "markup": markup is not None})),
+        model_specific=bool(needed),
     )
     for blob in (source.blob, work, *(r.blob for r in refs), *([mask.blob] if mask else [])):
         blob.pixels = None  # decoded again on demand, under the decode budget: a queued edit holds no pixels
@@ -176,4 +203,5 @@ def prepare(req: EditRequest, raw: RawInputs, limits: Limits, tenant: str | None
         out_size=out_size,
         features=features,
         warnings=warnings,
+        markup=markup,
     )

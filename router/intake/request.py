@@ -32,16 +32,20 @@ class RawInputs:
     image: bytes
     mask: bytes | None = None
     references: list[bytes] = field(default_factory=list)
-    spooled: list[tuple[Literal["image", "mask", "reference"], UploadFile]] = field(default_factory=list)
+    spooled: list[tuple[Literal["image", "mask", "reference", "markup"], UploadFile]] = field(default_factory=list)
+    markup: bytes | None = None
+    """A transparent PNG drawn over the source to guide the edit (OpenAI's ``markup``, the drop-in's)."""
 
     @classmethod
     def from_uploads(
-        cls, source: UploadFile | None, mask: UploadFile | None, references: list[UploadFile]
-    ) -> RawInputs:
+        cls, source: UploadFile | None, mask: UploadFile | None, references: list[UploadFile],
+        markup: UploadFile | None = None,
+    ) -> RawInputs:  # fmt: skip
         """Uploads still in their spooled files; :meth:`load` reads them."""
-        spooled: list[tuple[Literal["image", "mask", "reference"], UploadFile]] = []
+        spooled: list[tuple[Literal["image", "mask", "reference", "markup"], UploadFile]] = []
         spooled += [("image", source)] if source is not None else []
         spooled += [("mask", mask)] if mask is not None else []
+        spooled += [("markup", markup)] if markup is not None else []
         spooled += [("reference", f) for f in references]
         return cls(image=b"", spooled=spooled)
 
@@ -59,6 +63,8 @@ class RawInputs:
                 self.image = data
             elif role == "mask":
                 self.mask = data
+            elif role == "markup":
+                self.markup = data
             else:
                 self.references.append(data)
         self.spooled = []
