@@ -21,10 +21,11 @@ def micro(image: bytes, mask: bytes, smoke: bool) -> dict[str, float]:
 
     import cv2
     import pybase64
+    import pyvips
 
     from providers.imaging import decode, encode
     from router.intake.images import load_image
-    from router.intake.masks import convert_mask
+    from router.intake.masks import EditRegion, convert_mask
     from router.intake.metadata import strip_png
     from router.normalize import drift, mask_lock
     from router.settings import Limits
@@ -35,6 +36,8 @@ def micro(image: bytes, mask: bytes, smoke: bool) -> dict[str, float]:
     edit = decode(mask)[..., 3] < 128
     other = np.clip(pixels.astype(np.int16) + 3, 0, 255).astype(np.uint8)
     b64 = base64.b64encode(encode(other, "png")).decode()
+    webp = encode(other, "webp")
+    region = EditRegion.of(edit)
 
     def pillow(fmt: str, **kw: Any) -> bytes:
         buf = io.BytesIO()
@@ -50,6 +53,9 @@ def micro(image: bytes, mask: bytes, smoke: bool) -> dict[str, float]:
         "mask_intake_decode_and_convert": timed(
             lambda: convert_mask(decode(mask), "auto", (1024, 1024), uploaded=uploaded_mask), r
         ),
+        "vips_decode_webp": timed(lambda: pyvips.Image.new_from_buffer(webp, "", access="sequential").numpy(), r),
+        "editgate_decode_webp_cv2": timed(lambda: decode(webp), r),
+        "mask_region_unpack": timed(region.unpack, r),
         "preservation_score": timed(lambda: drift(other, pixels, ~edit), r),
         "mask_lock": timed(lambda: mask_lock(other, pixels, edit, 3), r),
         "pillow_encode_png_default": timed(lambda: pillow("PNG"), r),

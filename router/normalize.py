@@ -91,24 +91,69 @@ def drift(result: np.ndarray, source: np.ndarray, keep: np.ndarray | None) -> Dr
     )
 
 
+Window = tuple[slice, slice]
+
+
+def lock_window(edit: np.ndarray, feather_px: int) -> Window | None:
+    """The mask's bounding box grown by a margin the feather's distances cannot reach past: the only pixels a
+    lock can change, and (with the margin, all outside the mask) a frame whose distance transform equals the
+    whole image's inside the feather band. None when nothing is to be edited."""
+    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(edit).view(np.uint8))
+    if w == 0 or h == 0:
+        return None
+    margin = 2 * max(feather_px, 1) + 2  # chamfer distances are >= 0.95 x Euclidean: 2x is ample
+    height, width = edit.shape
+    return slice(max(y - margin, 0), min(y + h + margin, height)), slice(max(x - margin, 0), min(x + w + margin, width))
+
+
 def mask_lock(result: np.ndarray, source: np.ndarray, edit: np.ndarray, feather_px: int) -> np.ndarray:
     """Paste the source back outside ``edit``; the feather ramps inward, so outside stays exact.
 
-    Only the feather band (edit pixels closer than ``feather_px`` to the edge) is blended; the rest is one
-    masked copy on contiguous planes, so a 1 MP lock costs a few ms instead of a float blend over every pixel."""
-    feather = max(feather_px, 1)
+    The output starts as a copy of the source; only the window around the mask (its bounding box plus the
+    feather's margin) is composited, so a small mask on a large image costs a copy and a small blend."""
+    return _lock(result, source, edit, feather_px, lock_window(edit, feather_px))
+
+
+def _lock(result: np.ndarray, source: np.ndarray, edit: np.ndarray, feather_px: int, window: Window | None
+          ) -> np.ndarray:  # fmt: skip
     channels = min(result.shape[2], source.shape[2])
-    colour = result[..., :channels].copy()  # contiguous, and never the caller's array
-    cv2.copyTo(np.ascontiguousarray(source[..., :channels]), (~edit).view(np.uint8), colour)  # in place
-    distance = cv2.distanceTransform(np.ascontiguousarray(edit).view(np.uint8), cv2.DIST_L2, 3)
+    colour = source[..., :channels].copy()  # contiguous, and never the caller's array
+    if window is not None:
+        colour[window] = _blend(result[window][..., :channels], colour[window], edit[window], feather_px)
+    return colour if channels == result.shape[2] else np.dstack([colour, result[..., channels:]])
+
+
+def _blend(result: np.ndarray, source: np.ndarray, edit: np.ndarray, feather_px: int) -> np.ndarray:
+    """Within one window: the result inside ``edit``, blended towards the source over the feather band only
+    (edit pixels closer than ``feather_px`` to the edge), the source elsewhere."""
+    feather = max(feather_px, 1)
+    result, source, edit = np.ascontiguousarray(result), np.ascontiguousarray(source), np.ascontiguousarray(edit)
+    out = source.copy()
+    cv2.copyTo(result, edit.view(np.uint8), out)  # in place
+    distance = cv2.distanceTransform(edit.view(np.uint8), cv2.DIST_L2, 3)
     band = np.flatnonzero(edit & (distance < feather))  # flat indices: one scan of the mask, not three
     if band.size:
+        channels = out.shape[2]
         weight = (distance.reshape(-1)[band] / feather)[:, None]
-        flat = colour.reshape(-1, channels)
-        mixed = result.reshape(-1, result.shape[2])[band, :channels] * weight
-        mixed += source.reshape(-1, source.shape[2])[band, :channels] * (1.0 - weight)
-        flat[band] = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
-    return colour if channels == result.shape[2] else np.dstack([colour, result[..., channels:]])
+        mixed = result.reshape(-1, channels)[band] * weight
+        mixed += source.reshape(-1, channels)[band] * (1.0 - weight)
+        out.reshape(-1, channels)[band] = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+def _locked_drift(locked: np.ndarray, source: np.ndarray, edit: np.ndarray, window: Window | None) -> Drift:
+    """Drift outside the mask after a lock, measured at full resolution where the lock wrote (the window) and
+    counted over the whole outside: every pixel beyond the window is a copy of the source."""
+    outside = edit.size - int(np.count_nonzero(edit))
+    if outside == 0:
+        return Drift(mean_abs_diff=0.0, changed_share=0.0)
+    ys, xs = window if window is not None else (slice(None), slice(None))
+    d = cv2.absdiff(np.ascontiguousarray(locked[ys, xs, :3]), np.ascontiguousarray(source[ys, xs, :3]))
+    diff = np.maximum(np.maximum(d[..., 0], d[..., 1]), d[..., 2])[~edit[ys, xs]]
+    return Drift(
+        mean_abs_diff=round(float(diff.sum(dtype=np.int64)) / outside, 4),
+        changed_share=round(int(np.count_nonzero(diff > CHANGE_THRESHOLD)) / outside, 6),
+    )
 
 
 def _header_size(data: bytes) -> tuple[int, int] | None:
@@ -160,10 +205,12 @@ def normalize(
     aligned = fit(provided, src_size) if measure else provided
     before = drift(aligned, source_px, keep) if measure else None
     pixels = provided
+    after = before
     if locked:
         assert edit is not None
-        aligned = mask_lock(aligned, source_px, edit, feather_px)
-        pixels = aligned
+        window = lock_window(edit, feather_px)
+        pixels = _lock(aligned, source_px, edit, feather_px, window)
+        after = _locked_drift(pixels, source_px, edit, window)
     final = fit(pixels, out_size or (pixels.shape[1], pixels.shape[0]))
     flatten = (opaque or fmt == "jpeg") and final.shape[2] == 4 and int(final[..., 3].min()) < 255
     if flatten:
@@ -183,8 +230,7 @@ def normalize(
                        flattened=flatten, transcoded=FORMAT_OF_MIME.get(image.mime) != fmt)  # fmt: skip
         data, provenance = after_reencode(manifest, (image.data, image.mime), data, fmt, done, c2pa.signer)
     preservation = None
-    if measure and before is not None:
-        after = drift(aligned, source_px, keep) if locked else before
+    if measure and before is not None and after is not None:
         preservation = Preservation(
             mean_abs_diff=after.mean_abs_diff,
             changed_share=after.changed_share,
@@ -211,4 +257,4 @@ def score(image: ResultImage, *, source: ImageBlob, edit: np.ndarray | None) -> 
     )
 
 
-__all__ = ["MIME", "NormalizedImage", "drift", "fit", "mask_lock", "normalize", "score"]
+__all__ = ["MIME", "NormalizedImage", "drift", "fit", "lock_window", "mask_lock", "normalize", "score"]

@@ -727,15 +727,15 @@ class EditRun:
         # a mask lock measures as it composites; otherwise an answer that cannot show the score leaves it for later
         later = score_wanted and not lock and self.target.score_after_response and gw.scores is not None
         now = score_wanted and not later
+        region = p.mask.region if p.mask else None  # kept from intake: the mask is never decoded again
         if later:
             first = outcome.result.images[0]
-            region = mask.edit_region if mask is not None else None
-            self.deferred_score = lambda: score(first, source=canvas, edit=region() if region else None)
+            self.deferred_score = lambda: score(first, source=canvas, edit=region.unpack() if region else None)
 
         c2pa = load_config(gw.settings.c2pa_cert, gw.settings.c2pa_key, gw.settings.c2pa_verify)
 
         def work() -> list[tuple[NormalizedImage, Any]]:
-            edit = mask.edit_region() if mask is not None and (lock or now) else None
+            edit = region.unpack() if region is not None and (lock or now) else None
             return [
                 normalize(
                     image,

@@ -54,3 +54,21 @@ def test_truncated_png_raises_instead_of_returning_grey_pixels() -> None:
     data = encode(RNG.integers(0, 256, (256, 256, 3), dtype=np.uint8), "png")
     with pytest.raises(DecodeError, match="truncated"):  # Pillow: "image file is truncated", as the input's fault
         decode(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("pixels", [RGB, RGBA], ids=["rgb", "rgba"])
+@pytest.mark.parametrize("lossless", [False, True], ids=["lossy", "lossless"])
+def test_webp_decodes_to_the_pixels_pillow_reads_in_rgb_order(pixels: np.ndarray, lossless: bool) -> None:
+    """WebP goes through OpenCV (faster than libvips' loader): same pixels as Pillow, RGB(A) order, not BGR."""
+    data = pil_bytes(Image.fromarray(pixels), "WEBP", lossless=lossless, quality=90, exact=True)
+    out = decode(data)
+    assert out.shape == pixels.shape and out.dtype == np.uint8
+    assert np.array_equal(out, np.asarray(Image.open(io.BytesIO(data))))
+    if lossless:
+        assert np.array_equal(out, pixels)
+
+
+def test_damaged_webp_raises_decode_error() -> None:
+    data = encode(RNG.integers(0, 256, (128, 128, 3), dtype=np.uint8), "webp")
+    with pytest.raises(DecodeError):
+        decode(data[: len(data) // 2])

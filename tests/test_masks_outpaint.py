@@ -103,3 +103,19 @@ def test_exact_alpha_png_passes_through_and_soft_alpha_is_rewritten() -> None:
     soft[0, 0, 3] = 200  # still "keep" (>= 128), but not a value providers read the same way
     mask, _ = convert_mask(soft, "auto", (60, 40), uploaded=ImageBlob(encode(soft, "png"), "image/png", 60, 40))
     assert mask is not None and set(np.unique(decode(mask.blob.data)[..., 3])) == {0, 255}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_edit_region_kept_at_intake_is_the_decoded_mask_region(seed: int) -> None:
+    """Intake keeps the region (bits of its box) so the lock and score never decode the mask again: it must be
+    exactly what decoding the mask sent to providers gives."""
+    rng = np.random.default_rng(seed)
+    pixels = np.zeros((50, 70, 4), np.uint8)
+    pixels[..., 3] = 255
+    y, x = rng.integers(0, 45), rng.integers(0, 65)
+    pixels[y : y + int(rng.integers(1, 30)), x : x + int(rng.integers(1, 40)), 3] = 0
+    pixels[0, int(rng.integers(0, 70)), 3] = 0  # a second region touching the border
+    mask, _ = convert_mask(pixels, "alpha", (70, 50))
+    assert mask is not None
+    assert np.array_equal(mask.region.unpack(), mask.blob.edit_region())
+    assert mask.region.bits.nbytes <= (mask.region.box[2] * mask.region.box[3] + 7) // 8

@@ -8,7 +8,7 @@ import pytest
 
 from providers.base import ImageBlob, ResultImage
 from providers.imaging import encode
-from router.normalize import fit, mask_lock, normalize
+from router.normalize import _locked_drift, fit, lock_window, mask_lock, normalize
 from tests.conftest import decode
 
 RNG = np.random.default_rng(7)
@@ -122,7 +122,72 @@ def test_mask_lock_equals_the_full_float_blend(result_ch: int, source_ch: int, f
     edit[50:, :5] = True  # a second region touching the border
     weight = cv2.distanceTransform(edit.astype(np.uint8), cv2.DIST_L2, 3)
     weight = np.clip(weight / max(feather, 1), 0.0, 1.0)[..., None]
-    c = min(result_ch, source_ch)
+    assert np.array_equal(mask_lock(result, source, edit, feather), _reference_lock(result, source, edit, feather))
+
+
+def _reference_lock(result: np.ndarray, source: np.ndarray, edit: np.ndarray, feather: int) -> np.ndarray:
+    """The lock as a float blend over the whole frame, weights from the whole frame's distance transform."""
+    weight = cv2.distanceTransform(edit.astype(np.uint8), cv2.DIST_L2, 3)
+    weight = np.clip(weight / max(feather, 1), 0.0, 1.0)[..., None]
+    c = min(result.shape[2], source.shape[2])
     expected = result.copy()
     expected[..., :c] = np.clip(result[..., :c] * weight + source[..., :c] * (1.0 - weight) + 0.5, 0, 255)
-    assert np.array_equal(mask_lock(result, source, edit, feather), expected)
+    return expected
+
+
+def _random_mask(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """One to three ellipses and rectangles anywhere, some crossing the border, some tiny."""
+    yy, xx = np.ogrid[:h, :w]
+    edit = np.zeros((h, w), bool)
+    for _ in range(int(rng.integers(1, 4))):
+        cy, cx = rng.integers(-10, h + 10), rng.integers(-10, w + 10)
+        ry, rx = rng.integers(1, h // 3), rng.integers(1, w // 3)
+        if rng.random() < 0.5:
+            edit |= ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
+        else:
+            edit[max(cy - ry, 0) : max(cy + ry, 0), max(cx - rx, 0) : max(cx + rx, 0)] = True
+    return edit
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("feather", [0, 3, 9])
+def test_lock_composited_in_the_mask_window_equals_the_whole_frame_blend(seed: int, feather: int) -> None:
+    """Only the mask's bounding box plus the feather's margin is composited; the bytes are the whole frame's."""
+    rng = np.random.default_rng(seed)
+    h, w = 120, 160
+    edit = _random_mask(rng, h, w)
+    result = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    source = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    locked = mask_lock(result, source, edit, feather)
+    assert np.array_equal(locked, _reference_lock(result, source, edit, feather))
+    window = lock_window(edit, feather)
+    if window is not None:
+        outside = np.ones((h, w), bool)
+        outside[window] = False
+        assert not edit[outside].any() and np.array_equal(locked[outside], source[outside])
+
+
+def test_small_mask_window_is_its_box_plus_the_feather_margin() -> None:
+    edit = np.zeros((400, 600), bool)
+    edit[100:120, 300:340] = True
+    ys, xs = lock_window(edit, 3)
+    assert (ys.start, ys.stop, xs.start, xs.stop) == (92, 128, 292, 348)
+    assert lock_window(np.zeros((4, 4), bool), 3) is None
+
+
+def test_score_after_a_lock_is_measured_over_the_whole_outside() -> None:
+    """The after-lock score reads the window only, but it measures: a pixel the lock left changed outside the
+    mask counts, over every pixel outside the mask (the same figures as a whole-frame, full-resolution diff)."""
+    rng = np.random.default_rng(5)
+    source = rng.integers(0, 200, (120, 160, 3), dtype=np.uint8)
+    edit = np.zeros((120, 160), bool)
+    edit[40:60, 50:90] = True
+    locked = source.copy()
+    locked[edit] = 255
+    locked[38, 60] += 30  # outside the mask, inside the window
+    locked[61, 70, 1] += 5  # below the threshold of "changed"
+    window = lock_window(edit, 3)
+    d = _locked_drift(locked, source, edit, window)
+    full = np.abs(locked.astype(int) - source).max(axis=2)[~edit]
+    assert d.mean_abs_diff == round(full.mean(), 4) and d.mean_abs_diff > 0
+    assert d.changed_share == round(float((full > 8).mean()), 6) == round(1 / full.size, 6)

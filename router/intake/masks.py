@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import cv2
 import numpy as np
 
 from providers.base import ImageBlob
@@ -18,12 +19,42 @@ from router.errors import ApiError
 Convention = Literal["auto", "alpha", "black_white"]
 
 
+Box = tuple[int, int, int, int]
+"""x, y, width, height."""
+
+
+@dataclass(frozen=True, slots=True)
+class EditRegion:
+    """The boolean edit region as intake measured it, kept for normalization at one bit per pixel of its
+    bounding box: the lock and the score then never decode the mask again, and an edit waiting on its provider
+    holds an eighth of a byte per boxed pixel (a 1024x1024 mask at most 128 KB), not a byte per pixel."""
+
+    width: int
+    height: int
+    box: Box
+    bits: np.ndarray
+
+    @classmethod
+    def of(cls, edit: np.ndarray) -> EditRegion:
+        x, y, w, h = cv2.boundingRect(np.ascontiguousarray(edit).view(np.uint8))
+        return cls(edit.shape[1], edit.shape[0], (x, y, w, h), np.packbits(edit[y : y + h, x : x + w], axis=None))
+
+    def unpack(self) -> np.ndarray:
+        """The HxW boolean region (True = edit)."""
+        x, y, w, h = self.box
+        edit = np.zeros((self.height, self.width), dtype=bool)
+        edit[y : y + h, x : x + w] = np.unpackbits(self.bits, count=w * h).reshape(h, w).view(bool)
+        return edit
+
+
 @dataclass(slots=True)
 class Mask:
     blob: ImageBlob
-    """Alpha-convention RGBA PNG (alpha 0 = edit); ``blob.edit_region()`` decodes the boolean region when needed."""
+    """Alpha-convention RGBA PNG (alpha 0 = edit): what providers are sent."""
     convention: Literal["alpha", "black_white"]
     coverage: float
+    region: EditRegion
+    """The same region, for the lock and the score (the blob's pixels are not held through the call)."""
 
 
 def alpha_mask_png(edit: np.ndarray) -> bytes:
@@ -87,4 +118,4 @@ def convert_mask(
         exact = np.count_nonzero(alpha == 0) == edited and np.count_nonzero(alpha == 255) == edit.size - edited
     data = uploaded.data if exact and uploaded else alpha_mask_png(edit)
     blob = ImageBlob(data=data, mime="image/png", width=w, height=h)  # the region is not held through the call
-    return Mask(blob=blob, convention=used, coverage=coverage), None
+    return Mask(blob=blob, convention=used, coverage=coverage, region=EditRegion.of(edit)), None

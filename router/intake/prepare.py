@@ -18,7 +18,7 @@ from router.chips import apply_chips, validate_chips
 from router.errors import ApiError
 from router.intake.features import is_removal, scripts_of, wants_text
 from router.intake.images import LoadedImage, decoded_pixels, load_image
-from router.intake.masks import Mask, alpha_mask_png, convert_mask
+from router.intake.masks import EditRegion, Mask, alpha_mask_png, convert_mask
 from router.intake.outpaint import build_canvas, size_for_aspect
 from router.intake.request import RawInputs
 from router.models import EditRequest
@@ -108,7 +108,7 @@ def _outpaint(req: EditRequest, source: LoadedImage, limits: Limits) -> tuple[Im
     tw, th = target
     work = ImageBlob(data=encode(canvas, "png"), mime="image/png", width=tw, height=th)
     mask_blob = ImageBlob(data=alpha_mask_png(edit), mime="image/png", width=tw, height=th)
-    return work, Mask(blob=mask_blob, convention="alpha", coverage=float(edit.mean()))
+    return work, Mask(blob=mask_blob, convention="alpha", coverage=float(edit.mean()), region=EditRegion.of(edit))
 
 
 def _markup(data: bytes, work: ImageBlob, has_mask: bool, mode: str, limits: Limits) -> ImageBlob:
