@@ -16,6 +16,7 @@ from policies import Policy
 from providers.decode_budget import DECODE_BUDGET
 from providers.pricing import load_prices
 from router.api.compare import compare_providers, experiment_report, feedback
+from router.api.console import CONSOLE_HANDLERS
 from router.api.docs import docs_assets, openapi_config
 from router.api.edit_events import get_edit_events
 from router.api.edits import cancel_edit, create_edit, get_edit
@@ -164,6 +165,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *SESSION_HANDLERS,
             *LISTING_HANDLERS,
             docs_assets(),
+            *CONSOLE_HANDLERS,
         ],
         dependencies={"tenant": Provide(provide_tenant), "caller": Provide(provide_caller)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]

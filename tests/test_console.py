@@ -1,0 +1,234 @@
+"""The console (``/console``) in a real browser (Debian's headless Chromium, driven by Playwright) over the real
+service with the provider emulators, offline: every request that would leave localhost is aborted and recorded.
+
+Each test does what a person would (upload, paint with the mouse, click) and checks what the page shows against
+what the API answers. Screenshots go to ``tests/artifacts/console-PAGE.png`` and ``docs/console/PAGE.png``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+
+from tests.conftest import FIXTURES, cloud_settings
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+DOCS_SHOTS = ROOT / "docs" / "console"
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+WAIT_MS = 60_000
+"""How long a step may take before the test fails: a bound against hanging, never a measured expectation."""
+
+EXPERIMENT = "console-ab"
+POLICY_EXTRA = f"""
+experiments:
+  - name: {EXPERIMENT}
+    applies_to_rules: [standard-tier]
+    sticky_by: key
+    arms:
+      - {{name: gemini, weight: 1, route: gemini}}
+      - {{name: images, weight: 1, route: openai-images}}
+budgets:
+  default_daily_usd: 5.0
+"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium` (.ci/run installs it on a fresh machine).")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def console_server(
+    make_server: Callable[..., str], emulator: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """An editgate with the emulators as its cloud providers, an experiment and a daily budget; the emulator
+    spaces its streamed previews so a page that subscribes after the edit started still sees them live."""
+    policy = tmp_path_factory.mktemp("policy") / "policy.yaml"
+    policy.write_text((ROOT / "policies" / "default.yaml").read_text() + POLICY_EXTRA)
+    url = make_server(policy_file=policy, **cloud_settings(emulator))
+    plan = {"endpoints": {"images": {"partial_interval_ms": 700}}}
+    httpx.put(f"{emulator}/_emulator/config", json=plan).raise_for_status()
+    yield url
+    httpx.put(f"{emulator}/_emulator/config", json={}).raise_for_status()
+
+
+class OfflinePage:
+    """A page whose requests are all recorded; any that would leave localhost is aborted."""
+
+    def __init__(self, browser: Browser, width: int = 1280, height: int = 1000) -> None:
+        self.requested: list[str] = []
+        self.page_errors: list[str] = []
+        self.csp_violations: list[str] = []
+        self.page: Page = browser.new_page(viewport={"width": width, "height": height})
+        self.page.route("**/*", self._route)
+        self.page.on("pageerror", lambda exc: self.page_errors.append(str(exc)))
+        self.page.on("console", self._console)
+
+    def _route(self, route: Route) -> None:
+        url = route.request.url
+        self.requested.append(url)
+        if urlsplit(url).scheme in ("blob", "data") or urlsplit(url).hostname in LOCAL_HOSTS:
+            route.continue_()
+        else:
+            route.abort("internetdisconnected")
+
+    def _console(self, message: object) -> None:
+        text = getattr(message, "text", "")
+        if "Content Security Policy" in text:
+            self.csp_violations.append(text)
+
+    @property
+    def external(self) -> list[str]:
+        return [u for u in self.requested if urlsplit(u).scheme in ("http", "https")
+                and urlsplit(u).hostname not in LOCAL_HOSTS]  # fmt: skip
+
+    def check_clean(self) -> None:
+        assert self.external == [], f"the console reached beyond localhost: {self.external}"
+        assert self.page_errors == []
+        assert self.csp_violations == []
+
+
+@pytest.fixture()
+def console(browser: Browser, console_server: str) -> Iterator[OfflinePage]:
+    offline = OfflinePage(browser)
+    yield offline
+    offline.page.close()
+
+
+def screenshot(page: Page, name: str) -> None:
+    """The page as a person sees it: committed for the README, and kept as a test artifact."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"console-{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    shutil.copyfile(path, DOCS_SHOTS / f"{name}.png")
+
+
+def paint_stroke(page: Page) -> None:
+    stage = page.locator(".stage")
+    box = stage.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.15, box["y"] + box["height"] * 0.2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.55, box["y"] + box["height"] * 0.35, steps=12)
+    page.mouse.up()
+
+
+def upload_and_describe(page: Page, server: str, fixture: str = "coffee.png") -> None:
+    page.goto(f"{server}/console#/edit")
+    page.set_input_files("#source-file", str(FIXTURES / fixture))
+    expect(page.locator(".stage-mask")).to_be_visible(timeout=WAIT_MS)
+    page.fill("textarea[name=prompt]", "make the background a sunny beach")
+
+
+def test_root_redirects_and_console_responses_carry_a_strict_csp(console_server: str) -> None:
+    root = httpx.get(f"{console_server}/", follow_redirects=False)
+    assert root.status_code == 302 and root.headers["location"] == "/console"
+    for path in ("/console", "/console/static/js/app.js", "/console/static/vendor/uplot/uPlot.esm.js"):
+        r = httpx.get(f"{console_server}{path}")
+        assert r.status_code == 200, path
+        csp = r.headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "script-src 'self'" in csp
+        assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+        assert "img-src 'self' blob: data:" in csp
+        assert r.headers["x-content-type-options"] == "nosniff"
+    page = httpx.get(f"{console_server}/console").text
+    assert "<script>" not in page and "http://" not in page and "https://" not in page  # nothing inline, nothing remote
+
+
+def test_edit_page_mask_route_preview_progress_result_and_feedback(console: OfflinePage, console_server: str) -> None:
+    page = console.page
+    upload_and_describe(page, console_server)
+    expect(page.get_by_text("development mode", exact=True)).to_be_visible()
+
+    coverage = page.locator(".coverage")
+    expect(coverage).to_have_text("coverage 0.0 %")
+    paint_stroke(page)
+    expect(coverage).not_to_have_text("coverage 0.0 %")
+    painted = float(coverage.inner_text().split()[1])
+    assert 0 < painted < 100
+    page.get_by_role("button", name="Undo").click()
+    expect(coverage).to_have_text("coverage 0.0 %")
+    page.get_by_role("button", name="Redo").click()
+    expect(coverage).to_have_text(f"coverage {painted:.1f} %")
+
+    rule = page.get_by_test_id("route-rule")
+    expect(rule).to_have_text("standard-tier", timeout=WAIT_MS)
+    page.check("input[name=tier][value=pro]")
+    expect(rule).to_have_text("pro-masked", timeout=WAIT_MS)  # the preview followed the change
+    preview = page.get_by_test_id("route-preview")
+    expect(preview.locator("table.candidates tbody tr").first).to_contain_text("openai-images")
+    page.check("input[name=protect][value=background]")
+    screenshot(page, "edit")
+
+    page.get_by_test_id("run").click()
+    expect(page.get_by_test_id("partial").first).to_be_visible(timeout=WAIT_MS)  # a live preview arrived
+    result = page.get_by_test_id("result")
+    expect(result).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_test_id("phase")).to_have_text("succeeded")
+    expect(page.get_by_test_id("provider")).to_have_text("openai-images")
+    expect(result.locator(".heatmap-img")).to_be_visible(timeout=WAIT_MS)
+    assert result.locator(".heatmap-img").evaluate("img => img.naturalWidth") == 600
+    expect(result.get_by_test_id("cost")).to_contain_text("actual $")
+
+    edit_id = page.locator(".progress dd").first.inner_text()
+    record = httpx.get(f"{console_server}/v1/edits/{edit_id}").json()
+    assert record["status"] == "succeeded" and record["provider"] == "openai-images"
+    assert record["settings"]["protect"] == ["background"] and record["settings"]["tier"] == "pro"
+    assert record["mask"]["coverage"] == pytest.approx(painted / 100, abs=0.01)  # the stroke became the mask
+    assert record["route"]["rule"] == "pro-masked"
+
+    result.locator("select[name=verdict]").select_option("accepted")
+    result.locator("select[name=rating]").select_option("5")
+    result.locator("input[name=reason]").fill("kept the cup")
+    result.get_by_role("button", name="Send feedback").click()
+    expect(result.locator(".feedback .status")).to_contain_text("Feedback recorded (accepted, 5/5)")
+    screenshot(page, "edit-result")
+    console.check_clean()
+
+
+def test_edit_page_shows_the_apis_upload_error_next_to_the_field(console: OfflinePage, console_server: str,
+                                                                 tmp_path: Path) -> None:  # fmt: skip
+    page = console.page
+    page.goto(f"{console_server}/console#/edit")
+    fake = tmp_path / "photo.png"
+    fake.write_bytes(b"GIF89a" + b"\0" * 64)  # named .png, but its bytes say otherwise
+    page.set_input_files("#source-file", str(fake))
+    error = page.locator(".field[data-param=image] .err")
+    expect(error).to_contain_text("not a PNG, JPEG or WebP")
+    expect(page.locator(".stage-mask")).to_be_hidden()
+    console.check_clean()
+
+
+def test_edit_page_works_at_phone_width(browser: Browser, console_server: str) -> None:
+    phone = OfflinePage(browser, width=390, height=844)
+    page = phone.page
+    upload_and_describe(page, console_server)
+    expect(page.get_by_test_id("route-rule")).to_have_text("standard-tier", timeout=WAIT_MS)
+    overflow = page.evaluate("() => document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"the page scrolls sideways by {overflow}px at phone width"
+    page.screenshot(path=str(ARTIFACTS / "console-edit-phone.png"), full_page=False)
+    phone.check_clean()
+    page.close()
