@@ -232,3 +232,54 @@ def test_edit_page_works_at_phone_width(browser: Browser, console_server: str) -
     page.screenshot(path=str(ARTIFACTS / "console-edit-phone.png"), full_page=False)
     phone.check_clean()
     page.close()
+
+
+def api_edit(server: str, **fields: str) -> dict:
+    """An edit made through the API (coffee.png with its background mask), as another client would."""
+    files = {"image": ("coffee.png", (FIXTURES / "coffee.png").read_bytes(), "image/png"),
+             "mask": ("mask.png", (FIXTURES / "coffee_background_mask.png").read_bytes(), "image/png")}  # fmt: skip
+    data = {"prompt": "make the background a sunny beach", "tier": "pro", **fields}
+    r = httpx.post(f"{server}/v1/edits", files=files, data=data, timeout=120)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_session_page_tree_branch_compare_and_delete(console: OfflinePage, console_server: str) -> None:
+    page = console.page
+    edit = api_edit(console_server)
+    session = edit["session_id"]
+    page.goto(f"{console_server}/console#/session/{session}")
+    tree = page.get_by_test_id("tree")
+    expect(tree.locator(".node")).to_have_count(2, timeout=WAIT_MS)
+    expect(page.get_by_test_id("version-detail")).to_contain_text("make the background a sunny beach")
+    expect(page.get_by_test_id("version-detail")).to_contain_text("openai-images")
+
+    tree.locator(".node[data-version='0'] button.pick").click()  # branch from the source, beside v1
+    page.get_by_role("button", name="Continue from v0").click()
+    expect(page.locator(".stage-mask")).to_be_visible(timeout=WAIT_MS)
+    page.fill("textarea[name=prompt]", "make the background a snowy mountain")
+    expect(page.get_by_test_id("route-rule")).to_have_text("standard-tier", timeout=WAIT_MS)
+    page.get_by_test_id("run").click()
+    expect(page.get_by_test_id("result")).to_be_visible(timeout=WAIT_MS)
+
+    view = httpx.get(f"{console_server}/v1/sessions/{session}").json()
+    branch = [v for v in view["versions"] if v["number"] == 2]
+    assert branch and branch[0]["parent"] == 0 and branch[0]["prompt"] == "make the background a snowy mountain"
+
+    page.goto(f"{console_server}/console#/session/{session}/2")
+    expect(tree.locator(".node")).to_have_count(3, timeout=WAIT_MS)
+    assert tree.locator(".node[data-version='0'] + ul > li > .node").count() == 2  # v1 and v2 both hang off v0
+    compare = page.get_by_test_id("compare")
+    compare.locator("select[name=a]").select_option("1")
+    compare.locator("select[name=b]").select_option("2")
+    compare.get_by_role("button", name="Compare").click()
+    expect(compare.locator(".heatmap-img")).to_be_visible(timeout=WAIT_MS)
+    drift = httpx.get(f"{console_server}/v1/sessions/{session}/compare", params={"a": 1, "b": 2}).json()["drift"]
+    expect(compare.get_by_test_id("drift")).to_contain_text(f"mean difference {drift['mean_abs_diff']}")
+    screenshot(page, "session")
+
+    page.get_by_role("button", name="Delete session…").click()
+    page.get_by_role("button", name="Really delete").click()
+    expect(page.get_by_role("status").filter(has_text="are gone")).to_be_visible(timeout=WAIT_MS)
+    assert httpx.get(f"{console_server}/v1/sessions/{session}").status_code == 404
+    console.check_clean()
