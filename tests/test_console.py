@@ -283,3 +283,61 @@ def test_session_page_tree_branch_compare_and_delete(console: OfflinePage, conso
     expect(page.get_by_role("status").filter(has_text="are gone")).to_be_visible(timeout=WAIT_MS)
     assert httpx.get(f"{console_server}/v1/sessions/{session}").status_code == 404
     console.check_clean()
+
+
+def test_compare_page_runs_three_providers_and_records_a_winner(console: OfflinePage, console_server: str) -> None:
+    page = console.page
+    page.goto(f"{console_server}/console#/compare")
+    providers = page.get_by_test_id("providers")
+    expect(providers.locator("input[value=gemini]")).to_be_checked(timeout=WAIT_MS)
+    expect(providers.locator("input[value=local]")).not_to_be_checked()
+    page.set_input_files("#compare-file", str(FIXTURES / "coffee.png"))
+    expect(page.locator(".stage-mask")).to_be_visible(timeout=WAIT_MS)
+    paint_stroke(page)
+    page.fill("textarea[name=prompt]", "make the saucer blue")
+    page.get_by_role("button", name="Run compare").click()
+    grid = page.get_by_test_id("compare-grid")
+    expect(grid.locator(".ccell")).to_have_count(3, timeout=WAIT_MS)
+    for name in ("openai-images", "openai-responses", "gemini"):
+        cell = grid.locator(f".ccell[data-provider='{name}']")
+        expect(cell.locator("img")).to_be_visible(timeout=WAIT_MS)
+        expect(cell).to_contain_text("Cost")
+    session = page.get_by_test_id("compare-session").locator("a").inner_text()
+    versions = httpx.get(f"{console_server}/v1/sessions/{session}").json()["versions"]
+    assert sorted(v["provider"] for v in versions if v["number"] > 0) == ["gemini", "openai-images", "openai-responses"]
+    gemini = grid.locator(".ccell[data-provider='gemini']")
+    gemini.get_by_role("button", name="Pick as winner").click()
+    expect(gemini.locator(".status")).to_have_text("Winner: recorded as accepted.", timeout=WAIT_MS)
+    expect(grid.locator(".ccell.winner")).to_have_count(1)
+    expect(grid.locator(".ccell[data-provider='openai-images'] .status")).to_have_text("Recorded as rejected.")
+    screenshot(page, "compare")
+    console.check_clean()
+
+
+def test_experiments_page_draws_the_apis_report_with_intervals(console: OfflinePage, console_server: str) -> None:
+    for i in range(6):
+        edit = api_edit(console_server, tier="standard", experiment_key=f"user-{i}")
+        assert edit["route"]["experiment"] == EXPERIMENT
+        verdict = "accepted" if i % 3 else "rejected"
+        httpx.post(f"{console_server}/v1/edits/{edit['id']}/feedback", json={"verdict": verdict}).raise_for_status()
+    report = httpx.get(f"{console_server}/v1/experiments/{EXPERIMENT}/report").json()
+    assert {a["arm"] for a in report["arms"]} == {"gemini", "images"}
+
+    page = console.page
+    page.goto(f"{console_server}/console#/experiments")
+    page.get_by_role("link", name=EXPERIMENT).click()
+    box = page.get_by_test_id("report")
+    rows = box.locator("table.arms tbody tr")
+    expect(rows).to_have_count(len(report["arms"]), timeout=WAIT_MS)
+    for row, arm in zip(rows.all(), report["arms"], strict=True):
+        cells = row.locator("td").all_inner_texts()
+        assert cells[0] == arm["arm"] and cells[1] == str(arm["count"])
+        assert cells[7] == str(arm["feedback_count"])
+    expect(box.get_by_test_id("chart-acceptance").locator("g.bar")).to_have_count(len(report["arms"]))
+    diff = report["differences"][0]
+    bars = box.get_by_test_id("chart-acceptance-diff").locator("g.bar line")
+    if diff["acceptance_ci95"] is not None:
+        expect(bars).to_have_count(3)  # the interval and its two whiskers
+    expect(box).to_contain_text(f"{diff['arm']} − {diff['versus']}")
+    screenshot(page, "experiments")
+    console.check_clean()

@@ -28,7 +28,7 @@ async function probe() {
   try {
     const policy = await api('/v1/policy', { anonymous: true });
     auth.devMode = true;
-    auth.admin = Boolean(policy.rules);
+    auth.admin = 'configured' in policy;
     return 'dev';
   } catch (err) {
     if (!(err instanceof ApiError) || err.status !== 401) throw err;
@@ -46,7 +46,7 @@ async function probe() {
   }
   try {
     const policy = await api('/v1/policy');
-    auth.admin = Boolean(policy.rules);
+    auth.admin = 'configured' in policy;
   } catch {
     auth.admin = false;
   }
