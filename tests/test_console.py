@@ -338,6 +338,6 @@ def test_experiments_page_draws_the_apis_report_with_intervals(console: OfflineP
     bars = box.get_by_test_id("chart-acceptance-diff").locator("g.bar line")
     if diff["acceptance_ci95"] is not None:
         expect(bars).to_have_count(3)  # the interval and its two whiskers
-    expect(box).to_contain_text(f"{diff['arm']} − {diff['versus']}")
+    expect(box).to_contain_text(f"{diff['arm']} \u2212 {diff['versus']}")
     screenshot(page, "experiments")
     console.check_clean()
