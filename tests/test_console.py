@@ -341,3 +341,53 @@ def test_experiments_page_draws_the_apis_report_with_intervals(console: OfflineP
     expect(box).to_contain_text(f"{diff['arm']} \u2212 {diff['versus']}")
     screenshot(page, "experiments")
     console.check_clean()
+
+
+def candidate_moving_pro_masked_to_gemini() -> str:
+    text = (ROOT / "policies" / "default.yaml").read_text()
+    old = "    when: {tier: pro, has_mask: true}\n    route: openai-images\n    fallbacks: [gemini]\n"
+    assert old in text
+    return text.replace(old, "    when: {tier: pro, has_mask: true}\n    route: gemini\n    fallbacks: [openai-images]\n")
+
+
+def test_routing_page_shows_the_running_policy_and_live_breakers(console: OfflinePage, console_server: str) -> None:
+    policy = httpx.get(f"{console_server}/v1/policy").json()
+    page = console.page
+    page.goto(f"{console_server}/console#/routing")
+    rules = page.get_by_test_id("policy").locator("table.rules tbody tr")
+    expect(rules).to_have_count(len(policy["rules"]), timeout=WAIT_MS)
+    assert [r.locator("td").nth(1).inner_text() for r in rules.all()] == [r["name"] for r in policy["rules"]]
+    breakers = page.get_by_test_id("breakers")
+    for name, state in policy["breakers"].items():
+        expect(breakers.locator(f"[data-provider='{name}']")).to_have_text(state)
+    expect(page.get_by_test_id("policy")).to_contain_text(EXPERIMENT)
+    expect(page.get_by_test_id("policy")).to_contain_text("$5.00/day")
+    screenshot(page, "routing")
+    console.check_clean()
+
+
+def test_routing_page_what_if_moves_a_rule_from_openai_images_to_gemini(console: OfflinePage,
+                                                                        console_server: str) -> None:  # fmt: skip
+    api_edit(console_server)  # a pro masked edit: pro-masked -> openai-images today
+    candidate = candidate_moving_pro_masked_to_gemini()
+    answer = httpx.post(f"{console_server}/v1/route/what-if", json={"policy": candidate, "since": "7d"}, timeout=120)
+    if answer.status_code == 404:
+        pytest.skip("POST /v1/route/what-if is not on this branch yet (built in parallel; the lead removes this skip)")
+    assert answer.status_code == 200, answer.text
+    expected = answer.json()
+    page = console.page
+    page.goto(f"{console_server}/console#/routing")
+    box = page.get_by_test_id("what-if")
+    box.locator("textarea[name=policy]").fill(candidate)
+    box.get_by_role("button", name="Run what-if").click()
+    result = page.get_by_test_id("what-if-result")
+    expect(result.get_by_test_id("wi-changed")).to_have_text(str(expected["changed"]), timeout=WAIT_MS)
+    expect(result.get_by_test_id("wi-edits")).to_have_text(str(expected["edits"]))
+    expect(result.get_by_test_id("wi-before")).to_have_text(f"${expected['cost']['before_usd']:.4f}")
+    move = next(m for m in expected["moves"] if m["from"]["provider"] == "openai-images")
+    assert move["to"]["provider"] == "gemini" and move["from"]["rule"] == "pro-masked"
+    row = result.locator("table.moves tbody tr").filter(has_text="pro-masked").first
+    assert row.locator("td").all_inner_texts() == ["pro-masked", "openai-images", move["to"]["rule"], "gemini",
+                                                   str(move["count"])]  # fmt: skip
+    screenshot(page, "routing-what-if")
+    console.check_clean()
