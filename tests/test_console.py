@@ -347,7 +347,8 @@ def candidate_moving_pro_masked_to_gemini() -> str:
     text = (ROOT / "policies" / "default.yaml").read_text()
     old = "    when: {tier: pro, has_mask: true}\n    route: openai-images\n    fallbacks: [gemini]\n"
     assert old in text
-    return text.replace(old, "    when: {tier: pro, has_mask: true}\n    route: gemini\n    fallbacks: [openai-images]\n")
+    new = "    when: {tier: pro, has_mask: true}\n    route: gemini\n    fallbacks: [openai-images]\n"
+    return text.replace(old, new)
 
 
 def test_routing_page_shows_the_running_policy_and_live_breakers(console: OfflinePage, console_server: str) -> None:
