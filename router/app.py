@@ -26,6 +26,7 @@ from router.api.meta import chips, healthz, metrics, readyz
 from router.api.openai_compat import openai_images_edit, openai_images_generate
 from router.api.routing import explain_route, get_policy
 from router.api.sessions import SESSION_HANDLERS
+from router.api.spend import get_spend
 from router.api.webhooks import edit_deliveries
 from router.auth import provide_caller, provide_tenant
 from router.blobs import DiskBlobStore
@@ -162,6 +163,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             experiment_report,
             explain_route,
             get_policy,
+            get_spend,
             *SESSION_HANDLERS,
             *LISTING_HANDLERS,
             docs_assets(),
