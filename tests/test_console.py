@@ -392,3 +392,26 @@ def test_routing_page_what_if_moves_a_rule_from_openai_images_to_gemini(console:
                                                    str(move["count"])]  # fmt: skip
     screenshot(page, "routing-what-if")
     console.check_clean()
+
+
+def test_spend_page_draws_cost_by_grouping_with_the_budget_line(console: OfflinePage, console_server: str) -> None:
+    api_edit(console_server)
+    page = console.page
+    page.goto(f"{console_server}/console#/spend")
+    cost = page.get_by_test_id("cost-chart")
+    expect(cost.locator("canvas")).to_be_visible(timeout=WAIT_MS)
+    expect(cost.locator(".u-legend")).to_contain_text("budget $5.00/day")
+    for group_by in ("provider", "rule"):
+        page.locator("select[name=group_by]").select_option(group_by)
+        api = httpx.get(f"{console_server}/v1/spend", params={"since": "7d", "bucket": "day", "group_by": group_by})
+        expected = [[s["label"], f"${s['total_usd']:.4f}"] for s in api.json()["series"]]
+        rows = page.get_by_test_id("spend-summary").locator("table tbody tr")
+        expect(rows.first.locator("td").first).to_have_text(expected[0][0], timeout=WAIT_MS)
+        shown = [[r.locator("td").nth(0).inner_text(), r.locator("td").nth(2).inner_text()] for r in rows.all()]
+        assert shown == expected
+    expect(page.get_by_test_id("latency-chart").locator("canvas")).to_be_visible()
+    page.locator("select[name=group_by]").select_option("provider")
+    expect(page.get_by_test_id("spend-summary").locator("table th").first).to_have_text("provider", timeout=WAIT_MS)
+    expect(cost.locator("canvas")).to_be_visible(timeout=WAIT_MS)
+    screenshot(page, "spend")
+    console.check_clean()
