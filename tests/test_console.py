@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -415,3 +416,42 @@ def test_spend_page_draws_cost_by_grouping_with_the_budget_line(console: Offline
     expect(cost.locator("canvas")).to_be_visible(timeout=WAIT_MS)
     screenshot(page, "spend")
     console.check_clean()
+
+
+def test_sign_in_keeps_the_key_in_session_storage_and_sends_it_as_a_bearer_header(
+    browser: Browser, make_server: Callable[..., str], emulator: str, tmp_path: Path
+) -> None:
+    from tests.test_admin_scope import _key
+
+    data_dir = tmp_path / "data"
+    url = make_server(data_dir=data_dir, **cloud_settings(emulator))
+    with ThreadPoolExecutor(1) as pool:  # the CLI runs its own event loop; Playwright's is running in this thread
+        key = pool.submit(_key, data_dir, "--tenant", "acme").result()
+    offline = OfflinePage(browser)
+    page = offline.page
+    authorized: list[str] = []
+    bearer = f"Bearer {key}"
+    page.on("request", lambda r: authorized.append(r.url) if r.headers.get("authorization") == bearer else None)
+    page.goto(f"{url}/console")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_text("development mode", exact=True)).to_have_count(0)
+
+    page.get_by_label("API key").fill("eg_not_a_key")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator(".signin .err")).to_contain_text("not valid")
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_text("signed in", exact=True)).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator(".chip").first).to_be_visible(timeout=WAIT_MS)
+    assert page.evaluate("() => sessionStorage.getItem('editgate.apiKey')") == key
+    assert page.evaluate("() => document.cookie") == "" and page.context.cookies() == []
+
+    upload_and_describe(page, url)  # a reload of the tab stays signed in (sessionStorage lives with the tab)
+    expect(page.get_by_test_id("route-rule")).to_have_text("standard-tier", timeout=WAIT_MS)
+    assert any(u.endswith("/v1/route/explain") for u in authorized)
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible(timeout=WAIT_MS)
+    assert page.evaluate("() => sessionStorage.getItem('editgate.apiKey')") is None
+    screenshot(page, "sign-in")
+    offline.check_clean()
+    page.close()

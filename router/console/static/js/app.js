@@ -67,8 +67,10 @@ function signInForm(message) {
     ev.preventDefault();
     auth.set(input.value.trim());
     const state = await probe();
-    if (state === 'signed-in') start();
-    else f.error('The API key is not valid or has been revoked.');
+    if (state === 'signed-in') {
+      renderAuth(state);
+      start();
+    } else f.error('The API key is not valid or has been revoked.');
   });
   clear(main, form);
   input.focus();
@@ -84,7 +86,9 @@ function renderAuth(state) {
     const out = h('button', { type: 'button', class: 'link' }, 'Sign out');
     out.addEventListener('click', () => {
       auth.clear();
-      window.location.hash = '#/edit';
+      window.removeEventListener('hashchange', route);
+      if (cleanup) cleanup();
+      cleanup = null;
       boot();
     });
     clear(authBox, h('span', { class: 'pill' }, auth.admin ? 'signed in (admin)' : 'signed in'), ' ', out);
