@@ -201,6 +201,15 @@ def test_edit_page_mask_route_preview_progress_result_and_feedback(console: Offl
     assert record["mask"]["coverage"] == pytest.approx(painted / 100, abs=0.01)  # the stroke became the mask
     assert record["route"]["rule"] == "pro-masked"
 
+    with page.expect_download() as stored:
+        result.get_by_role("button", name="Download PNG (as stored").click()
+    image = httpx.get(f"{console_server}/v1/files/{record['image']['id']}").content
+    assert Path(stored.value.path()).read_bytes() == image  # the stored result, byte for byte
+    with page.expect_download() as converted:
+        result.get_by_role("button", name="Download JPEG").click()
+    assert converted.value.suggested_filename == f"{edit_id}-1.jpg"
+    assert Path(converted.value.path()).read_bytes()[:3] == b"\xff\xd8\xff"
+
     result.locator("select[name=verdict]").select_option("accepted")
     result.locator("select[name=rating]").select_option("5")
     result.locator("input[name=reason]").fill("kept the cup")

@@ -58,15 +58,18 @@ export function localPath(url) {
 
 const images = new Map();
 
+/** An image's bytes from the API, with the bearer key. */
+export async function imageBlob(url) {
+  const r = await fetch(localPath(url), { headers: headers(), credentials: 'omit' });
+  if (!r.ok) throw new ApiError(r.status, await r.json().catch(() => null));
+  return r.blob();
+}
+
 /** An image the API serves behind the bearer key, as an object URL (img-src blob:). */
 export async function imageURL(url) {
   const path = localPath(url);
   if (!images.has(path)) {
-    images.set(path, (async () => {
-      const r = await fetch(path, { headers: headers(), credentials: 'omit' });
-      if (!r.ok) throw new ApiError(r.status, await r.json().catch(() => null));
-      return URL.createObjectURL(await r.blob());
-    })());
+    images.set(path, imageBlob(path).then((blob) => URL.createObjectURL(blob)));
   }
   try {
     return await images.get(path);
@@ -110,9 +113,15 @@ export async function* events(path, { signal, lastEventId } = {}) {
   }
 }
 
-/** Save a blob under a file name (an object URL and a temporary link; nothing leaves the browser). */
-export async function download(url, filename) {
-  const href = await imageURL(url);
+/** Save an API image under a file name; with `convertTo` ('png' | 'jpeg' | 'webp') re-encoded in the browser. */
+export async function download(url, filename, convertTo) {
+  let href = await imageURL(url);
+  if (convertTo) {
+    const bitmap = await createImageBitmap(await imageBlob(url));
+    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+    canvas.getContext('2d').drawImage(bitmap, 0, 0);
+    href = URL.createObjectURL(await canvas.convertToBlob({ type: `image/${convertTo}`, quality: 0.92 }));
+  }
   const a = document.createElement('a');
   a.href = href;
   a.download = filename;

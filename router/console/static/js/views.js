@@ -158,11 +158,13 @@ export function resultView(edit) {
   box.append(h('details', { class: 'trace-box' }, h('summary', {}, `Route: ${route.rule || '—'} · ${(route.attempts || []).length} attempt(s), ${route.fallbacks_taken || 0} fallback(s)`),
     attemptsTable(route.attempts), decisionView({ ...route, candidates: (route.candidates || []).map((p2) => ({ provider: p2 })) })));
   const images = edit.images || (image ? [image] : []);
-  box.append(h('div', { class: 'buttons' }, images.map((img, i) => {
-    const b = h('button', { type: 'button' }, `Download ${images.length > 1 ? `#${i + 1} ` : ''}(${img.format}, ${img.width}×${img.height})`);
-    b.addEventListener('click', () => download(img.url, `${edit.id}-${i + 1}.${img.format}`));
+  box.append(h('div', { class: 'buttons', 'aria-label': 'Downloads' }, images.flatMap((img, i) => ['png', 'jpeg', 'webp'].map((fmt) => {
+    const own = fmt === img.format;
+    const b = h('button', { type: 'button', title: own ? 'The stored result, byte for byte' : 'Re-encoded in this browser from the stored result' },
+      `Download ${images.length > 1 ? `#${i + 1} ` : ''}${fmt.toUpperCase()}${own ? ` (as stored, ${img.width}×${img.height})` : ''}`);
+    b.addEventListener('click', () => download(img.url, `${edit.id}-${i + 1}.${fmt === 'jpeg' ? 'jpg' : fmt}`, own ? null : fmt));
     return b;
-  })));
+  }))));
   if (edit.id) box.append(h('h3', {}, 'Feedback'), feedbackForm(edit.id));
   return box;
 }
