@@ -464,3 +464,20 @@ def test_sign_in_keeps_the_key_in_session_storage_and_sends_it_as_a_bearer_heade
     screenshot(page, "sign-in")
     offline.check_clean()
     page.close()
+
+
+@pytest.mark.parametrize("route", ["session", "compare", f"experiments/{EXPERIMENT}", "routing", "spend"])
+def test_every_page_fits_a_phone_screen(browser: Browser, console_server: str, route: str) -> None:
+    if route.startswith("experiments"):
+        api_edit(console_server, tier="standard", experiment_key="phone")
+    phone = OfflinePage(browser, width=390, height=844)
+    page = phone.page
+    page.goto(f"{console_server}/console#/{route}")
+    expect(page.locator("main h1")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("main .card").first).to_be_visible()
+    page.wait_for_load_state("networkidle")
+    overflow = page.evaluate("() => document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"#/{route} scrolls sideways by {overflow}px at phone width"
+    page.screenshot(path=str(ARTIFACTS / f"console-phone-{route.split('/')[0]}.png"), full_page=True)
+    phone.check_clean()
+    page.close()
