@@ -139,7 +139,7 @@ function drawWhatIf(box, r) {
       h('dt', {}, 'Change route'), h('dd', { 'data-testid': 'wi-changed' }, String(r.changed)),
       h('dt', {}, 'Cost before'), h('dd', { 'data-testid': 'wi-before' }, usd(c.before_usd)),
       h('dt', {}, 'Cost after'), h('dd', { 'data-testid': 'wi-after' }, `${usd(c.after_usd)} (95 % ${usd(interval[0])} – ${usd(interval[1])})`),
-      h('dt', {}, 'Difference'), h('dd', { 'data-testid': 'wi-delta' }, `${c.delta_usd > 0 ? '+' : ''}${usd(c.delta_usd)}`)),
+      h('dt', {}, 'Difference'), h('dd', { 'data-testid': 'wi-delta' }, `${c.delta_usd < 0 ? '−' : '+'}${usd(Math.abs(c.delta_usd))}`)),
     h('div', { class: 'chart' }, errorBars([
       { label: 'before', value: c.before_usd, lo: null, hi: null },
       { label: 'after', value: c.after_usd, lo: interval[0], hi: interval[1] },
