@@ -481,3 +481,22 @@ def test_every_page_fits_a_phone_screen(browser: Browser, console_server: str, r
     page.screenshot(path=str(ARTIFACTS / f"console-phone-{route.split('/')[0]}.png"), full_page=True)
     phone.check_clean()
     page.close()
+
+
+def test_outpaint_framing_matches_the_canvas_the_api_builds(console: OfflinePage, console_server: str) -> None:
+    page = console.page
+    upload_and_describe(page, console_server)
+    page.select_option("select[name=mode]", "outpaint")
+    page.select_option("select[name=aspect]", "9:16")
+    page.select_option("select[name=anchor]", "top")
+    frame = page.locator(".stage-frame")
+    expect(frame).to_be_visible()
+    files = {"image": ("coffee.png", (FIXTURES / "coffee.png").read_bytes(), "image/png")}
+    data = {"prompt": "extend the table", "mode": "outpaint", "aspect": "9:16", "anchor": "top"}
+    features = httpx.post(f"{console_server}/v1/route/explain", files=files, data=data).json()["features"]
+    assert frame.get_attribute("title") == f"outpaint canvas {features['out_w']}\u00d7{features['out_h']}"
+    stage, drawn, image = (page.locator(s).bounding_box() for s in (".stage", ".stage-frame", ".stage-img"))
+    assert stage and drawn and image
+    assert drawn["y"] >= stage["y"] - 1 and drawn["y"] + drawn["height"] <= stage["y"] + stage["height"] + 1  # fits
+    assert abs(image["y"] - drawn["y"]) <= 1  # anchored at the top
+    console.check_clean()

@@ -305,8 +305,12 @@ export class MaskEditor {
     this.frame.style.width = `${(tw / w) * 100}%`;
     this.frame.style.height = `${(th / hh) * 100}%`;
     this.frame.title = `outpaint canvas ${tw}×${th}`;
+    // Fit the whole frame in the stage: scale it down and move its centre to the stage's centre.
     this.zoom = Math.min(w / tw, hh / th);
-    this.pan = { x: 0, y: 0 };
+    const ratio = this.inner.clientWidth / w;
+    const cx = (-x + tw / 2 - w / 2) * ratio;
+    const cy = (-y + th / 2 - hh / 2) * ratio;
+    this.pan = { x: -this.zoom * cx, y: -this.zoom * cy };
     this._style();
   }
 
