@@ -7,6 +7,7 @@ what the API answers. Screenshots go to ``tests/artifacts/console-PAGE.png`` and
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -499,4 +500,32 @@ def test_outpaint_framing_matches_the_canvas_the_api_builds(console: OfflinePage
     assert stage and drawn and image
     assert drawn["y"] >= stage["y"] - 1 and drawn["y"] + drawn["height"] <= stage["y"] + stage["height"] + 1  # fits
     assert abs(image["y"] - drawn["y"]) <= 1  # anchored at the top
+    console.check_clean()
+
+
+CONSOLE_JS = ROOT / "router" / "console" / "static" / "js"
+
+
+def test_console_scripts_never_parse_markup_or_strings_as_code() -> None:
+    forbidden = ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function",
+                 "setTimeout('", 'setTimeout("')  # fmt: skip
+    scripts = sorted(CONSOLE_JS.rglob("*.js"))
+    assert len(scripts) >= 10
+    for script in scripts:
+        text = script.read_text()
+        found = [f for f in forbidden if f in text]
+        assert not found, f"{script.relative_to(ROOT)} uses {found}"
+    index = (ROOT / "router" / "console" / "static" / "index.html").read_text()
+    assert "<script>" not in index and re.search(r"\son[a-z]+\s*=", index) is None  # no inline script or handler
+
+
+def test_data_from_the_api_is_shown_as_text_never_as_markup(console: OfflinePage, console_server: str) -> None:
+    hostile = "<img src=x onerror=\"document.title='pwned'\"> & <b>bold</b>"
+    edit = api_edit(console_server, prompt=hostile)
+    page = console.page
+    page.goto(f"{console_server}/console#/session/{edit['session_id']}/1")
+    detail = page.get_by_test_id("version-detail")
+    expect(detail).to_contain_text(hostile, timeout=WAIT_MS)
+    assert page.locator("img[src='x']").count() == 0 and page.locator("main b").count() == 0
+    assert page.title() != "pwned"
     console.check_clean()

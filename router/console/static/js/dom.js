@@ -1,4 +1,4 @@
-// DOM building without innerHTML: every piece of data becomes a text node or an attribute value.
+// DOM building from text nodes and attribute values only: data is never parsed as markup.
 
 const SAFE_URL = /^(#|\/(?!\/)|blob:|data:image\/)/;
 
