@@ -529,3 +529,35 @@ def test_data_from_the_api_is_shown_as_text_never_as_markup(console: OfflinePage
     assert page.locator("img[src='x']").count() == 0 and page.locator("main b").count() == 0
     assert page.title() != "pwned"
     console.check_clean()
+
+
+def test_session_page_retries_a_failed_version(console: OfflinePage, console_server: str, emulator: str) -> None:
+    def plan(faults: dict[str, float]) -> None:
+        endpoints = {e: {"faults": faults, "partial_interval_ms": 700 if e == "images" else 0}
+                     for e in ("images", "responses", "gemini")}  # fmt: skip
+        httpx.put(f"{emulator}/_emulator/config", json={"endpoints": endpoints}).raise_for_status()
+
+    files = {"image": ("coffee.png", (FIXTURES / "coffee.png").read_bytes(), "image/png")}
+    data = {"prompt": "make it autumn", "tier": "pro", "provider": "openai-images"}
+    plan({"server_error": 1.0})
+    try:
+        failed = httpx.post(f"{console_server}/v1/edits", files=files, data=data, timeout=120)
+    finally:
+        plan({})
+    assert failed.status_code >= 500, failed.text
+    edit_id = failed.json()["error"]["edit_id"]
+    session = httpx.get(f"{console_server}/v1/edits/{edit_id}").json()["session_id"]
+
+    page = console.page
+    page.goto(f"{console_server}/console#/session/{session}/1")
+    detail = page.get_by_test_id("version-detail")
+    expect(detail.locator(".state-failed").first).to_be_visible(timeout=WAIT_MS)
+    page.get_by_role("button", name="Retry v1").click()
+    tree = page.get_by_test_id("tree")
+    expect(tree.locator(".node")).to_have_count(3, timeout=WAIT_MS)
+    expect(detail).to_contain_text("retry of v1")
+    expect(detail.locator(".state-succeeded").first).to_be_visible()
+    versions = httpx.get(f"{console_server}/v1/sessions/{session}").json()["versions"]
+    assert [(v["number"], v["status"], v["retry_of"]) for v in versions] == [
+        (0, "succeeded", None), (1, "failed", None), (2, "succeeded", 1)]  # fmt: skip
+    console.check_clean()
