@@ -445,6 +445,7 @@ def test_sign_in_keeps_the_key_in_session_storage_and_sends_it_as_a_bearer_heade
     page.goto(f"{url}/console")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible(timeout=WAIT_MS)
     expect(page.get_by_text("development mode", exact=True)).to_have_count(0)
+    expect(page.get_by_role("navigation")).to_be_hidden()  # no page is reachable before signing in
 
     page.get_by_label("API key").fill("eg_not_a_key")
     page.get_by_role("button", name="Sign in").click()

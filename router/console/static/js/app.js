@@ -77,6 +77,7 @@ function signInForm(message) {
 }
 
 function renderAuth(state) {
+  document.querySelector('.top nav').hidden = state === 'signed-out';
   if (state === 'dev') {
     clear(authBox, h('span', { class: 'pill warn' }, 'development mode'));
     showBanner('Development mode: no API keys exist on this editgate, so the console opens without signing in '
