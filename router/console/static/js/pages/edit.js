@@ -313,9 +313,10 @@ export async function render(main, [sessionId, version]) {
       clearInterval(tick);
       cancel.disabled = true;
     }
-    if (!terminal) {
-      terminal = { event: 'completed', data: await api(`/v1/edits/${encodeURIComponent(accepted.id)}?wait=60`) };
-      if (terminal.data.status !== 'succeeded') terminal = { event: 'failed', data: terminal.data.error || {} };
+    while (!terminal) {  // the stream kept breaking: long-poll the record until the edit ends
+      const record = await api(`/v1/edits/${encodeURIComponent(accepted.id)}?wait=60`, { signal });
+      if (record.status === 'succeeded') terminal = { event: 'completed', data: record };
+      else if (!['queued', 'running'].includes(record.status)) terminal = { event: 'failed', data: record.error || { message: record.status } };
     }
     phase.textContent = terminal.event === 'completed' ? 'succeeded' : 'failed';
     resultBox.closest('section').hidden = false;
