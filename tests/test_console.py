@@ -562,3 +562,21 @@ def test_session_page_retries_a_failed_version(console: OfflinePage, console_ser
     assert [(v["number"], v["status"], v["retry_of"]) for v in versions] == [
         (0, "succeeded", None), (1, "failed", None), (2, "succeeded", 1)]  # fmt: skip
     console.check_clean()
+
+
+def test_edit_page_shows_the_apis_own_error_next_to_the_field_at_fault(console: OfflinePage,
+                                                                       console_server: str) -> None:  # fmt: skip
+    page = console.page
+    upload_and_describe(page, console_server)
+    expect(page.get_by_test_id("route-rule")).to_be_visible(timeout=WAIT_MS)
+    page.fill("textarea[name=prompt]", "x" * 2001)  # the test server's limit is 2,000 characters
+    files = {"image": ("coffee.png", (FIXTURES / "coffee.png").read_bytes(), "image/png")}
+    answer = httpx.post(f"{console_server}/v1/route/explain", files=files, data={"prompt": "x" * 2001}).json()
+    assert answer["error"]["param"] == "prompt"
+    error = page.locator(".field[data-param=prompt] .err")
+    expect(error).to_contain_text(answer["error"]["message"], timeout=WAIT_MS)
+    expect(page.locator("textarea[name=prompt]")).to_have_attribute("aria-invalid", "")
+    page.fill("textarea[name=prompt]", "make the background a sunny beach")
+    expect(error).to_be_empty(timeout=WAIT_MS)
+    expect(page.get_by_test_id("route-rule")).to_be_visible(timeout=WAIT_MS)
+    console.check_clean()
