@@ -17,9 +17,7 @@ COFFEE = fixture_bytes("coffee.png")
 MASK = fixture_bytes("coffee_background_mask.png")
 
 
-@pytest.fixture()
-def ledgered(make_server: Callable[..., str], emulator: str, tmp_path: Path) -> tuple[str, str, str, str]:
-    """A server with budgets, keys for tenants `acme` and `globex` and an admin key (tenant `ops`)."""
+def _server(make_server: Callable[..., str], emulator: str, tmp_path: Path) -> tuple[str, str, str, str]:
     budgets = {"default_daily_usd": 3.0, "tenants": {"acme": 5.0}, "on_exceed": "reject"}
     data_dir = tmp_path / "data"
     url = make_server(data_dir=data_dir, policy_file=policy_file(tmp_path, rules=DEFAULT["rules"], budgets=budgets),
@@ -27,6 +25,19 @@ def ledgered(make_server: Callable[..., str], emulator: str, tmp_path: Path) -> 
     keys = (_key(data_dir, "--tenant", "acme"), _key(data_dir, "--tenant", "globex"),
             _key(data_dir, "--admin", "--tenant", "ops"))  # fmt: skip
     return url, *keys
+
+
+@pytest.fixture()
+def ledgered(make_server: Callable[..., str], emulator: str, tmp_path: Path) -> tuple[str, str, str, str]:
+    """A fresh server (its ledger empty) with budgets, keys for tenants `acme` and `globex` and an admin key."""
+    return _server(make_server, emulator, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def shared(make_server: Callable[..., str], emulator: str, tmp_path_factory: pytest.TempPathFactory
+           ) -> tuple[str, str, str, str]:  # fmt: skip
+    """The same, shared by the tests that only read parameters and the document."""
+    return _server(make_server, emulator, tmp_path_factory.mktemp("spend"))
 
 
 def _edit(url: str, key: str, provider: str, tier: str = "pro") -> dict:
@@ -100,17 +111,17 @@ def test_admin_sees_every_tenant_or_one_and_a_tenant_only_itself(ledgered: tuple
         ({"group_by": "colour"}, "group_by"),
     ],
 )
-def test_bad_parameters_are_400s_that_name_them(ledgered: tuple[str, str, str, str], params: dict,
+def test_bad_parameters_are_400s_that_name_them(shared: tuple[str, str, str, str], params: dict,
                                                 param: str) -> None:  # fmt: skip
-    url, acme, _globex, _admin = ledgered
+    url, acme, _globex, _admin = shared
     r = httpx.get(f"{url}/v1/spend", params=params, headers=_bearer(acme))
     assert r.status_code == 400, r.text
     error = r.json()["error"]
     assert error["param"] == param and error["code"] == "invalid_parameter" and error["message"]
 
 
-def test_the_openapi_document_describes_spend_and_its_errors(ledgered: tuple[str, str, str, str]) -> None:
-    url = ledgered[0]
+def test_the_openapi_document_describes_spend_and_its_errors(shared: tuple[str, str, str, str]) -> None:
+    url = shared[0]
     op = httpx.get(f"{url}/docs/openapi.json").json()["paths"]["/v1/spend"]["get"]
     assert {"400", "401", "403", "500"} <= set(op["responses"])
     assert {p["name"] for p in op["parameters"]} >= {"since", "bucket", "group_by", "tenant"}
