@@ -96,7 +96,10 @@ export function debounce(fn, wait) {
   };
 }
 
+/** A time the API gave as epoch seconds or as an ISO 8601 string, shown in UTC. */
 export function when(ts) {
-  if (!ts) return '—';
-  return new Date(ts * 1000).toISOString().replace('T', ' ').slice(0, 19) + ' UTC';
+  if (ts === null || ts === undefined || ts === '') return '—';
+  const d = typeof ts === 'number' ? new Date(ts * 1000) : new Date(ts);
+  if (Number.isNaN(d.getTime())) return String(ts);
+  return `${d.toISOString().replace('T', ' ').slice(0, 19)} UTC`;
 }

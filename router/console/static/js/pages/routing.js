@@ -113,8 +113,10 @@ function whatIf(box, policy) {
     run.disabled = true;
     clear(out, h('p', { class: 'hint' }, 'Replaying…'));
     try {
-      drawWhatIf(out, await api('/v1/route/what-if', { method: 'POST', json: body }));
+      const answer = await api('/v1/route/what-if', { method: 'POST', json: body });
+      drawWhatIf(out, answer);
     } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
       if (err instanceof ApiError && err.status === 404 && err.code !== 'not_found_tenant') {
         clear(out, h('p', { class: 'err', 'data-testid': 'what-if-missing' }, `This editgate does not answer POST /v1/route/what-if (${errorText(err)}).`));
       } else {
@@ -143,7 +145,8 @@ function drawWhatIf(box, r) {
     h('div', { class: 'chart' }, errorBars([
       { label: 'before', value: c.before_usd, lo: null, hi: null },
       { label: 'after', value: c.after_usd, lo: interval[0], hi: interval[1] },
-    ], { title: 'Cost before and after, USD', format: (v) => `$${v.toFixed(4)}`, width: 640 })),
+    ], { title: 'Cost before and after, USD', format: (v) => `$${v.toFixed(4)}`, width: 640,
+      domain: [0, (Math.max(c.before_usd || 0, c.after_usd || 0, interval[1] || 0) * 1.1) || 1] })),
     h('h3', {}, 'Moves'),
     (r.moves || []).length ? h('div', { class: 'table-wrap' }, table(['From rule', 'From provider', 'To rule', 'To provider', 'Edits'],
       r.moves.map((m) => [m.from.rule, m.from.provider, m.to.rule, m.to.provider || 'refused', String(m.count)]), { cls: 'grid moves' }))
