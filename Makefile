@@ -9,7 +9,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-.PHONY: install serve test lint swagger-ui
+.PHONY: install serve test lint swagger-ui uplot
 install: $(STAMP)
 
 serve: $(STAMP)
@@ -33,3 +33,14 @@ swagger-ui:
 	  cp $(SWAGGER_UI_DIR).tmp/package/$$f $(SWAGGER_UI_DIR)/; done
 	rm -rf $(SWAGGER_UI_DIR).tmp
 	@echo "now update the version and integrity in $(SWAGGER_UI_DIR)/SOURCE.txt"
+
+# The console's chart library ships inside the package too (the console works offline). Refresh it from npm, pinned:
+UPLOT_VERSION ?= 1.6.32
+UPLOT_DIR := router/console/static/vendor/uplot
+uplot:
+	rm -rf $(UPLOT_DIR).tmp && mkdir -p $(UPLOT_DIR).tmp
+	cd $(UPLOT_DIR).tmp && npm pack --silent uplot@$(UPLOT_VERSION) | xargs tar xzf
+	cp $(UPLOT_DIR).tmp/package/dist/uPlot.esm.js $(UPLOT_DIR).tmp/package/dist/uPlot.min.css \
+	  $(UPLOT_DIR).tmp/package/LICENSE $(UPLOT_DIR)/
+	rm -rf $(UPLOT_DIR).tmp
+	@echo "now update the version and integrity in $(UPLOT_DIR)/SOURCE.txt"

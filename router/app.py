@@ -16,6 +16,7 @@ from policies import Policy
 from providers.decode_budget import DECODE_BUDGET
 from providers.pricing import load_prices
 from router.api.compare import compare_providers, experiment_report, feedback
+from router.api.console import CONSOLE_HANDLERS
 from router.api.docs import docs_assets, openapi_config
 from router.api.edit_events import get_edit_events
 from router.api.edits import cancel_edit, create_edit, get_edit
@@ -26,6 +27,7 @@ from router.api.openai_compat import openai_images_edit, openai_images_generate
 from router.api.routing import explain_route, get_policy
 from router.api.sessions import SESSION_HANDLERS
 from router.api.signed_urls import signed_urls_middleware
+from router.api.spend import get_spend
 from router.api.webhooks import edit_deliveries
 from router.api.what_if import route_what_if
 from router.auth import provide_caller, provide_tenant
@@ -175,9 +177,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             explain_route,
             get_policy,
             route_what_if,
+            get_spend,
             *SESSION_HANDLERS,
             *LISTING_HANDLERS,
             docs_assets(),
+            *CONSOLE_HANDLERS,
         ],
         dependencies={"tenant": Provide(provide_tenant), "caller": Provide(provide_caller)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
