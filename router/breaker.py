@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from policies.model import BreakerSettings
 
@@ -43,6 +43,13 @@ class Breaker:
         if self._clock() - self._opened_at >= max(self.settings.cool_down_s, self._hold_s):
             return "half_open"
         return "open"
+
+    @property
+    def half_open_in_s(self) -> float | None:
+        """While open: seconds until it half-opens (the cool-down, or a quota's longer hold); else None."""
+        if self._opened_at is None or self.state != "open":
+            return None
+        return max(0.0, self._opened_at + max(self.settings.cool_down_s, self._hold_s) - self._clock())
 
     def allows(self) -> bool:
         """May a new request go here? In half-open, only while no probe is in flight."""
@@ -109,3 +116,10 @@ class Breakers:
 
     def states(self) -> dict[str, State]:
         return {name: b.state for name, b in self._by_provider.items()}
+
+    def details(self) -> dict[str, dict[str, Any]]:
+        """Each breaker's state and, while open, how many seconds until it half-opens (for the console)."""
+        return {
+            name: {"state": b.state, "half_open_in_s": None if (s := b.half_open_in_s) is None else round(s, 1)}
+            for name, b in self._by_provider.items()
+        }

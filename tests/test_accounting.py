@@ -142,6 +142,24 @@ def test_compare_three_cloud_providers_side_by_side(cloud: httpx.Client, stack_l
     assert len(rows) == 3 and all(row.comparison for row in rows)
 
 
+def test_picks_between_compared_providers_feed_the_compare_report(cloud: httpx.Client) -> None:
+    files = [("image", ("c.png", COFFEE)), ("mask", ("m.png", MASK))]
+    before = cloud.get("/v1/experiments/compare/report")
+    accepted_before = {a["arm"]: a["feedback_count"] for a in before.json()["arms"]} if before.is_success else {}
+    body = cloud.post("/v1/compare", params={"providers": "openai-images,gemini"}, files=files,
+                      data={"prompt": PROMPT}).json()  # fmt: skip
+    winner, loser = body["results"]
+    assert cloud.post(f"/v1/edits/{winner['id']}/feedback", json={"verdict": "accepted"}).status_code == 201
+    assert cloud.post(f"/v1/edits/{loser['id']}/feedback", json={"verdict": "rejected"}).status_code == 201
+    report = cloud.get("/v1/experiments/compare/report").json()
+    arms = {a["arm"]: a for a in report["arms"]}
+    assert {"openai-images", "gemini"} <= set(arms)
+    for name in ("openai-images", "gemini"):
+        assert arms[name]["feedback_count"] == accepted_before.get(name, 0) + 1
+    if not accepted_before:  # the first picks on this server: the rates are exactly the picks
+        assert (arms["openai-images"]["acceptance_rate"], arms["gemini"]["acceptance_rate"]) == (1.0, 0.0)
+
+
 def test_compare_uses_policy_candidates_and_reports_errors(cloud: httpx.Client, faults: Callable[..., None]) -> None:
     faults("gemini", safety=1.0)
     files = [("image", ("c.png", COFFEE)), ("mask", ("m.png", MASK))]

@@ -209,3 +209,17 @@ def test_a_policy_reload_retunes_the_running_breakers(
     faults("images", unavailable=1.0, max_faults=1)
     assert pro_edit(url).json()["provider"] == "gemini"
     assert breaker_state(url, "openai-images") == "open", "one failure trips it under the reloaded settings"
+
+
+def test_an_open_breaker_says_when_it_will_half_open() -> None:
+    clock = Clock()
+    breakers = Breakers(BreakerSettings(consecutive_failures=1, cool_down_s=10), clock=clock)
+    assert breakers.details() == {}
+    breakers.get("gemini").record(False)
+    assert breakers.details()["gemini"] == {"state": "open", "half_open_in_s": 10.0}
+    clock.now += 4
+    assert breakers.details()["gemini"]["half_open_in_s"] == 6.0
+    clock.now += 6
+    assert breakers.details()["gemini"] == {"state": "half_open", "half_open_in_s": None}
+    breakers.get("openai-images").trip(for_s=3600)  # a per-day quota holds it longer than the cool-down
+    assert breakers.details()["openai-images"]["half_open_in_s"] == 3600.0

@@ -23,6 +23,10 @@ from router.reports import Report, build_report
 from router.service import EditTarget, Gateway, route, run_edit, start_session
 from router.storage.store import VERSION_ID
 
+COMPARE_EXPERIMENT = "compare"
+"""Side-by-side runs are arms (one per provider) of this experiment: ``GET /v1/experiments/compare/report``
+shows which provider people pick, from the winners chosen with feedback."""
+
 
 async def _compare(gw: Gateway, tenant: str, req: EditRequest, raw: RawInputs, providers: str | None,
                    url: str) -> Answer:  # fmt: skip
@@ -37,7 +41,8 @@ async def _compare(gw: Gateway, tenant: str, req: EditRequest, raw: RawInputs, p
     session_id, v0 = await start_session(gw, tenant, p.source, url, {"compare": names})
 
     async def one(name: str) -> dict[str, Any]:
-        target = EditTarget(tenant, session_id, v0, base_url=url, comparison=True)
+        # recorded as arm `name` of the experiment "compare": the picks (feedback) feed its report
+        target = EditTarget(tenant, session_id, v0, base_url=url, comparison=True, tag=(COMPARE_EXPERIMENT, name))
         try:
             own = RawInputs(raw.image, raw.mask, list(raw.references))  # each run releases its inputs
             response = await run_edit(gw, req.model_copy(update={"provider": name}), own, target)
@@ -59,7 +64,9 @@ async def compare_providers(
 ) -> Response[dict[str, Any]]:
     """Same body as `POST /v1/edits`. `?providers=gemini,openai-images` chooses who runs it; without
     it, the policy's candidates for this request do. Every result (or error) comes back side by side,
-    each as a version of one new session, and the ledger marks these attempts as comparisons.
+    each as a version of one new session, and the ledger marks these attempts as comparisons. Each run is
+    an arm (its provider) of the experiment `compare`: feedback on the results (the winner accepted, the
+    others rejected) feeds `GET /v1/experiments/compare/report`.
     `Idempotency-Key` makes a retry safe."""
     gw: Gateway = request.app.state.gateway
     req, raw = await parse_edit_request(request)

@@ -58,8 +58,10 @@ async def get_policy(request: Request, caller: CallerDep) -> dict[str, Any]:
     if not caller.admin:
         view = tenant_view(policy, caller.tenant, gw.providers)
         breakers = gw.resources.breakers.states()
+        details = gw.resources.breakers.details()
         return {**view, "forced_provider": gw.forced_provider,
-                "breakers": {name: state for name, state in breakers.items() if name in view["providers"]}}  # fmt: skip
+                "breakers": {name: state for name, state in breakers.items() if name in view["providers"]},
+                "breaker_details": {n: d for n, d in details.items() if n in view["providers"]}}  # fmt: skip
     return {
         "version": policy.version,
         "digest": policy.digest,
@@ -73,6 +75,7 @@ async def get_policy(request: Request, caller: CallerDep) -> dict[str, Any]:
         "experiments": [e.model_dump() for e in policy.experiments],
         "budgets": policy.budgets.model_dump(),
         "breakers": gw.resources.breakers.states(),
+        "breaker_details": gw.resources.breakers.details(),
         "pricing_version": gw.prices.version,
         "reload": reloader.status() if reloader else None,
     }

@@ -30,11 +30,11 @@ export async function render(main) {
     return null;
   }
   drawPolicy(policyBox, policy);
-  drawBreakers(breakerBox, policy.breakers || {});
+  drawBreakers(breakerBox, policy.breakers || {}, policy.breaker_details || {});
   const timer = setInterval(async () => {
     try {
       const p = await api('/v1/policy');
-      drawBreakers(breakerBox, p.breakers || {});
+      drawBreakers(breakerBox, p.breakers || {}, p.breaker_details || {});
     } catch (err) {
       clear(breakerBox, errorBox(err));
     }
@@ -73,10 +73,15 @@ function drawPolicy(box, p) {
       : h('p', {}, p.budget ? `your daily budget: ${p.budget.daily_usd === null ? 'none' : usd(p.budget.daily_usd, 2)} · on exceed: ${p.budget.on_exceed}` : '—'));
 }
 
-function drawBreakers(box, breakers) {
+function drawBreakers(box, breakers, details) {
   const stamp = new Date().toISOString().slice(11, 19);
-  clear(box, h('div', { class: 'table-wrap' }, table(['Provider', 'State'], Object.entries(breakers).map(([name, state]) => [
-    name, h('span', { class: `breaker-${state}`, 'data-provider': name }, state)]))),
+  const halfOpens = (name) => {
+    const s = (details[name] || {}).half_open_in_s;
+    return s == null ? '—' : `in ${s < 120 ? `${Math.ceil(s)} s` : `${Math.round(s / 60)} min`}`;
+  };
+  clear(box, h('div', { class: 'table-wrap' }, table(['Provider', 'State', 'Half-opens'], Object.entries(breakers).map(([name, state]) => [
+    name, h('span', { class: `breaker-${state}`, 'data-provider': name }, state),
+    h('span', { 'data-half-open': name }, halfOpens(name))]))),
   h('p', { class: 'hint' }, `Live: refreshed every ${BREAKER_REFRESH_MS / 1000} s (last ${stamp} UTC). An open breaker half-opens `
     + 'after its cool-down and lets one trial call through.'));
 }
