@@ -23,6 +23,7 @@ from policies import Candidate, Policy, RouteDecision, decide, shadow_for
 from policies.model import Shadow
 from providers.base import EditJob, ImageBlob, OnPartial, Provider
 from providers.pricing import PriceTable, UsageInputs, actual_usd, estimate_usd
+from router.answers import AnswerTurns, Turn
 from router.blobs import BlobStore
 from router.deferred import DeferredScores
 from router.errors import ApiError
@@ -83,6 +84,8 @@ class Gateway:
     """Each edit's live events (queued, routed, attempt, partial_image, completed | failed) for SSE."""
     scores: DeferredScores | None = None
     """Preservation scores measured after the answer (answers that do not show them); None: none are."""
+    answers: AnswerTurns = field(default_factory=lambda: AnswerTurns(8))
+    """How many provider answers are read, decoded and stored at once (memory, with many edits in flight)."""
 
     async def shielded(self, run: EditRun, work: Coroutine[Any, Any, EditResponse]) -> EditResponse:
         """Run ``work`` as a task of its own: cancelling the caller (a disconnect) leaves it running."""
@@ -207,7 +210,7 @@ async def start_session(
 
 
 def _job(p: PreparedEdit, candidate: Candidate, timeout_s: float, previous_response_id: str | None,
-         on_partial: OnPartial | None = None) -> EditJob:  # fmt: skip
+         on_partial: OnPartial | None = None, turn: Turn | None = None) -> EditJob:  # fmt: skip
     req = p.request
     out_w, out_h = p.out_size or (p.work.width, p.work.height)
     return EditJob(
@@ -228,6 +231,7 @@ def _job(p: PreparedEdit, candidate: Candidate, timeout_s: float, previous_respo
         connect_timeout_s=min(candidate.connect_timeout_s, timeout_s),
         partial_images=req.partial_images,
         on_partial=on_partial,
+        answer_turn=turn.take if turn is not None else None,
     )
 
 
@@ -366,6 +370,9 @@ class EditRun:
         """The provider whose concurrency slot this run holds from its claim (a queued edit's first candidate)."""
         self.deferred_score: Callable[[], Any] | None = None
         """The preservation score left for after the answer (see :attr:`EditTarget.score_after_response`)."""
+        self.turn = gw.answers.turn()
+        """This edit's turn to read, decode and store its provider's answer: held from the answer's arrival until
+        its result is in the blob store, so answers that arrive together wait unread instead of piling up."""
 
     @property
     def header(self) -> dict[str, Any]:
@@ -395,6 +402,7 @@ class EditRun:
                 raise
             raise error from exc
         finally:
+            self.turn.release()
             self.gw.metrics.in_flight.dec()
 
     async def choose_route(self) -> RouteDecision:
@@ -446,10 +454,11 @@ class EditRun:
         gw, p, previous = self.gw, self.p, self.previous_response_id
         deadline = decision.deadline_s or gw.settings.request_timeout_s
         partials = partial_publisher(gw.events, self.version.id, p.request.output_format, gw.workers.run)
+        turn = self.turn
         try:
             async with in_use(gw.providers) as providers:  # a reload closes replaced clients only after this
                 outcome = await execute(
-                    decision, providers, lambda c: _job(p, c, min(c.timeout_s, deadline), previous, partials),
+                    decision, providers, lambda c: _job(p, c, min(c.timeout_s, deadline), previous, partials, turn),
                     deadline, gw.resources, attempts=self.route_info.attempts,  # kept if this run is cancelled
                     on_attempt=attempt_publisher(gw.events, self.version.id), held=self.held_slot,
                     on_call=self.calling,
@@ -482,6 +491,8 @@ class EditRun:
         gw, p = self.gw, self.p
         served_by, model = outcome.candidate.provider, outcome.candidate.model
         shas = await gw.workers.run(lambda: [gw.blobs.put(n.data, n.sha256) for n, _ in normalized])
+        outcome.result.images = []  # stored: this run holds no copy of the provider's answer any longer
+        self.turn.release()
         t_end = time.perf_counter()
         previous = self.previous_response_id
         chain = self._chain(served_by, previous)
