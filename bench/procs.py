@@ -59,7 +59,7 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def wait_http(url: str, timeout: float = 30) -> None:
+def wait_http(url: str, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
