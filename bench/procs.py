@@ -59,7 +59,7 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def wait_http(url: str, timeout: float = 120) -> None:
+def wait_http(url: str, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -72,7 +72,7 @@ def wait_http(url: str, timeout: float = 120) -> None:
 
 def set_latency(emulator: str, latency_ms: float) -> None:
     plan = {"cache_renders": True, "endpoints": {"images": {"latency_ms": latency_ms}}}
-    httpx.put(f"{emulator}/_emulator/config", json=plan).raise_for_status()
+    httpx.put(f"{emulator}/_emulator/config", json=plan, timeout=120).raise_for_status()
 
 
 @contextmanager
@@ -109,4 +109,4 @@ def services(tmp: Path, logs: Path) -> Iterator[Services]:
     finally:
         for p in reversed(started):
             p.terminate()
-            p.wait(timeout=20)
+            p.wait(timeout=120)

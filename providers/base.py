@@ -21,6 +21,9 @@ RunBlocking = Callable[[Callable[[], T]], Awaitable[T]]
 """Runs CPU-bound image work off the event loop; injected so providers share the gateway's pool."""
 OnPartial = Callable[[int, bytes, str], Awaitable[None]]
 """Receives a provider's partial image as it arrives: (index, encoded bytes, mime). A preview, never a result."""
+AnswerTurn = Callable[[], Awaitable[None]]
+"""Awaited once the provider's answer has arrived and before its body is read: the gateway bounds how many
+answers are read and decoded at once (memory), so an answer may wait here, unread, for its turn."""
 
 
 async def in_worker_thread(fn: Callable[[], T]) -> T:
@@ -129,6 +132,7 @@ class EditJob:
     """A transparent PNG drawn over the source to guide the edit (the models that take ``markup``)."""
     safety_identifier: str | None = None
     """The end user's identifier for the provider's abuse monitoring (the caller's, or the tenant's own)."""
+    answer_turn: AnswerTurn | None = None
 
 
 @dataclass(frozen=True, slots=True)

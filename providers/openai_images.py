@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import httpx
+import httpx2
 import openai
 from openai import AsyncStream
 from openai.types import Image, ImagesResponse
@@ -28,6 +30,10 @@ editgate's own mapping; ``output_compression`` only with jpeg or webp, as the AP
 def rendered(quality: str | None, safety_identifier: str | None) -> dict[str, str]:
     """What an OpenAI answer says it did, keeping only what it said."""
     return {k: v for k, v in (("quality", quality), ("safety_identifier", safety_identifier)) if v}
+
+
+_TIMEOUTS = (httpx2.TimeoutException, httpx.TimeoutException)
+_TRANSPORT = (httpx2.RequestError, httpx.RequestError)
 
 
 class OpenAIImagesProvider:
@@ -86,21 +92,15 @@ class OpenAIImagesProvider:
         streamed = job.partial_images > 0 and job.on_partial is not None
         response: ImagesAnswer | ImagesResponse  # a streamed answer is assembled from the SDK's events
         try:
-            timeout = call_timeout(job.timeout_s, job.connect_timeout_s)
-            extra = {"stream": True, "partial_images": job.partial_images} if streamed else {}
-            if job.mode == "generate":  # text-to-image: the canvas is not sent
-                request = {k: v for k, v in self.build_request(job).items() if k not in ("image", "mask", "markup")}
-                raw = await self._client.images.with_raw_response.generate(**request, **extra, timeout=timeout)  # type: ignore[call-overload]
-                response = await self._relay(raw.parse(), job) if streamed else decode_images(raw.content)
-            else:
-                request = self.build_request(job)
-                try:  # stored images are streamed from their files, not held in memory through the call
-                    raw = await self._client.images.with_raw_response.edit(**request, **extra, timeout=timeout)  # type: ignore[call-overload]
-                    response = await self._relay(raw.parse(), job) if streamed else decode_images(raw.content)
-                finally:
-                    for _, content, _ in request["image"]:  # type: ignore[attr-defined]
-                        if not isinstance(content, bytes):
-                            content.close()
+            built = self.build_request(job)
+            generate = job.mode == "generate"  # text-to-image: the canvas (and any markup) is not sent
+            request = {k: v for k, v in built.items() if k not in ("image", "mask", "markup")} if generate else built
+            try:  # stored images are streamed from their files, not held in memory through the call
+                response, raw = await self._call(request, job, streamed)
+            finally:
+                for _, content, _ in built["image"]:  # type: ignore[attr-defined]
+                    if not isinstance(content, bytes):
+                        content.close()
             mime = MIME.get(response.output_format or job.output_format, "image/png")
             images = [ResultImage(data=image_bytes(d.b64_json), mime=mime) for d in response.data or [] if d.b64_json]
         except Exception as exc:
@@ -115,6 +115,28 @@ class OpenAIImagesProvider:
             emulated=EMULATOR_HEADER in raw.headers,
             rendered=rendered(response.quality, getattr(response, "safety_identifier", None)),
         )
+
+    async def _call(self, request: dict[str, object], job: EditJob, streamed: bool
+                    ) -> tuple[ImagesAnswer | ImagesResponse, Any]:  # fmt: skip
+        """The SDK sends the request and raises its errors for a non-2xx status. A whole answer is read only
+        once the gateway gives it its turn (:attr:`EditJob.answer_turn`), then decoded straight from bytes."""
+        images, generate = self._client.images, job.mode == "generate"
+        timeout = call_timeout(job.timeout_s, job.connect_timeout_s)
+        if streamed:
+            send = images.with_raw_response.generate if generate else images.with_raw_response.edit
+            raw = await send(**request, stream=True, partial_images=job.partial_images, timeout=timeout)  # type: ignore[call-overload]
+            return await self._relay(raw.parse(), job), raw
+        answer = images.with_streaming_response.generate if generate else images.with_streaming_response.edit
+        async with answer(**request, timeout=timeout) as raw:  # type: ignore[call-overload]
+            if job.answer_turn is not None:
+                await job.answer_turn()
+            try:
+                body = await raw.read()
+            except _TIMEOUTS as exc:  # what the SDK raises when it reads the body itself
+                raise openai.APITimeoutError(request=raw.http_request) from exc
+            except _TRANSPORT as exc:
+                raise openai.APIConnectionError(request=raw.http_request) from exc
+            return decode_images(body), raw
 
     async def _relay(self, stream: AsyncStream[Any], job: EditJob) -> ImagesResponse:
         """Pass each ``*.partial_image`` event on as it arrives; the ``*.completed`` events make the response."""

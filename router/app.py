@@ -15,6 +15,7 @@ from litestar.di import Provide
 from policies import Policy
 from providers.decode_budget import DECODE_BUDGET
 from providers.pricing import load_prices
+from router.answers import AnswerTurns
 from router.api.compare import compare_providers, experiment_report, feedback
 from router.api.console import CONSOLE_HANDLERS
 from router.api.docs import docs_assets, openapi_config
@@ -86,6 +87,7 @@ def build_gateway(settings: Settings) -> Gateway:
         settings.link_ttl_by_tenant,
     )
     gateway.scores = DeferredScores(settings.deferred_scores, workers.run, gateway.lifecycle.scored)
+    gateway.answers = AnswerTurns(settings.answers_at_once)
     gateway.set_policy(policy)
     gateway.lifecycle.on_terminal.append(enqueue)  # webhook messages commit with the state they announce
     return gateway

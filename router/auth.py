@@ -33,10 +33,11 @@ async def resolve_caller(connection: ASGIConnection) -> Caller:  # type: ignore[
     gw = connection.app.state.gateway
     header = connection.headers.get("authorization", "")
     key = header[7:].strip() if header[:7].lower() == "bearer " else ""
-    found = await gw.store.caller_for_key(key) if key else None
+    keys = await gw.store.keys_ever_created()  # with no key ever created, a presented one cannot match
+    found = await gw.store.caller_for_key(key) if key and keys else None
     if found:
         caller = Caller(tenant=found[0], admin=found[1])
-    elif await gw.store.keys_ever_created():
+    elif keys:
         if key:
             raise ApiError(401, "invalid_api_key", "The API key is not valid or has been revoked.")
         raise ApiError(401, "missing_api_key", "Send your editgate API key as 'Authorization: Bearer KEY'.")

@@ -23,6 +23,7 @@ from policies import Candidate, Features, Policy, RouteDecision, decide, shadow_
 from policies.model import Shadow, split_target
 from providers.base import EditJob, ImageBlob, OnPartial, Provider
 from providers.pricing import PriceTable, UsageInputs, actual_usd, chain_tokens_after, estimate_usd
+from router.answers import AnswerTurns, Turn
 from router.blobs import BlobStore
 from router.chains import CHAIN_KIND, HISTORY_PROVIDER, History, carried_input, parent_history, store_history
 from router.costs import SKIPPED_OVER_CAP, check_cap, cost_section
@@ -91,6 +92,8 @@ class Gateway:
     """Preservation scores measured after the answer (answers that do not show them); None: none are."""
     links: LinkSigner | None = None
     """Signs and checks the expiring file links of ``?url_style=signed`` (router/links.py)."""
+    answers: AnswerTurns = field(default_factory=lambda: AnswerTurns(8))
+    """How many provider answers are read, decoded and stored at once (memory, with many edits in flight)."""
 
     async def shielded(self, run: EditRun, work: Coroutine[Any, Any, EditResponse]) -> EditResponse:
         """Run ``work`` as a task of its own: cancelling the caller (a disconnect) leaves it running."""
@@ -215,8 +218,8 @@ async def start_session(
 
 
 def _job(p: PreparedEdit, candidate: Candidate, timeout_s: float, previous_response_id: str | None,
-         on_partial: OnPartial | None = None, history: History | None = None,
-         tenant: str = "") -> EditJob:  # fmt: skip
+         on_partial: OnPartial | None = None, history: History | None = None, tenant: str = "",
+         turn: Turn | None = None) -> EditJob:  # fmt: skip
     req = p.request
     out_w, out_h = p.out_size or (p.work.width, p.work.height)
     return EditJob(
@@ -241,6 +244,7 @@ def _job(p: PreparedEdit, candidate: Candidate, timeout_s: float, previous_respo
         params=req.provider_params,
         markup=p.markup,
         safety_identifier=safety_identifier_for(req.provider_params, tenant),
+        answer_turn=turn.take if turn is not None else None,
     )
 
 
@@ -439,6 +443,9 @@ class EditRun:
         """The preservation score left for after the answer (see :attr:`EditTarget.score_after_response`)."""
         self.history: History | None = None
         """The parent's Gemini conversation, continued by a Gemini candidate of the same model."""
+        self.turn = gw.answers.turn()
+        """This edit's turn to read, decode and store its provider's answer: held from the answer's arrival until
+        its result is in the blob store, so answers that arrive together wait unread instead of piling up."""
 
     @property
     def header(self) -> dict[str, Any]:
@@ -468,6 +475,7 @@ class EditRun:
                 raise
             raise error from exc
         finally:
+            self.turn.release()
             self.gw.metrics.in_flight.dec()
 
     async def choose_route(self) -> RouteDecision:
@@ -528,11 +536,13 @@ class EditRun:
         else:
             history = None
         partials = partial_publisher(gw.events, self.version.id, p.request.output_format, gw.workers.run)
+        turn = self.turn
         try:
             async with in_use(gw.providers) as providers:  # a reload closes replaced clients only after this
                 outcome = await execute(
                     decision, providers,
-                    lambda c: _job(p, c, min(c.timeout_s, deadline), previous, partials, history, self.target.tenant),
+                    lambda c: _job(p, c, min(c.timeout_s, deadline), previous, partials, history, self.target.tenant,
+                                   turn),
                     deadline, gw.resources, attempts=self.route_info.attempts,  # kept if this run is cancelled
                     on_attempt=attempt_publisher(gw.events, self.version.id), held=self.held_slot,
                     on_call=self.calling, max_cost_usd=p.request.max_cost_usd,
@@ -568,6 +578,8 @@ class EditRun:
         shas = await gw.workers.run(lambda: [gw.blobs.put(n.data, n.sha256) for n, _ in normalized])
         # a mask-locked result is no longer the provider's own output: its chain cannot continue from it
         history = None if lock else await store_history(outcome.result.chain_blob, gw.blobs, gw.workers)
+        outcome.result.images = []  # stored: this run holds no copy of the provider's answer any longer
+        self.turn.release()
         t_end = time.perf_counter()
         previous = self.previous_response_id
         chain = self._chain(served_by, previous, model, outcome.result.raw.get("chain_restarted"))

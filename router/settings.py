@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     decode_budget_megapixels: float = Field(
         100.0, gt=0, description="Pixels that concurrent decodes may hold at once, process-wide (memory bound)."
     )
+    answers_at_once: int = Field(
+        8, ge=1, description="Provider answers read, decoded and stored at once (memory bound); the rest wait unread."
+    )
     request_timeout_s: float = Field(600.0, description="Overall deadline of one edit, all attempts included.")
     body_read_timeout_s: float = Field(
         30.0, gt=0, description="A client gets this long (waiting time, in total) to send its request body, else 408."

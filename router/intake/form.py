@@ -38,6 +38,13 @@ def _text(data: bytes | bytearray, name: str, charset: str | None) -> str:
                        name) from None  # fmt: skip
 
 
+_SPOOL = 256 * 1024
+"""A file part is held in memory up to this size, then spooled to disk (Litestar's default is 1 MB): with a
+thousand uploads arriving at once, what they hold while they arrive is what this number times a thousand is.
+Its bytes are written in pieces of the same size: on disk every write is a trip to a worker thread, and the
+network hands the body over in pieces of a few kilobytes."""
+
+
 class _Parts:
     """Collects the parser's events into fields: text for plain parts, spooled files for file parts."""
 
@@ -45,6 +52,13 @@ class _Parts:
         self.fields: defaultdict[str, list[Any]] = defaultdict(list)
         self.segment: MultipartSegment | None = None
         self.data: UploadFile | bytearray = bytearray()
+        self.pending = bytearray()
+        """A file part's bytes not yet written to its spooled file."""
+
+    async def _write(self, upload: UploadFile) -> None:
+        if self.pending:
+            await upload.write(self.pending)
+            self.pending = bytearray()
 
     async def feed(self, events: Iterator[MultipartSegment | bytes | None]) -> None:
         for event in events:
@@ -52,15 +66,19 @@ class _Parts:
                 self.segment, self.data = event, bytearray()
                 if event.filename is not None:  # a file part, even when its filename is empty
                     self.data = UploadFile(content_type=event.content_type or "application/octet-stream",
-                                           filename=event.filename, headers=dict(event.headerlist))  # fmt: skip
+                                           filename=event.filename, headers=dict(event.headerlist),
+                                           max_spool_size=_SPOOL)  # fmt: skip
             elif event:
                 if isinstance(self.data, UploadFile):
-                    await self.data.write(event)
+                    self.pending += event
+                    if len(self.pending) >= _SPOOL:
+                        await self._write(self.data)
                 else:
                     self.data.extend(event)
             elif self.segment is not None:
                 name = self.segment.name or ""
                 if isinstance(self.data, UploadFile):
+                    await self._write(self.data)
                     await self.data.seek(0)
                     self.fields[name].append(self.data)
                 else:

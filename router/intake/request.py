@@ -26,7 +26,7 @@ _JSON_FIELDS = {"metadata"}
 
 @dataclass(slots=True)
 class RawInputs:
-    """The uploaded bytes. Multipart files stay in their spooled upload files (on disk past 1 MB) until
+    """The uploaded bytes. Multipart files stay in their spooled upload files (on disk past 256 KB) until
     :meth:`load` runs in a worker thread, so a request queued for intake holds no image in memory."""
 
     image: bytes

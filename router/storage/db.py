@@ -10,8 +10,10 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from router.storage.sqlite_hops import one_hop_creator
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _LOCK_ID = 0x6564_6974  # "edit"
@@ -35,8 +37,10 @@ as long as a request may wait (queueing, bounded by the request deadline), so bu
 def make_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         # sqlite3's `timeout` is SQLite's busy timeout: one setting, not a second one in a PRAGMA
+        parsed = make_url(url)
+        creator = {"async_creator": one_hop_creator(parsed.database, WAIT_S)} if parsed.database else {}
         engine = create_async_engine(
-            url, connect_args={"timeout": WAIT_S}, pool_size=8, max_overflow=8, pool_timeout=WAIT_S
+            url, connect_args={"timeout": WAIT_S}, pool_size=8, max_overflow=8, pool_timeout=WAIT_S, **creator
         )
 
         @event.listens_for(engine.sync_engine, "connect")

@@ -99,6 +99,7 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._session = async_sessionmaker(engine, expire_on_commit=False)
+        self._keys_seen = False
 
     def tx(self) -> AsyncSession:
         return self._session()
@@ -161,9 +162,13 @@ class Store:
             return (row[0], bool(row[1])) if row else None
 
     async def keys_ever_created(self) -> bool:
-        """Auth is enforced from the first key on, for good: revoking the last key must not reopen the gateway."""
+        """Auth is enforced from the first key on, for good: revoking the last key must not reopen the gateway.
+        So once a key is seen the answer is remembered, and an authenticated request costs no query for it."""
+        if self._keys_seen:
+            return True
         async with self.tx() as db:
-            return bool(await db.scalar(select(exists().where(ApiKey.id.is_not(None)))))
+            self._keys_seen = bool(await db.scalar(select(exists().where(ApiKey.id.is_not(None)))))
+        return self._keys_seen
 
     # --- sessions, versions, blobs -------------------------------------------------------------
 
