@@ -35,6 +35,8 @@ from router.errors import EXCEPTION_HANDLERS
 from router.events import EventBus
 from router.executor import Resources
 from router.lifecycle import Lifecycle
+from router.limits import Limits, LocalLimits
+from router.limits.shared import RedisLimits
 from router.logging import request_id_middleware
 from router.metrics import Metrics
 from router.policy_source import PolicyReloader, read_policy
@@ -73,10 +75,22 @@ def build_gateway(settings: Settings) -> Gateway:
         forced_provider=settings.image_edit_provider,
         events=EventBus(settings.events_retain_s),
     )
+    gateway.resources.limits = shared_limits(settings, gateway.metrics)
     gateway.scores = DeferredScores(settings.deferred_scores, workers.run, gateway.lifecycle.scored)
     gateway.set_policy(policy)
     gateway.lifecycle.on_terminal.append(enqueue)  # webhook messages commit with the state they announce
     return gateway
+
+
+def shared_limits(settings: Settings, metrics: Metrics) -> Limits:
+    """Redis-held limits when ``REDIS_URL`` is set (their reach shown on ``editgate_dependency_up``), else local."""
+    if not settings.redis_url:
+        return LocalLimits(settle_grace_s=settings.budget_settle_grace_s)
+    up = metrics.dependency_up.labels("redis")
+    up.set(1)
+    return RedisLimits(settings.redis_url, settings.redis_prefix, lease_s=settings.redis_lease_s,
+                       poll_s=settings.redis_poll_s, settle_grace_s=settings.budget_settle_grace_s,
+                       on_state=lambda ok: up.set(1 if ok else 0))  # fmt: skip
 
 
 def _apply_policy(gateway: Gateway) -> Callable[[Policy], None]:
@@ -113,6 +127,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "no_api_keys",
                 note="running as the single development tenant 'dev'; the first `editgate keys create` enforces auth",
             )
+        if isinstance(gateway.resources.limits, RedisLimits) and not await gateway.resources.limits.check():
+            log.warning("redis_unreachable_at_start", note="serving with this process's own limits until it answers")
         if recovered := await recover_once(gateway):
             log.warning("recovered_interrupted_edits", edits=len(recovered))
         reloader = PolicyReloader(settings.policy_file, _apply_policy(gateway))
@@ -140,6 +156,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await asyncio.gather(*tasks, return_exceptions=True)  # the webhook worker gives its leases back
             if isinstance(gateway.providers, ProviderSet):
                 await gateway.providers.retire()
+            await gateway.resources.limits.close()
             await gateway.store.engine.dispose()
 
     return Litestar(

@@ -74,6 +74,9 @@ class Metrics:
             "editgate_event_loop_lag_peak_seconds", "Worst event-loop lag since start", registry=r
         )
         self._peak = 0.0
+        self.dependency_up = Gauge(
+            "editgate_dependency_up", "1: the dependency answers; 0: it does not", ("dependency",), registry=r
+        )
         self.megapixels = Histogram(
             "editgate_image_megapixels", "Image size", ("direction",), buckets=MEGAPIXEL_BUCKETS, registry=r
         )

@@ -32,6 +32,7 @@ from router.intake.images import LoadedImage
 from router.intake.prepare import PreparedEdit, prepare
 from router.intake.request import RawInputs
 from router.lifecycle import CANCELED, INTERRUPTED, Finish, IdempotencyClaim, Lifecycle, NewSession
+from router.limits import limits_from_policy
 from router.metrics import Metrics
 from router.models import (
     Attempt,
@@ -126,7 +127,7 @@ class Gateway:
     def set_policy(self, policy: Policy) -> None:
         """Swap the running policy (reload); execution limits follow it."""
         self.policy = policy
-        self.resources.max_concurrency = {n: p.max_concurrency for n, p in policy.providers.items()}
+        self.resources.limits.configure(limits_from_policy(policy))
         self.resources.retries = {n: p.retries for n, p in policy.providers.items()}
         self.resources.breakers.configure(policy.breaker)
 

@@ -1,0 +1,83 @@
+"""Two replicas on one PostgreSQL and one Redis share what one account allows: a provider's
+``max_concurrency`` and per-minute rates hold across both, and a tenant's budget is not overspent by
+concurrent edits on either. Each replica is a whole app on its own socket (as ``editgate serve`` runs),
+with its own event loop; they share only the database, Redis and the blob directory."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import cloud_settings, fixture_bytes
+from tests.test_breakers import DEFAULT, policy_file
+
+COFFEE = fixture_bytes("coffee.png")
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def redis_prefix() -> str:
+    """Keys of their own per test: tests share the machine's Redis."""
+    return f"editgate-test-{uuid.uuid4().hex[:10]}"
+
+
+def replicas(make_server: Callable[..., str], emulator: str, new_database: Callable[[], str], tmp_path: Path,
+             policy: Path, redis_url: str | None = REDIS_URL, **extra: Any) -> list[str]:  # fmt: skip
+    """Two editgates on one fresh PostgreSQL database, one Redis key space and one blob directory."""
+    shared = dict(database_url=new_database(), redis_url=redis_url, redis_prefix=redis_prefix(),
+                  data_dir=tmp_path / "data", policy_file=policy, **cloud_settings(emulator), **extra)  # fmt: skip
+    return [make_server(**shared), make_server(**shared)]
+
+
+def gemini_with(**limits: Any) -> dict[str, Any]:
+    return {**DEFAULT["providers"], "gemini": {**DEFAULT["providers"]["gemini"], **limits}}
+
+
+def edit(url: str, **data: str) -> httpx.Response:
+    with httpx.Client(base_url=url, timeout=120) as api:
+        return api.post("/v1/edits", files=[("image", ("c.png", COFFEE))],
+                        data={"prompt": "a sandy beach", "provider": "gemini", **data})  # fmt: skip
+
+
+def spread(urls: list[str], count: int, **data: str) -> list[httpx.Response]:
+    """``count`` edits at once, alternating between the replicas."""
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(lambda i: edit(urls[i % len(urls)], **data), range(count)))
+
+
+def emulator_stats(emulator: str) -> dict[str, Any]:
+    return httpx.get(f"{emulator}/_emulator/stats").json()
+
+
+@pytest.fixture()
+def slow_gemini(emulator: str) -> Callable[[float], None]:
+    """Gemini answers after ``latency_ms``, so calls overlap; the plan (and the emulator's peak count)
+    is reset after the test."""
+
+    def slow(latency_ms: float) -> None:
+        plan = {"endpoints": {"gemini": {"latency_ms": latency_ms}}}
+        httpx.put(f"{emulator}/_emulator/config", json=plan).raise_for_status()
+
+    yield slow  # type: ignore[misc]
+    httpx.put(f"{emulator}/_emulator/config", json={}).raise_for_status()
+
+
+def test_a_provider_limit_of_four_holds_across_two_replicas(new_database: Callable[[], str],
+                                                             make_server: Callable[..., str], emulator: str,
+                                                             tmp_path: Path,
+                                                             slow_gemini: Callable[[float], None]) -> None:  # fmt: skip
+    urls = replicas(make_server, emulator, new_database, tmp_path,
+                    policy_file(tmp_path, providers=gemini_with(max_concurrency=4)))  # fmt: skip
+    slow_gemini(400)
+    answers = spread(urls, 16)
+    assert [r.status_code for r in answers] == [200] * 16, [r.text for r in answers if r.status_code != 200]
+    stats = emulator_stats(emulator)
+    assert stats["requests"]["gemini"] == 16
+    assert stats["peak_in_flight"]["gemini"] == 4, "four at once, never more, though each replica alone allows 4"
+    waited = [r.json()["latency_ms"]["queueing"] for r in answers]
+    assert sum(w > 200 for w in waited) >= 8, f"at least 12 of 16 waited for a slot, in latency_ms.queueing: {waited}"
