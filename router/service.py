@@ -20,7 +20,7 @@ import pybase64
 import structlog
 
 from policies import Candidate, Policy, RouteDecision, decide, shadow_for
-from policies.model import Shadow
+from policies.model import Refusal, Shadow
 from providers.base import EditJob, ImageBlob, OnPartial, Provider
 from providers.pricing import PriceTable, UsageInputs, actual_usd, estimate_usd
 from router.blobs import BlobStore
@@ -32,7 +32,8 @@ from router.intake.images import LoadedImage
 from router.intake.prepare import PreparedEdit, prepare
 from router.intake.request import RawInputs
 from router.lifecycle import CANCELED, INTERRUPTED, Finish, IdempotencyClaim, Lifecycle, NewSession
-from router.limits import limits_from_policy
+from router.limits import BudgetHold, limits_from_policy
+from router.limits.base import utc_day
 from router.metrics import Metrics
 from router.models import (
     Attempt,
@@ -51,7 +52,7 @@ from router.normalize import NormalizedImage, normalize, score
 from router.registry import in_use
 from router.settings import Settings
 from router.storage.models import Version
-from router.storage.store import SessionGone, Spend, Store, new_id
+from router.storage.store import BILLED, SessionGone, Spend, Store, new_id
 from router.workers import ImageWorkers
 
 log = structlog.get_logger("editgate.edit")
@@ -281,30 +282,58 @@ def start_of_utc_day(now: float) -> float:
     return now - now % 86400
 
 
-async def route(gw: Gateway, p: PreparedEdit, tenant: str, session_id: str | None,
-                session_provider: str | None, shadow: bool = False) -> RouteDecision:  # fmt: skip
+HOLD_TRIES = 5
+"""Routes tried when other edits' budget holds take the room between reading them and holding (a race)."""
+
+
+async def route(gw: Gateway, p: PreparedEdit, tenant: str, session_id: str | None, session_provider: str | None,
+                shadow: bool = False, hold: BudgetHold | None = None) -> RouteDecision:  # fmt: skip
     """Everything that varies, gathered for the pure engine: health, spend, estimates, sticky keys.
-    ``shadow``: the operator's shadow traffic, which no tenant budget limits."""
+    ``shadow``: the operator's shadow traffic, which no tenant budget limits. ``hold``: reserve the
+    chosen call's estimate against the tenant's cap (see :func:`hold_budget`)."""
     features = p.features.model_copy(update={"session_provider": session_provider, "tenant": tenant})
     names = list(gw.providers)
     estimates = estimates_for(gw.policy, names, p, gw.prices)
-    spent = (
-        await gw.store.spent_since(tenant, start_of_utc_day(time.time()))
-        if gw.policy.budgets.limit_for(tenant) is not None and not shadow
-        else Spend()
-    )
-    return decide(
-        features,
-        gw.policy,
-        forced_provider=gw.forced_provider,
-        capabilities={name: prov.capabilities for name, prov in gw.providers.items()},
-        health=gw.resources.breakers.health(names),
-        estimates=estimates,
-        spent_today_usd=spent.tenant_usd,
-        shadow_today_usd=spent.shadow_usd,
-        keys={"tenant": tenant, "session": session_id, "key": p.request.experiment_key},
-        shadow=shadow,
-    )
+    limit = None if shadow else gw.policy.budgets.limit_for(tenant)
+    now = time.time()
+    spent = await gw.store.spent_since(tenant, start_of_utc_day(now)) if limit is not None else Spend()
+    for _ in range(HOLD_TRIES):
+        held = await held_by_others(gw, tenant, utc_day(now), hold) if limit is not None else 0.0
+        decision = decide(
+            features,
+            gw.policy,
+            forced_provider=gw.forced_provider,
+            capabilities={name: prov.capabilities for name, prov in gw.providers.items()},
+            health=gw.resources.breakers.health(names),
+            estimates=estimates,
+            spent_today_usd=spent.tenant_usd + held,
+            shadow_today_usd=spent.shadow_usd,
+            keys={"tenant": tenant, "session": session_id, "key": p.request.experiment_key},
+            shadow=shadow,
+        )
+        if limit is None or hold is None or await hold_budget(gw, decision, hold, tenant, utc_day(now),
+                                                              limit - spent.tenant_usd):  # fmt: skip
+            return decision
+    decision.candidates = []
+    why = f"Tenant {tenant}'s daily budget of ${limit:.2f} is held by edits running now; it resets at 00:00 UTC."
+    decision.refusal = Refusal(status=402, code="budget_exceeded", message=why)
+    return decision
+
+
+async def held_by_others(gw: Gateway, tenant: str, day: str, hold: BudgetHold | None) -> float:
+    """The tenant's budget holds today, other than ``hold`` (an edit routed again keeps its own)."""
+    own = hold.amount if hold is not None and hold.held else 0.0
+    return max(0.0, await gw.resources.limits.held_usd(tenant, day) - own)
+
+
+async def hold_budget(gw: Gateway, decision: RouteDecision, hold: BudgetHold, tenant: str, day: str,
+                      room: float) -> bool:  # fmt: skip
+    """Hold the first call's estimate, so concurrent edits (on any replica) cannot together pass the cap
+    that each alone fits; False: others took the room meanwhile (route again). A refusal holds nothing."""
+    if decision.refusal is not None or not decision.candidates:
+        return True
+    hold.tenant, hold.day = tenant, day
+    return await gw.resources.limits.hold(hold, decision.candidates[0].estimate_usd or 0.0, room) is None
 
 
 def route_info(decision: RouteDecision) -> RouteInfo:
@@ -364,6 +393,8 @@ class EditRun:
         self.stop_as = INTERRUPTED
         """What a cancellation of this run means: the caller's cancel, or a drain that ran out."""
         self.held_slot: str | None = None
+        self.budget_hold = BudgetHold()
+        """This edit's reservation of its estimate against the tenant's cap, settled when the run ends."""
         """The provider whose concurrency slot this run holds from its claim (a queued edit's first candidate)."""
         self.deferred_score: Callable[[], Any] | None = None
         """The preservation score left for after the answer (see :attr:`EditTarget.score_after_response`)."""
@@ -397,10 +428,20 @@ class EditRun:
             raise error from exc
         finally:
             self.gw.metrics.in_flight.dec()
+            with anyio.CancelScope(shield=True):
+                await self.settle_budget()
+
+    async def settle_budget(self) -> None:
+        """The run ended: its budget hold now counts what its calls may have cost (as the ledger counts
+        them), until every replica reads that from the ledger."""
+        if self.budget_hold.held:
+            billed = sum(r["actual_usd"] if r["actual_usd"] is not None else r["estimated_usd"] or 0.0
+                         for r in self.ledger() if r["outcome"] in BILLED)  # fmt: skip
+            await self.gw.resources.limits.settle(self.budget_hold, billed)
 
     async def choose_route(self) -> RouteDecision:
         return await route(self.gw, self.p, self.target.tenant, self.session_id, self.parent.provider,
-                           shadow=self.target.shadow_of is not None)  # fmt: skip
+                           shadow=self.target.shadow_of is not None, hold=self.budget_hold)  # fmt: skip
 
     async def routed(self, decision: RouteDecision | None) -> RouteDecision:
         """Take the route; a queued edit (routed when claimed, or just before) records the call it is
@@ -598,6 +639,7 @@ class EditRun:
         record = self._closing_record({"code": code, "message": message, "param": None})
         end = self.gw.lifecycle.cancel if code == "canceled" else self.gw.lifecycle.interrupt
         await end(self.version, record, self.ledger())
+        await self.settle_budget()  # a run stopped before its first step never reaches run()'s own
         self.gw.events.publish(self.version.id, "failed", record["error"])
         log.info(f"edit_{code}", edit_id=self.version.id)
 
@@ -733,9 +775,10 @@ async def accept_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: Edi
         mask=file_ref(url, mask_sha, p.mask.blob, "png") if p.mask and mask_sha else None,
         references=[file_ref(url, s, r.blob, r.format) for s, r in zip(ref_shas, p.references, strict=True)],
     )
-    decision = None
+    decision, hold = None, BudgetHold()
     if not queued:
-        decision = await route(gw, p, target.tenant, session_id, parent.provider, shadow=target.shadow_of is not None)
+        decision = await route(gw, p, target.tenant, session_id, parent.provider, shadow=target.shadow_of is not None,
+                               hold=hold)  # fmt: skip
     settings = req.model_dump(exclude=SETTINGS_EXCLUDED)
     try:
         version = await gw.lifecycle.accept(
@@ -745,13 +788,19 @@ async def accept_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: Edi
                         **first_call(decision)),
             record=_open_record(inputs, settings, decision, url, p), queued=queued, claim=target.claim,
         )  # fmt: skip
-    except SessionGone:
-        raise ApiError(404, "not_found", f"Session {session_id!r} was deleted.", "session_id") from None
+    except BaseException as exc:
+        if hold.held:  # no run will settle it
+            with anyio.CancelScope(shield=True):
+                await gw.resources.limits.settle(hold, 0.0)
+        if isinstance(exc, SessionGone):
+            raise ApiError(404, "not_found", f"Session {session_id!r} was deleted.", "session_id") from None
+        raise
     gw.events.accepted(version.id, await gw.lifecycle.queue_position(version) if queued else 0)
     for sha, blob in ((source_sha, p.source.blob), *zip(ref_shas, (r.blob for r in p.references), strict=True)):
         if (path := gw.blobs.path(sha)) is not None:
             blob.release_to(path)  # the stored file holds these exact bytes: nothing keeps them in memory meanwhile
     run = EditRun(gw, p, target, session_id, parent, version, inputs, t0)
+    run.budget_hold = hold
     run.raw = kept_raw  # only shadow traffic needs the upload again after intake
     run.upload_bytes = upload_bytes
     return run, decision

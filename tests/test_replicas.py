@@ -81,3 +81,32 @@ def test_a_provider_limit_of_four_holds_across_two_replicas(new_database: Callab
     assert stats["peak_in_flight"]["gemini"] == 4, "four at once, never more, though each replica alone allows 4"
     waited = [r.json()["latency_ms"]["queueing"] for r in answers]
     assert sum(w > 200 for w in waited) >= 8, f"at least 12 of 16 waited for a slot, in latency_ms.queueing: {waited}"
+
+
+def gemini_estimate(make_server: Callable[..., str], emulator: str) -> float:
+    """What routing estimates for one test edit on gemini (asked of an editgate without a budget)."""
+    url = make_server(**cloud_settings(emulator))
+    explained = httpx.post(f"{url}/v1/route/explain", files=[("image", ("c.png", COFFEE))],
+                           data={"prompt": "a sandy beach", "provider": "gemini"}, timeout=60)  # fmt: skip
+    explained.raise_for_status()
+    return explained.json()["decision"]["candidates"][0]["estimate_usd"]
+
+
+def test_concurrent_edits_on_two_replicas_cannot_overspend_a_budget(
+    new_database: Callable[[], str], make_server: Callable[..., str], emulator: str, tmp_path: Path,
+    slow_gemini: Callable[[float], None],
+) -> None:  # fmt: skip
+    """Each edit alone fits the budget when it reads the ledger (nothing is billed yet); their holds
+    do not fit together: ten pass, ten are refused with the 402."""
+    estimate = gemini_estimate(make_server, emulator)
+    assert estimate > 0
+    budgets = {"tenants": {"dev": round(estimate * 10.5, 6)}, "on_exceed": "reject"}
+    urls = replicas(make_server, emulator, new_database, tmp_path, policy_file(tmp_path, budgets=budgets))
+    slow_gemini(1500)
+    answers = spread(urls, 20)
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [200] * 10 + [402] * 10, [r.text for r in answers if r.status_code not in (200, 402)]
+    refused = [r.json()["error"] for r in answers if r.status_code == 402]
+    assert {e["code"] for e in refused} == {"budget_exceeded"}
+    billed = [r.json()["cost"]["actual_usd"] for r in answers if r.status_code == 200]
+    assert sum(billed) <= estimate * 10.5, "the ledger's spend is within the budget"
