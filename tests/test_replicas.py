@@ -5,8 +5,10 @@ with its own event loop; they share only the database, Redis and the blob direct
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import cloud_settings, fixture_bytes
+from tests.lifecycle_server import wait_for
 from tests.test_breakers import DEFAULT, policy_file
 
 COFFEE = fixture_bytes("coffee.png")
@@ -110,3 +113,84 @@ def test_concurrent_edits_on_two_replicas_cannot_overspend_a_budget(
     assert {e["code"] for e in refused} == {"budget_exceeded"}
     billed = [r.json()["cost"]["actual_usd"] for r in answers if r.status_code == 200]
     assert sum(billed) <= estimate * 10.5, "the ledger's spend is within the budget"
+
+
+@pytest.fixture()
+def own_redis(tmp_path: Path) -> Iterator[Callable[[], None]]:
+    """A Redis of this test's own (the machine's must keep running): yields its restart; stopped by
+    the test with ``own_redis.stop()``."""
+    port = free_port()
+    cmd = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_for(lambda: _answers(port), 20, "redis to start")
+
+    def stop() -> None:
+        procs[-1].kill()
+        procs[-1].wait()
+
+    start()
+    start.url = f"redis://127.0.0.1:{port}/0"  # type: ignore[attr-defined]
+    start.stop = stop  # type: ignore[attr-defined]
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _answers(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ready(url: str) -> httpx.Response:
+    return httpx.get(f"{url}/readyz", timeout=30)
+
+
+def redis_up_metric(url: str) -> float:
+    for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
+        if line.startswith('editgate_dependency_up{dependency="redis"}'):
+            return float(line.split()[-1])
+    raise AssertionError("no editgate_dependency_up for redis")
+
+
+def test_redis_stopped_during_a_load_local_limits_take_over_then_it_recovers(
+    new_database: Callable[[], str], make_server: Callable[..., str], emulator: str, tmp_path: Path,
+    slow_gemini: Callable[[float], None], own_redis: Callable[[], None],
+) -> None:  # fmt: skip
+    urls = replicas(make_server, emulator, new_database, tmp_path,
+                    policy_file(tmp_path, providers=gemini_with(max_concurrency=4)),
+                    redis_url=own_redis.url)  # type: ignore[attr-defined]  # fmt: skip
+    assert [ready(u).json()["status"] for u in urls] == ["ok", "ok"]
+    assert [redis_up_metric(u) for u in urls] == [1.0, 1.0]
+    slow_gemini(300)
+    with ThreadPoolExecutor(1) as pool:
+        load = pool.submit(spread, urls, 16)
+        wait_for(lambda: emulator_stats(emulator)["requests"]["gemini"] >= 2, 60, "the load to reach gemini")
+        own_redis.stop()  # type: ignore[attr-defined]
+        answers = load.result()
+    assert [r.status_code for r in answers] == [200] * 16, [r.text for r in answers if r.status_code != 200]
+    after = spread(urls, 4)  # Redis is gone: each replica's own limits
+    assert [r.status_code for r in after] == [200] * 4, [r.text for r in after if r.status_code != 200]
+    for url in urls:
+        readyz = ready(url)
+        assert readyz.status_code == 200 and readyz.json()["status"] == "degraded", readyz.text
+        assert "unreachable" in readyz.json()["redis"]
+        assert redis_up_metric(url) == 0.0
+    own_redis()  # Redis is back (empty, as after a restart without persistence)
+    for url in urls:
+        wait_for(lambda u=url: ready(u).json()["status"] == "ok", 60, "readyz to say ok again")
+        assert redis_up_metric(url) == 1.0
+    slow_gemini(300)  # counts from here
+    again = spread(urls, 12)
+    assert [r.status_code for r in again] == [200] * 12
+    assert emulator_stats(emulator)["peak_in_flight"]["gemini"] == 4, "shared again: four across both"

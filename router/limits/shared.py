@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 
 import anyio
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 import structlog
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -126,7 +128,9 @@ class RedisLimits:
     def __init__(self, url: str, prefix: str = "editgate", lease_s: float = 30.0, poll_s: float = 0.02,
                  settle_grace_s: float = 30.0, probe_s: float = 1.0,
                  on_state: Callable[[bool], None] | None = None) -> None:  # fmt: skip
-        self.client = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=1.0)
+        # one quick retry, no backoff: while Redis is away, edits go on with local limits at once
+        self.client = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=1.0,
+                                              retry=Retry(NoBackoff(), 1))  # fmt: skip
         self.prefix, self.lease_ms, self.poll_s = prefix, int(lease_s * 1000), poll_s
         self.settle_grace_ms, self.probe_s = int(settle_grace_s * 1000), probe_s
         self.local = LocalLimits(settle_grace_s=settle_grace_s)
@@ -186,23 +190,23 @@ class RedisLimits:
             await asyncio.sleep(self.probe_s)
             if self.up:
                 continue
-            try:
-                await self.client.ping()
-            except UNREACHABLE:
-                continue
-            log.info("redis_reachable_again", note="limits are shared across replicas again")
-            self.up = True
-            if self._on_state:
-                self._on_state(True)
+            with contextlib.suppress(*UNREACHABLE):
+                await self.check()
 
     async def check(self) -> bool:
-        """Ping Redis now (at start-up and for /readyz), updating the state."""
+        """Ping Redis now (at start-up, by the probe and for /readyz), updating the state."""
         self._start()
         try:
             await self.client.ping()
         except UNREACHABLE as exc:
             self._lost(exc)
-        return self.up
+            return False
+        if not self.up:
+            log.info("redis_reachable_again", note="limits are shared across replicas again")
+            self.up = True
+            if self._on_state:
+                self._on_state(True)
+        return True
 
     async def acquire(self, provider: str, token: str, images: int = 1) -> None:
         self._start()
