@@ -33,6 +33,7 @@ from router.breaker import Breakers
 from router.deferred import DeferredScores
 from router.errors import EXCEPTION_HANDLERS
 from router.events import EventBus
+from router.events_relay import EventRelay
 from router.executor import Resources
 from router.lifecycle import Lifecycle
 from router.limits import Limits, LocalLimits
@@ -76,6 +77,9 @@ def build_gateway(settings: Settings) -> Gateway:
         events=EventBus(settings.events_retain_s),
     )
     gateway.resources.limits = shared_limits(settings, gateway.metrics)
+    if isinstance(gateway.resources.limits, RedisLimits):  # events readable from every replica
+        gateway.events.relay = EventRelay(gateway.resources.limits.client, settings.redis_prefix,
+                                          settings.events_retain_s)  # fmt: skip
     gateway.scores = DeferredScores(settings.deferred_scores, workers.run, gateway.lifecycle.scored)
     gateway.set_policy(policy)
     gateway.lifecycle.on_terminal.append(enqueue)  # webhook messages commit with the state they announce
@@ -144,6 +148,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             asyncio.create_task(queue_worker(gateway)),
             asyncio.create_task(recovery_loop(gateway)),
         ]
+        if gateway.events.relay is not None:
+            tasks.append(asyncio.create_task(gateway.events.relay.run()))
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread (tests)
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.reload)
         try:

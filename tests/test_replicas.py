@@ -194,3 +194,41 @@ def test_redis_stopped_during_a_load_local_limits_take_over_then_it_recovers(
     again = spread(urls, 12)
     assert [r.status_code for r in again] == [200] * 12
     assert emulator_stats(emulator)["peak_in_flight"]["gemini"] == 4, "shared again: four across both"
+
+
+def sse_events(url: str, path: str, **headers: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(id, event, data) of a whole event stream."""
+    import json
+
+    events, current = [], {}
+    with httpx.stream("GET", f"{url}{path}", headers=headers, timeout=60) as r:
+        assert r.status_code == 200, r.read()
+        for line in r.iter_lines():
+            if not line:
+                if "event" in current:
+                    events.append((current.get("id", ""), current["event"], json.loads(current["data"])))
+                current = {}
+            elif not line.startswith(":"):
+                name, _, value = line.partition(": ")
+                current[name] = value
+    return events
+
+
+def test_an_edits_events_are_read_live_from_the_replica_that_did_not_run_it(
+    new_database: Callable[[], str], make_server: Callable[..., str], emulator: str, tmp_path: Path,
+    slow_gemini: Callable[[float], None],
+) -> None:  # fmt: skip
+    runs_it, other = replicas(make_server, emulator, new_database, tmp_path, policy_file(tmp_path))
+    slow_gemini(1500)
+    with httpx.stream("POST", f"{runs_it}/v1/edits", files=[("image", ("c.png", COFFEE))],
+                      data={"prompt": "a sandy beach", "provider": "gemini"},
+                      headers={"Accept": "text/event-stream"}, timeout=60) as started:  # fmt: skip
+        edit_id = started.headers["x-editgate-edit-id"]
+        live = sse_events(other, f"/v1/edits/{edit_id}/events")  # while the other replica runs it
+        list(started.iter_lines())
+    types = [t for _, t, _ in live]
+    assert types[0] == "queued" and "routed" in types and "attempt" in types and types[-1] == "completed", types
+    assert [i for i, _, _ in live] == [str(n) for n in range(1, len(live) + 1)], "ids count from 1, as on the runner"
+    assert live[-1][2]["id"] == edit_id and live[-1][2]["status"] == "succeeded"
+    resumed = sse_events(other, f"/v1/edits/{edit_id}/events", **{"Last-Event-ID": "2"})
+    assert [(i, t) for i, t, _ in resumed] == [(i, t) for i, t, _ in live[2:]], "a resume replays from Redis"
