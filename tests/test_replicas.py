@@ -232,3 +232,29 @@ def test_an_edits_events_are_read_live_from_the_replica_that_did_not_run_it(
     assert live[-1][2]["id"] == edit_id and live[-1][2]["status"] == "succeeded"
     resumed = sse_events(other, f"/v1/edits/{edit_id}/events", **{"Last-Event-ID": "2"})
     assert [(i, t) for i, t, _ in resumed] == [(i, t) for i, t, _ in live[2:]], "a resume replays from Redis"
+
+
+def breaker_state(url: str, provider: str) -> float:
+    """``editgate_breaker_state`` of ``provider`` on this replica (0 closed, 2 open; 0 if never used)."""
+    for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
+        if line.startswith(f'editgate_breaker_state{{provider="{provider}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_breakers_are_per_replica_as_envoys_outlier_detection_is_per_host(
+    new_database: Callable[[], str], make_server: Callable[..., str], emulator: str, tmp_path: Path,
+    faults: Callable[..., None],
+) -> None:  # fmt: skip
+    """A replica that saw gemini fail opens its own breaker; the other, which saw nothing wrong, keeps
+    calling it (the README's "Circuit breakers across replicas" says why)."""
+    policy = policy_file(tmp_path, breaker={"consecutive_failures": 2, "cool_down_s": 600})
+    failing, healthy = replicas(make_server, emulator, new_database, tmp_path, policy)
+    faults("gemini", server_error=1.0)
+    assert edit(failing).status_code == 502
+    assert breaker_state(failing, "gemini") == 2.0, "two failures in a row opened it here"
+    assert breaker_state(healthy, "gemini") == 0.0, "the other replica saw no failure: still closed"
+    faults("gemini")  # the provider recovers
+    assert edit(healthy).status_code == 200, "served by gemini on the replica whose breaker is closed"
+    refused = edit(failing)
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "providers_unavailable", refused.text
