@@ -33,11 +33,9 @@ from router.breaker import Breakers
 from router.deferred import DeferredScores
 from router.errors import EXCEPTION_HANDLERS
 from router.events import EventBus
-from router.events_relay import EventRelay
 from router.executor import Resources
 from router.lifecycle import Lifecycle
 from router.limits import Limits, LocalLimits
-from router.limits.shared import RedisLimits
 from router.logging import request_id_middleware
 from router.metrics import Metrics
 from router.policy_source import PolicyReloader, read_policy
@@ -77,8 +75,10 @@ def build_gateway(settings: Settings) -> Gateway:
         events=EventBus(settings.events_retain_s),
     )
     gateway.resources.limits = shared_limits(settings, gateway.metrics)
-    if isinstance(gateway.resources.limits, RedisLimits):  # events readable from every replica
-        gateway.events.relay = EventRelay(gateway.resources.limits.client, settings.redis_prefix,
+    if settings.redis_url:  # events readable from every replica
+        from router.events_relay import EventRelay  # redis-py is imported only when it is used
+
+        gateway.events.relay = EventRelay(gateway.resources.limits.client, settings.redis_prefix,  # type: ignore[attr-defined]
                                           settings.events_retain_s)  # fmt: skip
     gateway.scores = DeferredScores(settings.deferred_scores, workers.run, gateway.lifecycle.scored)
     gateway.set_policy(policy)
@@ -90,6 +90,8 @@ def shared_limits(settings: Settings, metrics: Metrics) -> Limits:
     """Redis-held limits when ``REDIS_URL`` is set (their reach shown on ``editgate_dependency_up``), else local."""
     if not settings.redis_url:
         return LocalLimits(settle_grace_s=settings.budget_settle_grace_s)
+    from router.limits.shared import RedisLimits  # redis-py is imported only when it is used
+
     up = metrics.dependency_up.labels("redis")
     up.set(1)
     return RedisLimits(settings.redis_url, settings.redis_prefix, lease_s=settings.redis_lease_s,
@@ -131,7 +133,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "no_api_keys",
                 note="running as the single development tenant 'dev'; the first `editgate keys create` enforces auth",
             )
-        if isinstance(gateway.resources.limits, RedisLimits) and not await gateway.resources.limits.check():
+        if settings.redis_url and not await gateway.resources.limits.check():
             log.warning("redis_unreachable_at_start", note="serving with this process's own limits until it answers")
         if recovered := await recover_once(gateway):
             log.warning("recovered_interrupted_edits", edits=len(recovered))

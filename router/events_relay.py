@@ -56,7 +56,13 @@ class EventRelay:
 
     async def read(self, edit_id: str, after: int, heartbeat_s: float) -> AsyncIterator[Event | None]:
         """The edit's events after ``after`` (ids count from 1, as the bus's do), then live until the
-        terminal one; ``None`` each ``heartbeat_s`` without an event. Nothing when no stream exists."""
+        terminal one; ``None`` each ``heartbeat_s`` without an event. Nothing when no stream exists, and
+        no more once Redis cannot be reached (the stored record answers then)."""
+        with contextlib.suppress(*UNREACHABLE):
+            async for event in self._read(edit_id, after, heartbeat_s):
+                yield event
+
+    async def _read(self, edit_id: str, after: int, heartbeat_s: float) -> AsyncIterator[Event | None]:
         key, last, seen, idle = self.key(edit_id), "0-0", 0, 0.0
         if not await self.client.exists(key):
             return

@@ -295,10 +295,10 @@ async def route(gw: Gateway, p: PreparedEdit, tenant: str, session_id: str | Non
     names = list(gw.providers)
     estimates = estimates_for(gw.policy, names, p, gw.prices)
     limit = None if shadow else gw.policy.budgets.limit_for(tenant)
-    now = time.time()
+    now, since = time.time(), await gw.resources.limits.mark() if limit is not None else 0.0
     spent = await gw.store.spent_since(tenant, start_of_utc_day(now)) if limit is not None else Spend()
     for _ in range(HOLD_TRIES):
-        held = await held_by_others(gw, tenant, utc_day(now), hold) if limit is not None else 0.0
+        held = await held_by_others(gw, tenant, utc_day(now), since, hold) if limit is not None else 0.0
         decision = decide(
             features,
             gw.policy,
@@ -312,7 +312,7 @@ async def route(gw: Gateway, p: PreparedEdit, tenant: str, session_id: str | Non
             shadow=shadow,
         )
         if limit is None or hold is None or await hold_budget(gw, decision, hold, tenant, utc_day(now),
-                                                              limit - spent.tenant_usd):  # fmt: skip
+                                                              limit - spent.tenant_usd, since):  # fmt: skip
             return decision
     decision.candidates = []
     why = f"Tenant {tenant}'s daily budget of ${limit:.2f} is held by edits running now; it resets at 00:00 UTC."
@@ -320,20 +320,22 @@ async def route(gw: Gateway, p: PreparedEdit, tenant: str, session_id: str | Non
     return decision
 
 
-async def held_by_others(gw: Gateway, tenant: str, day: str, hold: BudgetHold | None) -> float:
-    """The tenant's budget holds today, other than ``hold`` (an edit routed again keeps its own)."""
+async def held_by_others(gw: Gateway, tenant: str, day: str, since: float, hold: BudgetHold | None) -> float:
+    """The tenant's budget holds today that the ledger read at ``since`` does not show, other than
+    ``hold`` (an edit routed again keeps its own)."""
     own = hold.amount if hold is not None and hold.held else 0.0
-    return max(0.0, await gw.resources.limits.held_usd(tenant, day) - own)
+    return max(0.0, await gw.resources.limits.held_usd(tenant, day, since) - own)
 
 
 async def hold_budget(gw: Gateway, decision: RouteDecision, hold: BudgetHold, tenant: str, day: str,
-                      room: float) -> bool:  # fmt: skip
+                      room: float, since: float) -> bool:  # fmt: skip
     """Hold the first call's estimate, so concurrent edits (on any replica) cannot together pass the cap
     that each alone fits; False: others took the room meanwhile (route again). A refusal holds nothing."""
     if decision.refusal is not None or not decision.candidates:
         return True
     hold.tenant, hold.day = tenant, day
-    return await gw.resources.limits.hold(hold, decision.candidates[0].estimate_usd or 0.0, room) is None
+    estimate = decision.candidates[0].estimate_usd or 0.0
+    return await gw.resources.limits.hold(hold, estimate, room, since) is None
 
 
 def route_info(decision: RouteDecision) -> RouteInfo:

@@ -146,17 +146,33 @@ def test_local_rate_window_slides() -> None:
 
 def test_concurrent_holds_cannot_pass_the_cap_together(make: Callable[[], Limits]) -> None:
     async def body(limits: Limits) -> None:
-        holds = [BudgetHold(tenant="acme", day="2026-11-30") for _ in range(20)]
-        refused = await asyncio.gather(*(limits.hold(h, 0.1, room=1.0) for h in holds))
+        day, read = "2026-11-30", await limits.mark()  # the ledger (nothing billed yet) is read now
+        holds = [BudgetHold(tenant="acme", day=day) for _ in range(20)]
+        refused = await asyncio.gather(*(limits.hold(h, 0.1, room=1.0, since=read) for h in holds))
         assert sum(r is None for r in refused) == 10
-        assert await limits.held_usd("acme", "2026-11-30") == pytest.approx(1.0)
+        assert await limits.held_usd("acme", day, read) == pytest.approx(1.0)
         taken = [h for h, r in zip(holds, refused, strict=True) if r is None]
-        late = BudgetHold(tenant="acme", day="2026-11-30")
-        assert await limits.hold(late, 0.1, room=1.0) == pytest.approx(1.0), "no room left"
+        late = BudgetHold(tenant="acme", day=day)
+        assert await limits.hold(late, 0.1, room=1.0, since=read) == pytest.approx(1.0), "no room left"
         await limits.settle(taken[0], 0.0)  # failed, nothing billed: its room is free again
-        assert await limits.hold(late, 0.1, room=1.0) is None
-        await limits.settle(taken[1], 0.25)  # billed more than estimated: counted until the ledger has it
-        assert await limits.held_usd("acme", "2026-11-30") == pytest.approx(1.15)
-        assert await limits.held_usd("other", "2026-11-30") == 0.0
+        assert await limits.hold(late, 0.1, room=1.0, since=read) is None
+        await limits.settle(taken[1], 0.25)  # billed more than estimated: counted until the ledger shows it
+        assert await limits.held_usd("acme", day, read) == pytest.approx(1.15), "a ledger read before it settled"
+        assert await limits.held_usd("other", day, read) == 0.0
+
+    run(make, body)
+
+
+def test_a_settled_hold_is_not_counted_twice_by_a_later_ledger_read(make: Callable[[], Limits]) -> None:
+    async def body(limits: Limits) -> None:
+        day = "2026-11-30"
+        before = await limits.mark()
+        hold = BudgetHold(tenant="acme", day=day)
+        assert await limits.hold(hold, 0.5, room=1.0, since=before) is None
+        await limits.settle(hold, 0.5)  # its ledger row is committed before this
+        await asyncio.sleep(0.01)
+        after = await limits.mark()
+        assert await limits.held_usd("acme", day, before) == pytest.approx(0.5), "that read may have missed it"
+        assert await limits.held_usd("acme", day, after) == 0.0, "this read has it from the ledger"
 
     run(make, body)

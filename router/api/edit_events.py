@@ -21,7 +21,6 @@ from router.api.openapi import guarded
 from router.auth import TenantId
 from router.errors import ApiError, error_response
 from router.events import TERMINAL, Event, stored_terminal, watch_accepted
-from router.limits.shared import UNREACHABLE
 from router.service import Gateway
 from router.storage.store import VERSION_ID
 
@@ -81,13 +80,10 @@ async def edit_events(gw: Gateway, tenant: str, edit_id: str, after: int = 0) ->
         if event is not None and event.type in TERMINAL:
             return
     if gw.events.relay is not None and not gw.events.knows(edit_id):  # it runs (or ran) on another replica
-        try:
-            async for event in gw.events.relay.read(edit_id, after, heartbeat):
-                yield event
-                if event is not None and event.type in TERMINAL:
-                    return
-        except UNREACHABLE:
-            pass  # Redis is away: the stored record answers
+        async for event in gw.events.relay.read(edit_id, after, heartbeat):  # Redis away: nothing
+            yield event
+            if event is not None and event.type in TERMINAL:
+                return
     waited = 0.0
     while True:
         version = await gw.store.version_by_id(tenant, edit_id)

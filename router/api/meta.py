@@ -10,7 +10,6 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from router.auth import metrics_guard
 from router.chips import CHIP_SENTENCES
-from router.limits.shared import RedisLimits
 from router.service import Gateway
 
 
@@ -30,7 +29,7 @@ async def readyz(request: Request) -> Response[dict[str, Any]]:
     }
     ok = checks["data_dir_writable"] and checks["policy_loaded"] and bool(gw.providers)
     limits = gw.resources.limits
-    if isinstance(limits, RedisLimits):  # without Redis this replica serves on its own limits: degraded, not down
+    if gw.settings.redis_url:  # without Redis this replica serves on its own limits: degraded, not down
         checks["redis"] = "up" if await limits.check() else "unreachable: limits are this replica's own"
     status = "not_ready" if not ok else "ok" if checks.get("redis", "up") == "up" else "degraded"
     return Response({"status": status, **checks}, status_code=200 if ok else 503)

@@ -63,12 +63,19 @@ class Limits(Protocol):
 
     async def release(self, provider: str, token: str) -> None: ...
 
-    async def held_usd(self, tenant: str, day: str) -> float:
-        """What the tenant's holds add to its ledgered spend today."""
+    async def mark(self) -> float:
+        """Now, on the holds' clock: taken just before the ledger is read, so that holds settled before
+        it (their cost is in what is read) are not counted twice."""
 
-    async def hold(self, hold: BudgetHold, amount: float, room: float | None) -> float | None:
-        """Take ``amount`` if the tenant's holds plus it fit in ``room`` (its cap minus ledgered spend;
-        None: no cap). None when taken, else the holds that left no room."""
+    async def held_usd(self, tenant: str, day: str, since: float) -> float:
+        """What the tenant's holds add to its ledgered spend today, as read from the ledger at ``since``."""
+
+    async def hold(self, hold: BudgetHold, amount: float, room: float | None, since: float) -> float | None:
+        """Take ``amount`` if the tenant's holds plus it fit in ``room`` (its cap minus the spend read from
+        the ledger at ``since``; None: no cap). None when taken, else the holds that left no room."""
+
+    async def check(self) -> bool:
+        """Whether the limits are shared right now (asks the store; always True in process)."""
 
     async def settle(self, hold: BudgetHold, amount: float) -> None:
         """The edit ended: its hold now counts ``amount`` (0: nothing billed) until the ledger surely has it."""

@@ -47,7 +47,7 @@ class LocalLimits:
         self._limits: dict[str, ProviderLimit] = {}
         self._gates: dict[str, _Gate] = {}
         self._holds: dict[tuple[str, str], dict[str, tuple[float, float | None]]] = {}
-        """(tenant, day) -> token -> (amount, forget at: None while the edit runs)."""
+        """(tenant, day) -> token -> (amount, settled at: None while the edit runs)."""
         self.settle_grace_s = settle_grace_s
 
     @property
@@ -111,27 +111,37 @@ class LocalLimits:
 
     def _tenant_holds(self, tenant: str, day: str) -> dict[str, tuple[float, float | None]]:
         holds = self._holds.setdefault((tenant, day), {})
-        now = self._clock()
-        for token in [t for t, (_, until) in holds.items() if until is not None and until <= now]:
+        forget = self._clock() - self.settle_grace_s
+        for token in [t for t, (_, settled) in holds.items() if settled is not None and settled <= forget]:
             del holds[token]
         return holds
 
-    async def held_usd(self, tenant: str, day: str) -> float:
-        return sum(amount for amount, _ in self._tenant_holds(tenant, day).values())
+    async def mark(self) -> float:
+        return self._clock()
 
-    async def hold(self, hold: BudgetHold, amount: float, room: float | None) -> float | None:
-        holds = self._tenant_holds(hold.tenant, hold.day)
-        others = sum(a for t, (a, _) in holds.items() if t != hold.token)
+    async def check(self) -> bool:
+        return True
+
+    def _counted(self, tenant: str, day: str, since: float, but: str = "") -> float:
+        """Running holds, and settled ones the ledger read at ``since`` may have missed."""
+        holds = self._tenant_holds(tenant, day)
+        return sum(a for t, (a, settled) in holds.items() if t != but and (settled is None or settled >= since))
+
+    async def held_usd(self, tenant: str, day: str, since: float) -> float:
+        return self._counted(tenant, day, since)
+
+    async def hold(self, hold: BudgetHold, amount: float, room: float | None, since: float) -> float | None:
+        others = self._counted(hold.tenant, hold.day, since, but=hold.token)
         if room is not None and amount > 0 and others + amount > room + 1e-9:
             return others
-        holds[hold.token] = (amount, None)
+        self._tenant_holds(hold.tenant, hold.day)[hold.token] = (amount, None)
         hold.amount, hold.held = amount, True
         return None
 
     async def settle(self, hold: BudgetHold, amount: float) -> None:
         holds = self._tenant_holds(hold.tenant, hold.day)
         if hold.token in holds:
-            holds[hold.token] = (amount, self._clock() + self.settle_grace_s)
+            holds[hold.token] = (amount, self._clock())
         hold.held = False
 
     async def close(self) -> None:

@@ -82,13 +82,20 @@ return 0
 _HOLDS = (
     _NOW
     + """
-local function live(amounts, ends)
+-- a tenant's day: amounts (hash token -> USD), ends (zset: lease end while running, then when to forget),
+-- settled (hash token -> when it ended, ms): a hold settled before the ledger was read is in that read
+local function live(amounts, ends, settled, since, but)
   for _, t in ipairs(redis.call('ZRANGEBYSCORE', ends, '-inf', now)) do
-    redis.call('HDEL', amounts, t); redis.call('ZREM', ends, t)
+    redis.call('HDEL', amounts, t); redis.call('ZREM', ends, t); redis.call('HDEL', settled, t)
   end
   local sum = 0
   local all = redis.call('HGETALL', amounts)
-  for i = 1, #all, 2 do if all[i] ~= ARGV[1] then sum = sum + tonumber(all[i + 1]) end end
+  for i = 1, #all, 2 do
+    if all[i] ~= but then
+      local at = redis.call('HGET', settled, all[i])
+      if (not at) or tonumber(at) >= since then sum = sum + tonumber(all[i + 1]) end
+    end
+  end
   return sum
 end
 """
@@ -96,23 +103,24 @@ end
 _HOLD = (
     _HOLDS
     + """
--- KEYS: amounts (hash), lease ends (zset); ARGV: token, amount, room ('' : no cap), lease ms
+-- KEYS: amounts, ends, settled; ARGV: token, amount, room ('': no cap), lease ms, since ms
 -- -> {1, others} taken; {0, others} no room
-local others = live(KEYS[1], KEYS[2])
+local others = live(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[5]), ARGV[1])
 local amount = tonumber(ARGV[2])
 if ARGV[3] ~= '' and amount > 0 and others + amount > tonumber(ARGV[3]) + 1e-9 then return {0, tostring(others)} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]); redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], 172800000); redis.call('PEXPIRE', KEYS[2], 172800000)
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], 172800000) end
 return {1, tostring(others)}
 """
 )
-_HELD = _HOLDS + "return tostring(live(KEYS[1], KEYS[2]))"
+_HELD = _HOLDS + "return tostring(live(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), ''))"
 _SETTLE = (
     _NOW
     + """
--- KEYS: amounts, lease ends; ARGV: token, amount, grace ms
+-- KEYS: amounts, ends, settled; ARGV: token, amount, grace ms
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]); redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+  redis.call('HSET', KEYS[3], ARGV[1], now); redis.call('PEXPIRE', KEYS[3], 172800000)
 end
 return 0
 """
@@ -159,7 +167,7 @@ class RedisLimits:
 
     def _hold_keys(self, hold: BudgetHold) -> list[str]:
         base = f"{self.prefix}:budget:{hold.tenant}:{hold.day}"
-        return [f"{base}:amounts", f"{base}:until"]
+        return [f"{base}:amounts", f"{base}:ends", f"{base}:settled"]
 
     def _start(self) -> None:
         if not self._tasks:
@@ -251,19 +259,28 @@ class RedisLimits:
         except UNREACHABLE as exc:  # its lease ends it
             self._lost(exc)
 
-    async def held_usd(self, tenant: str, day: str) -> float:
+    async def mark(self) -> float:
+        if self.up:
+            try:
+                seconds, micros = await self.client.time()
+                return seconds * 1000 + micros // 1000
+            except UNREACHABLE as exc:
+                self._lost(exc)
+        return await self.local.mark()
+
+    async def held_usd(self, tenant: str, day: str, since: float) -> float:
         if self.up:
             try:
                 probe = BudgetHold(tenant=tenant, day=day, token="")
-                return float(await self._scripts["held"](keys=self._hold_keys(probe), args=[""]))
+                return float(await self._scripts["held"](keys=self._hold_keys(probe), args=[repr(since)]))
             except UNREACHABLE as exc:
                 self._lost(exc)
-        return await self.local.held_usd(tenant, day)
+        return await self.local.held_usd(tenant, day, since)
 
-    async def hold(self, hold: BudgetHold, amount: float, room: float | None) -> float | None:
+    async def hold(self, hold: BudgetHold, amount: float, room: float | None, since: float) -> float | None:
         if self.up:
             try:
-                args = [hold.token, repr(amount), "" if room is None else repr(room), self.lease_ms]
+                args = [hold.token, repr(amount), "" if room is None else repr(room), self.lease_ms, repr(since)]
                 taken, others = await self._scripts["hold"](keys=self._hold_keys(hold), args=args)
                 if not int(taken):
                     return float(others)
@@ -272,7 +289,7 @@ class RedisLimits:
                 return None
             except UNREACHABLE as exc:
                 self._lost(exc)
-        return await self.local.hold(hold, amount, room)
+        return await self.local.hold(hold, amount, room, since)
 
     async def settle(self, hold: BudgetHold, amount: float) -> None:
         await self.local.settle(hold, amount)
