@@ -33,7 +33,17 @@ class ProviderSettings(BaseModel):
     enabled: bool = True
     timeout_s: float = Field(300.0, ge=1, description="Read timeout of one call; image calls run for minutes.")
     connect_timeout_s: float = Field(10.0, gt=0)
-    max_concurrency: int = Field(16, ge=1, description="Calls in flight to this provider; the rest queue.")
+    max_concurrency: int = Field(
+        16,
+        ge=1,
+        description="Calls in flight to this provider's account (all replicas with REDIS_URL); the rest queue.",
+    )
+    requests_per_minute: int | None = Field(
+        None, ge=1, description="Calls started per minute on this account (sliding minute); None: no limit."
+    )
+    images_per_minute: int | None = Field(
+        None, ge=1, description="Images asked for per minute on this account (sliding minute); None: no limit."
+    )
     retries: int = Field(1, ge=0, le=5, description="Retries of a retryable failure before the next candidate.")
     options: dict[str, Any] = Field(default_factory=dict, description="Adapter options, e.g. image_model.")
 

@@ -40,6 +40,7 @@ from router.errors import EXCEPTION_HANDLERS
 from router.events import EventBus
 from router.executor import Resources
 from router.lifecycle import Lifecycle
+from router.limits import Limits, LocalLimits
 from router.links import LinkSigner, local_keys, parse_keys
 from router.logging import request_id_middleware
 from router.metrics import Metrics
@@ -86,11 +87,30 @@ def build_gateway(settings: Settings) -> Gateway:
         settings.link_ttl_s,
         settings.link_ttl_by_tenant,
     )
+    gateway.resources.limits = shared_limits(settings, gateway.metrics)
+    if settings.redis_url:  # events readable from every replica
+        from router.events_relay import EventRelay  # redis-py is imported only when it is used
+
+        gateway.events.relay = EventRelay(gateway.resources.limits.client, settings.redis_prefix,  # type: ignore[attr-defined]
+                                          settings.events_retain_s)  # fmt: skip
     gateway.scores = DeferredScores(settings.deferred_scores, workers.run, gateway.lifecycle.scored)
     gateway.answers = AnswerTurns(settings.answers_at_once)
     gateway.set_policy(policy)
     gateway.lifecycle.on_terminal.append(enqueue)  # webhook messages commit with the state they announce
     return gateway
+
+
+def shared_limits(settings: Settings, metrics: Metrics) -> Limits:
+    """Redis-held limits when ``REDIS_URL`` is set (their reach shown on ``editgate_dependency_up``), else local."""
+    if not settings.redis_url:
+        return LocalLimits(settle_grace_s=settings.budget_settle_grace_s)
+    from router.limits.shared import RedisLimits  # redis-py is imported only when it is used
+
+    up = metrics.dependency_up.labels("redis")
+    up.set(1)
+    return RedisLimits(settings.redis_url, settings.redis_prefix, lease_s=settings.redis_lease_s,
+                       poll_s=settings.redis_poll_s, settle_grace_s=settings.budget_settle_grace_s,
+                       on_state=lambda ok: up.set(1 if ok else 0))  # fmt: skip
 
 
 def _apply_policy(gateway: Gateway) -> Callable[[Policy], None]:
@@ -129,6 +149,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "no_api_keys",
                 note="running as the single development tenant 'dev'; the first `editgate keys create` enforces auth",
             )
+        if settings.redis_url and not await gateway.resources.limits.check():
+            log.warning("redis_unreachable_at_start", note="serving with this process's own limits until it answers")
         if recovered := await recover_once(gateway):
             log.warning("recovered_interrupted_edits", edits=len(recovered))
         reloader = PolicyReloader(settings.policy_file, _apply_policy(gateway))
@@ -144,6 +166,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             asyncio.create_task(queue_worker(gateway)),
             asyncio.create_task(recovery_loop(gateway)),
         ]
+        if gateway.events.relay is not None:
+            tasks.append(asyncio.create_task(gateway.events.relay.run()))
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread (tests)
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.reload)
         try:
@@ -157,6 +181,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             gateway.metrics.close()  # the webhook worker gives its leases back
             if isinstance(gateway.providers, ProviderSet):
                 await gateway.providers.retire()
+            await gateway.resources.limits.close()
             await gateway.store.engine.dispose()
 
     return Litestar(

@@ -54,6 +54,8 @@ class EventBus:
         self._edits: dict[str, _Edit] = {}
         self._finished: OrderedDict[str, float] = OrderedDict()
         """Finished edits in the order they finished: the sweep drops from the front."""
+        self.relay: Any = None
+        """With ``REDIS_URL``: an :class:`router.events_relay.EventRelay` that every event is also sent to."""
 
     def publish(self, edit_id: str, type_: str, data: dict[str, Any]) -> Event:
         """Append an event and wake the edit's subscribers (event-loop thread only)."""
@@ -70,6 +72,8 @@ class EventBus:
             edit.events = [_superseded(e) for e in edit.events]  # a new list: live subscribers keep the old one
         woken, edit.changed = edit.changed, asyncio.Event()
         woken.set()
+        if self.relay is not None:
+            self.relay.send(edit_id, event)
         return event
 
     def accepted(self, edit_id: str, position: int = 0) -> None:

@@ -40,6 +40,8 @@ from providers.errors import (
 from router.breaker import Breakers
 from router.costs import SKIPPED_OVER_CAP, cap_refusal, over_cap
 from router.errors import ApiError
+from router.limits import Limits, LocalLimits, ProviderLimit
+from router.limits.base import slot
 from router.models import Attempt
 from router.tracing import traced_attempt
 
@@ -77,20 +79,21 @@ class ExecutionFailed(Exception):
 
 @dataclass(slots=True)
 class Resources:
-    """What execution shares across requests: breakers, concurrency limits, retry budgets."""
+    """What execution shares across requests: breakers, call slots and rate limits, retry budgets."""
 
     breakers: Breakers
-    limits: dict[str, anyio.CapacityLimiter] = field(default_factory=dict)
+    limits: Limits = field(default_factory=LocalLimits)
+    """This process's or, with ``REDIS_URL``, every replica's (see :mod:`router.limits`)."""
     max_concurrency: Mapping[str, int] = field(default_factory=dict)
     retries: Mapping[str, int] = field(default_factory=dict)
 
-    def limiter(self, provider: str) -> anyio.CapacityLimiter:
-        size = self.max_concurrency.get(provider, 16)
-        if provider not in self.limits:
-            self.limits[provider] = anyio.CapacityLimiter(size)
-        elif self.limits[provider].total_tokens != size:
-            self.limits[provider].total_tokens = size
-        return self.limits[provider]
+    def __post_init__(self) -> None:
+        if self.max_concurrency:
+            self.limits.configure({name: ProviderLimit(n) for name, n in self.max_concurrency.items()})
+
+    def slot(self, provider: str, images: int = 1) -> contextlib.AbstractAsyncContextManager[None]:
+        """A call slot of ``provider`` (and room in its per-minute rates) for the length of a block."""
+        return slot(self.limits, provider, images)
 
 
 def _failure(exc: ProviderError, attempts: list[Attempt]) -> ExecutionFailed:
@@ -168,7 +171,8 @@ async def execute(
                         if on_call is not None and candidate != named:
                             await on_call(candidate)
                             named = candidate
-                        async with contextlib.nullcontext() if name == held else resources.limiter(name):
+                        images = getattr(job, "n", 1)  # tests' stand-in jobs may be None
+                        async with contextlib.nullcontext() if name == held else resources.slot(name, images):
                             started = time.perf_counter()
                             queue_ms += (started - queued) * 1000
                             result = await traced_attempt(providers[name], job, candidate.model)

@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 
+import anyio
 import structlog
 
 from policies.model import RouteDecision
@@ -50,9 +52,9 @@ async def run_queued(gw: Gateway, version: Version) -> None:
     except Exception:  # routed again after the claim, where its error ends the edit the usual way
         decision = None
     first = first_call(decision).get("provider")
-    limiter, slot = (gw.resources.limiter(first) if first else None), object()
-    if limiter is not None:
-        await limiter.acquire_on_behalf_of(slot)
+    slot = uuid.uuid4().hex
+    if first:
+        await gw.resources.limits.acquire(first, slot, run.p.request.n)
     try:
         claimed = None if gw.draining else await gw.lifecycle.claim(version.id)
         if claimed is None:  # canceled meanwhile, claimed by another instance, or this one is shutting down
@@ -61,8 +63,9 @@ async def run_queued(gw: Gateway, version: Version) -> None:
         with contextlib.suppress(Exception):  # recorded on the version; nobody is waiting on this task
             await gw.shielded(run, run.run(decision))
     finally:
-        if limiter is not None:
-            limiter.release_on_behalf_of(slot)
+        if first:
+            with anyio.CancelScope(shield=True):
+                await gw.resources.limits.release(first, slot)
 
 
 async def queue_worker(gw: Gateway) -> None:

@@ -20,7 +20,7 @@ import pybase64
 import structlog
 
 from policies import Candidate, Features, Policy, RouteDecision, decide, shadow_for
-from policies.model import Shadow, split_target
+from policies.model import Refusal, Shadow, split_target
 from providers.base import EditJob, ImageBlob, OnPartial, Provider
 from providers.pricing import PriceTable, UsageInputs, actual_usd, chain_tokens_after, estimate_usd
 from router.answers import AnswerTurns, Turn
@@ -35,6 +35,8 @@ from router.intake.images import LoadedImage
 from router.intake.prepare import PreparedEdit, prepare
 from router.intake.request import RawInputs
 from router.lifecycle import CANCELED, INTERRUPTED, Finish, IdempotencyClaim, Lifecycle, NewSession
+from router.limits import BudgetHold, limits_from_policy
+from router.limits.base import utc_day
 from router.links import LinkSigner
 from router.metrics import Metrics
 from router.model_params import accepts_for, model_targets, safety_identifier_for
@@ -56,7 +58,7 @@ from router.provenance import load_config
 from router.registry import in_use
 from router.settings import Settings
 from router.storage.models import Version
-from router.storage.store import SessionGone, Spend, Store, new_id
+from router.storage.store import BILLED, SessionGone, Spend, Store, new_id
 from router.tracing import traced
 from router.workers import ImageWorkers
 
@@ -137,7 +139,7 @@ class Gateway:
     def set_policy(self, policy: Policy) -> None:
         """Swap the running policy (reload); execution limits follow it."""
         self.policy = policy
-        self.resources.max_concurrency = {n: p.max_concurrency for n, p in policy.providers.items()}
+        self.resources.limits.configure(limits_from_policy(policy))
         self.resources.retries = {n: p.retries for n, p in policy.providers.items()}
         self.resources.breakers.configure(policy.breaker)
 
@@ -333,34 +335,65 @@ def policy_features(p: PreparedEdit, tenant: str, session_provider: str | None) 
     return p.features.model_copy(update={"session_provider": session_provider, "tenant": tenant})
 
 
+HOLD_TRIES = 5
+"""Routes tried when other edits' budget holds take the room between reading them and holding (a race)."""
+
+
 @traced("editgate.decide")
-async def route(gw: Gateway, p: PreparedEdit, tenant: str, session_id: str | None,
-                session_provider: str | None, shadow: bool = False, parent: Version | None = None
+async def route(gw: Gateway, p: PreparedEdit, tenant: str, session_id: str | None, session_provider: str | None,
+                shadow: bool = False, parent: Version | None = None, hold: BudgetHold | None = None
                 ) -> RouteDecision:  # fmt: skip
     """Everything that varies, gathered for the pure engine: health, spend, estimates, sticky keys.
     ``shadow``: the operator's shadow traffic, which no tenant budget limits. ``parent``: the version this
-    edit continues (a continued chain or conversation re-bills its history: see :func:`estimates_for`)."""
+    edit continues (a continued chain or conversation re-bills its history: see :func:`estimates_for`).
+    ``hold``: reserve the chosen call's estimate against the tenant's cap (see :func:`hold_budget`)."""
     features = policy_features(p, tenant, session_provider)
     names = list(gw.providers)
     estimates = estimates_for(gw.policy, names, p, gw.prices, parent)
-    spent = (
-        await gw.store.spent_since(tenant, start_of_utc_day(time.time()))
-        if gw.policy.budgets.limit_for(tenant) is not None and not shadow
-        else Spend()
-    )
-    return decide(
-        features,
-        gw.policy,
-        forced_provider=gw.forced_provider,
-        capabilities={name: prov.capabilities for name, prov in gw.providers.items()},
-        health=gw.resources.breakers.health(names),
-        estimates=estimates,
-        spent_today_usd=spent.tenant_usd,
-        shadow_today_usd=spent.shadow_usd,
-        keys={"tenant": tenant, "session": session_id, "key": p.request.experiment_key},
-        shadow=shadow,
-        accepts=accepts_for(gw.policy, gw.providers, model_targets(gw.policy, requested_target(p))),
-    )
+    accepts = accepts_for(gw.policy, gw.providers, model_targets(gw.policy, requested_target(p)))
+    limit = None if shadow else gw.policy.budgets.limit_for(tenant)
+    now, since = time.time(), await gw.resources.limits.mark() if limit is not None else 0.0
+    spent = await gw.store.spent_since(tenant, start_of_utc_day(now)) if limit is not None else Spend()
+    for _ in range(HOLD_TRIES):
+        held = await held_by_others(gw, tenant, utc_day(now), since, hold) if limit is not None else 0.0
+        decision = decide(
+            features,
+            gw.policy,
+            forced_provider=gw.forced_provider,
+            capabilities={name: prov.capabilities for name, prov in gw.providers.items()},
+            health=gw.resources.breakers.health(names),
+            estimates=estimates,
+            spent_today_usd=spent.tenant_usd + held,
+            shadow_today_usd=spent.shadow_usd,
+            keys={"tenant": tenant, "session": session_id, "key": p.request.experiment_key},
+            shadow=shadow,
+            accepts=accepts,
+        )
+        if limit is None or hold is None or await hold_budget(gw, decision, hold, tenant, utc_day(now),
+                                                              limit - spent.tenant_usd, since):  # fmt: skip
+            return decision
+    decision.candidates = []
+    why = f"Tenant {tenant}'s daily budget of ${limit:.2f} is held by edits running now; it resets at 00:00 UTC."
+    decision.refusal = Refusal(status=402, code="budget_exceeded", message=why)
+    return decision
+
+
+async def held_by_others(gw: Gateway, tenant: str, day: str, since: float, hold: BudgetHold | None) -> float:
+    """The tenant's budget holds today that the ledger read at ``since`` does not show, other than
+    ``hold`` (an edit routed again keeps its own)."""
+    own = hold.amount if hold is not None and hold.held else 0.0
+    return max(0.0, await gw.resources.limits.held_usd(tenant, day, since) - own)
+
+
+async def hold_budget(gw: Gateway, decision: RouteDecision, hold: BudgetHold, tenant: str, day: str,
+                      room: float, since: float) -> bool:  # fmt: skip
+    """Hold the first call's estimate, so concurrent edits (on any replica) cannot together pass the cap
+    that each alone fits; False: others took the room meanwhile (route again). A refusal holds nothing."""
+    if decision.refusal is not None or not decision.candidates:
+        return True
+    hold.tenant, hold.day = tenant, day
+    estimate = decision.candidates[0].estimate_usd or 0.0
+    return await gw.resources.limits.hold(hold, estimate, room, since) is None
 
 
 def route_info(decision: RouteDecision) -> RouteInfo:
@@ -438,6 +471,8 @@ class EditRun:
         self.stop_as = INTERRUPTED
         """What a cancellation of this run means: the caller's cancel, or a drain that ran out."""
         self.held_slot: str | None = None
+        self.budget_hold = BudgetHold()
+        """This edit's reservation of its estimate against the tenant's cap, settled when the run ends."""
         """The provider whose concurrency slot this run holds from its claim (a queued edit's first candidate)."""
         self.deferred_score: Callable[[], Any] | None = None
         """The preservation score left for after the answer (see :attr:`EditTarget.score_after_response`)."""
@@ -477,10 +512,21 @@ class EditRun:
         finally:
             self.turn.release()
             self.gw.metrics.in_flight.dec()
+            with anyio.CancelScope(shield=True):
+                await self.settle_budget()
+
+    async def settle_budget(self) -> None:
+        """The run ended: its budget hold now counts what its calls may have cost (as the ledger counts
+        them), until every replica reads that from the ledger."""
+        if self.budget_hold.held:
+            billed = sum(r["actual_usd"] if r["actual_usd"] is not None else r["estimated_usd"] or 0.0
+                         for r in self.ledger() if r["outcome"] in BILLED)  # fmt: skip
+            await self.gw.resources.limits.settle(self.budget_hold, billed)
 
     async def choose_route(self) -> RouteDecision:
         return await route(self.gw, self.p, self.target.tenant, self.session_id, self.parent.provider,
-                           shadow=self.target.shadow_of is not None, parent=self.parent)  # fmt: skip
+                           shadow=self.target.shadow_of is not None, parent=self.parent,
+                           hold=self.budget_hold)  # fmt: skip
 
     async def routed(self, decision: RouteDecision | None) -> RouteDecision:
         """Take the route; a queued edit (routed when claimed, or just before) records the call it is
@@ -692,6 +738,7 @@ class EditRun:
         record = self._closing_record({"code": code, "message": message, "param": None})
         end = self.gw.lifecycle.cancel if code == "canceled" else self.gw.lifecycle.interrupt
         await end(self.version, record, self.ledger())
+        await self.settle_budget()  # a run stopped before its first step never reaches run()'s own
         self.gw.events.publish(self.version.id, "failed", record["error"])
         log.info(f"edit_{code}", edit_id=self.version.id)
 
@@ -846,10 +893,10 @@ async def accept_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: Edi
         mask=file_ref(url, mask_sha, p.mask.blob, "png") if p.mask and mask_sha else None,
         references=[file_ref(url, s, r.blob, r.format) for s, r in zip(ref_shas, p.references, strict=True)],
     )
-    decision = None
+    decision, hold = None, BudgetHold()
     if not queued:
         decision = await route(gw, p, target.tenant, session_id, parent.provider, shadow=target.shadow_of is not None,
-                               parent=parent)  # fmt: skip
+                               parent=parent, hold=hold)  # fmt: skip
     settings = req.model_dump(exclude=SETTINGS_EXCLUDED)
     try:
         version = await gw.lifecycle.accept(
@@ -859,13 +906,19 @@ async def accept_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: Edi
                         **route_columns(decision, p, target.tenant, parent.provider)),
             record=_open_record(inputs, settings, decision, url, p), queued=queued, claim=target.claim,
         )  # fmt: skip
-    except SessionGone:
-        raise ApiError(404, "not_found", f"Session {session_id!r} was deleted.", "session_id") from None
+    except BaseException as exc:
+        if hold.held:  # no run will settle it
+            with anyio.CancelScope(shield=True):
+                await gw.resources.limits.settle(hold, 0.0)
+        if isinstance(exc, SessionGone):
+            raise ApiError(404, "not_found", f"Session {session_id!r} was deleted.", "session_id") from None
+        raise
     gw.events.accepted(version.id, await gw.lifecycle.queue_position(version) if queued else 0)
     for sha, blob in ((source_sha, p.source.blob), *zip(ref_shas, (r.blob for r in p.references), strict=True)):
         if (path := gw.blobs.path(sha)) is not None:
             blob.release_to(path)  # the stored file holds these exact bytes: nothing keeps them in memory meanwhile
     run = EditRun(gw, p, target, session_id, parent, version, inputs, t0)
+    run.budget_hold = hold
     run.raw = kept_raw  # only shadow traffic needs the upload again after intake
     run.upload_bytes = upload_bytes
     return run, decision

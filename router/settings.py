@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -152,6 +152,22 @@ class Settings(BaseSettings):
         False,
         description="Verify the provider's C2PA manifest (signature, hash binding) on every result: `validation` "
         "then says Valid/Trusted/Invalid; costs a hash of the whole image. Off: `not_checked`.",
+    )
+    redis_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("REDIS_URL", "EDITGATE_REDIS_URL", "redis_url"),
+        description="Redis holding what replicas share (provider slots and rates, budget holds, live events); "
+        "unset: each process holds its own.",
+    )
+    redis_prefix: str = Field("editgate", description="Prefix of every Redis key (one per deployment).")
+    redis_lease_s: float = Field(
+        30.0, gt=0, description="A slot or budget hold of a replica that stopped renewing it frees after this."
+    )
+    redis_poll_s: float = Field(0.02, gt=0, description="How often a call waiting for a shared slot asks again.")
+    budget_settle_grace_s: float = Field(
+        30.0,
+        gt=0,
+        description="A settled budget hold still counts this long, until every replica reads its ledger row.",
     )
     limits: Limits = Field(default_factory=Limits)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)

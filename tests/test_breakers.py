@@ -85,7 +85,7 @@ def test_a_call_cancelled_while_queued_releases_the_probe_without_a_verdict() ->
     resources = Resources(breakers, max_concurrency={"slow": 1})
 
     async def run() -> None:
-        await resources.limiter("slow").acquire_on_behalf_of(object())  # the only slot is taken: the probe queues
+        await resources.limits.acquire("slow", "holder")  # the only slot is taken: the probe queues
         with pytest.raises(ExecutionFailed) as failed:
             await execute(_decision("slow"), {"slow": Hangs()}, lambda c: None, 0.05, resources)  # type: ignore[arg-type,return-value]
         assert failed.value.attempts == [] and failed.value.error.code == "deadline_exceeded"

@@ -75,11 +75,14 @@ def test_promtool_checks_the_rules_and_config_and_runs_the_rule_unit_tests() -> 
 def test_the_compose_stack_has_two_replicas_on_shared_services_and_real_settings() -> None:
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     services = compose["services"]
-    assert {"editgate", "migrate", "postgres", "minio", "minio-bucket", "prometheus", "grafana"} <= set(services)
+    assert {"editgate", "migrate", "postgres", "redis", "minio", "minio-bucket", "prometheus", "grafana"} <= set(
+        services
+    )
     assert services["editgate"]["deploy"]["replicas"] == 2
     assert services["migrate"]["command"] == ["editgate", "migrate"]
     env = services["editgate"]["environment"]
     assert env["DATABASE_URL"].startswith("postgresql://") and env["EDITGATE_BLOB_URL"].startswith("s3://")
+    assert env["REDIS_URL"].startswith("redis://")
     unknown = {k for k in env if k.startswith("EDITGATE_")} - _settings_env_names()
     assert not unknown, f"compose sets settings editgate does not have: {unknown}"
     for service in services.values():
@@ -120,4 +123,4 @@ def test_the_kubernetes_manifests_render_and_validate_against_the_api_schema() -
     assert not unknown, f"the ConfigMap sets settings editgate does not have: {unknown}"
     secret_keys = {line.split("=", 1)[0] for line in (DEPLOY / "k8s/secret.example.env").read_text().splitlines()
                    if line and not line.startswith("#")}  # fmt: skip
-    assert {"DATABASE_URL", "EDITGATE_LINK_KEYS", "AWS_ACCESS_KEY_ID"} <= secret_keys
+    assert {"DATABASE_URL", "REDIS_URL", "EDITGATE_LINK_KEYS", "AWS_ACCESS_KEY_ID"} <= secret_keys

@@ -35,9 +35,11 @@ async def get_config(request: Request) -> dict[str, Any]:
 
 @get("/_emulator/stats")
 async def get_stats(request: Request) -> dict[str, Any]:
-    """Requests seen and faults injected per endpoint since the plan was last set."""
+    """Requests seen, faults injected and the most requests in progress at once, per endpoint, since the
+    plan was last set."""
     injector = request.app.state.injector
-    return {"requests": injector.requests, "faults_injected": injector.injected, "traceparents": injector.traceparents}
+    return {"requests": injector.requests, "faults_injected": injector.injected,
+            "peak_in_flight": injector.peak_in_flight, "traceparents": injector.traceparents}  # fmt: skip
 
 
 @get("/_emulator/received")

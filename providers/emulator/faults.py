@@ -152,6 +152,10 @@ class FaultInjector:
         self.traceparents: list[str] = []
         """W3C ``traceparent`` headers received (the last 100), so tests see the trace reach the provider."""
         self.received: list[tuple[Endpoint, list[bytes]]] = []
+        self.in_flight: dict[str, int] = getattr(self, "in_flight", None) or dict.fromkeys(self._streams, 0)
+        self.peak_in_flight = dict(self.in_flight)
+        """Most requests of an endpoint in progress at once since the plan was set: what a client's
+        concurrency limit let through."""
 
     def _recording(self, endpoint: Endpoint, receive: Receive) -> Receive:
         """Wrap ``receive`` so the request body is kept as it arrives (``record_bodies`` only)."""
@@ -185,6 +189,27 @@ class FaultInjector:
         endpoint = endpoint_of(scope.get("path", "")) if scope["type"] == "http" else None
         if endpoint is not None and (parent := dict(scope.get("headers", [])).get(b"traceparent")):
             self.traceparents = [*self.traceparents[-99:], parent.decode("latin-1")]
+        if endpoint is None:
+            await self._serve(endpoint, scope, receive, marked)
+            return
+        self.in_flight[endpoint] += 1
+        self.peak_in_flight[endpoint] = max(self.peak_in_flight[endpoint], self.in_flight[endpoint])
+        working = True
+
+        async def answered(message: dict) -> None:  # in flight until the answer starts: the caller has none yet
+            nonlocal working
+            if working and message["type"] == "http.response.start":
+                working = False
+                self.in_flight[endpoint] -= 1
+            await marked(message)
+
+        try:
+            await self._serve(endpoint, scope, receive, answered)
+        finally:
+            if working:
+                self.in_flight[endpoint] -= 1
+
+    async def _serve(self, endpoint: Endpoint | None, scope: Scope, receive: Receive, marked: Send) -> None:
         if endpoint is not None and self.config.record_bodies:
             receive = self._recording(endpoint, receive)
         plan = self.config.endpoints.get(endpoint) if endpoint else None

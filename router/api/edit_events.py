@@ -79,6 +79,11 @@ async def edit_events(gw: Gateway, tenant: str, edit_id: str, after: int = 0) ->
         yield event
         if event is not None and event.type in TERMINAL:
             return
+    if gw.events.relay is not None and not gw.events.knows(edit_id):  # it runs (or ran) on another replica
+        async for event in gw.events.relay.read(edit_id, after, heartbeat):  # Redis away: nothing
+            yield event
+            if event is not None and event.type in TERMINAL:
+                return
     waited = 0.0
     while True:
         version = await gw.store.version_by_id(tenant, edit_id)

@@ -35,7 +35,11 @@ async def readyz(request: Request) -> Response[dict[str, Any]]:
         "providers": sorted(gw.providers),
     }
     ok = checks["data_dir_writable"] and checks["policy_loaded"] and bool(gw.providers)
-    return Response({"status": "ok" if ok else "not_ready", **checks}, status_code=200 if ok else 503)
+    limits = gw.resources.limits
+    if gw.settings.redis_url:  # without Redis this replica serves on its own limits: degraded, not down
+        checks["redis"] = "up" if await limits.check() else "unreachable: limits are this replica's own"
+    status = "not_ready" if not ok else "ok" if checks.get("redis", "up") == "up" else "degraded"
+    return Response({"status": status, **checks}, status_code=200 if ok else 503)
 
 
 @get("/metrics", summary="Prometheus metrics", tags=["meta"], media_type=CONTENT_TYPE_LATEST, guards=[metrics_guard])
