@@ -3,7 +3,9 @@ emulator, for tests that kill or signal the whole process."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -29,7 +31,10 @@ class ServerProcess:
         environ.update(OPENAI_API_KEY="sk-test", OPENAI_BASE_URL=f"{emulator}/v1", GEMINI_API_KEY="g-test",
                        GEMINI_BASE_URL=emulator, EDITGATE_LOG_LEVEL="warning", **env)  # fmt: skip
         cmd = [sys.executable, "-m", "router.cli", "serve", "--port", str(self.port), "--data-dir", str(data_dir)]
-        self.proc = subprocess.Popen(cmd, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # a session of its own: on PostgreSQL `serve` runs a worker process per core under a supervisor, and
+        # a crash of the replica is all of them dying (a SIGKILL of the supervisor alone leaves its workers)
+        self.proc = subprocess.Popen(cmd, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)  # fmt: skip
         wait_until_serving(self.url, self.proc)
 
     def query(self, sql: str, *args: Any) -> list[tuple]:
@@ -37,10 +42,14 @@ class ServerProcess:
         with sqlite3.connect(self.data_dir / "editgate.db") as db:
             return db.execute(sql, args).fetchall()
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
+    def crash(self) -> None:
+        """kill -9 of every process of this replica (the supervisor and its workers)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=15)
+
+    def stop(self) -> None:
+        self.crash()
 
 
 def wait_for(predicate: Any, timeout_s: float, what: str) -> float:

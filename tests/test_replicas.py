@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import cloud_settings, fixture_bytes
-from tests.lifecycle_server import wait_for
+from tests.lifecycle_server import ServerProcess, wait_for
 from tests.test_breakers import DEFAULT, policy_file
 
 COFFEE = fixture_bytes("coffee.png")
@@ -258,3 +258,42 @@ def test_breakers_are_per_replica_as_envoys_outlier_detection_is_per_host(
     assert edit(healthy).status_code == 200, "served by gemini on the replica whose breaker is closed"
     refused = edit(failing)
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "providers_unavailable", refused.text
+
+
+def test_a_replica_killed_mid_edit_is_reaped_by_the_other(
+    new_database: Callable[[], str], emulator: str, faults: Callable[..., None], tmp_path: Path
+) -> None:
+    """kill -9 of the replica running an edit: the other replica finds its lease expired and ends the edit
+    `interrupted`, with the call in the ledger as possibly billed, and it can be retried from there."""
+    faults("gemini", hang=1.0, hang_s=60)
+    shared = {"DATABASE_URL": new_database(), "REDIS_URL": REDIS_URL, "EDITGATE_REDIS_PREFIX": redis_prefix(),
+              "EDITGATE_LEASE_S": "2", "EDITGATE_RECOVERY_INTERVAL_S": "0.5"}  # fmt: skip
+    pool = ThreadPoolExecutor(1)
+    doomed = ServerProcess(tmp_path, emulator, **shared)  # one blob directory, as replicas share one store
+    survivor = ServerProcess(tmp_path, emulator, **shared)
+    try:
+        # a synchronous edit runs where it was sent (a queued one could be claimed by either replica)
+        pool.submit(lambda: edit(doomed.url))
+
+        def running() -> list[dict[str, Any]]:
+            return list(httpx.get(f"{survivor.url}/v1/edits", params={"status": "running"}, timeout=10).json()["data"])
+
+        wait_for(lambda: bool(running()), 60, "the edit to run on the doomed replica")
+        edit_id = running()[0]["id"]
+
+        def status() -> str:
+            return str(httpx.get(f"{survivor.url}/v1/edits/{edit_id}", timeout=10).json()["status"])
+
+        doomed.crash()
+        took = wait_for(lambda: status() == "interrupted", 60, "the survivor to reap the edit")
+        print(f"reaped {took:.1f} s after the kill (lease 2 s)")
+        record = httpx.get(f"{survivor.url}/v1/edits/{edit_id}", timeout=10).json()
+        assert record["error"]["code"] == "interrupted"
+        faults("gemini")  # the provider answers again: the survivor retries it
+        retried = httpx.post(f"{survivor.url}/v1/sessions/{record['session_id']}/versions/{record['version']}/retry",
+                             timeout=60)  # fmt: skip
+        assert retried.status_code == 200 and retried.json()["status"] == "succeeded", retried.text
+    finally:
+        doomed.stop()
+        survivor.stop()
+        pool.shutdown(wait=True)
