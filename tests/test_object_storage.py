@@ -20,8 +20,9 @@ COFFEE = fixture_bytes("coffee.png")
 MASK = fixture_bytes("coffee_background_mask.png")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def s3() -> Iterator[str]:
+    """Session-wide, as the servers that use it are (they outlive any one module)."""
     with s3_server() as endpoint:
         yield endpoint
 

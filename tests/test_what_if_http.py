@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import yaml
 from click.testing import CliRunner
 
 import router.what_if
@@ -110,7 +111,7 @@ def test_moving_a_rule_to_gemini_reports_the_moves_and_costs_of_the_recorded_edi
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["object"] == "route.what_if"
-    assert out["policy"]["version"] == "2026-11-23.4" and len(out["policy"]["digest"]) == 16
+    assert out["policy"]["version"] == yaml.safe_load(PRO_TO_GEMINI)["version"] and len(out["policy"]["digest"]) == 16
     assert (out["edits"], out["unchanged"], out["changed"]) == (3, 1, 2)
     assert out["moves"] == [{"from": {"rule": "pro-masked", "provider": "openai-images"},
                              "to": {"rule": "pro-masked", "provider": "gemini"}, "count": 2}]  # fmt: skip
