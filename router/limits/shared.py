@@ -247,6 +247,9 @@ class RedisLimits:
         except BaseException:
             with anyio.CancelScope(shield=True), contextlib.suppress(*UNREACHABLE):
                 await self._scripts["leave"](keys=keys[1:3], args=[token])
+                # a cancel can land after Redis granted the slot but before its answer was read: give it back,
+                # or it would be held by nobody until its lease ran out
+                await self.client.zrem(keys[0], token)
             raise
 
     async def release(self, provider: str, token: str) -> None:
