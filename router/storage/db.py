@@ -1,10 +1,15 @@
 """Engine, migrations and the database URL: SQLite in the data directory by default, PostgreSQL via
-``DATABASE_URL``. Migrations run at start-up under a PostgreSQL advisory lock, so replicas that
-start together do not race.
+``DATABASE_URL``. Migrations run at start-up under a lock (PostgreSQL's advisory lock; on SQLite an
+exclusive ``flock`` on a file beside the database, as SQLite's own DDL is not transactional under Alembic), so
+replicas and ``--workers`` that start together on one empty database do not race.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
@@ -69,6 +74,21 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(cfg, "head")
 
 
+@contextlib.contextmanager
+def _sqlite_schema_lock(database: str | None) -> Iterator[None]:
+    """Held while one process migrates a SQLite file; the others block here, then find the schema at head.
+    The lock goes with the open file, so a process that dies mid-migration releases it."""
+    if not database or database == ":memory:":
+        yield
+        return
+    with Path(f"{database}.migrate-lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # blocks: the caller runs this in a thread
+        yield
+
+
 async def migrate(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        await conn.run_sync(_upgrade)
+    with contextlib.ExitStack() as stack:
+        if engine.dialect.name == "sqlite":
+            await asyncio.to_thread(stack.enter_context, _sqlite_schema_lock(engine.url.database))
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade)
