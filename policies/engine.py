@@ -24,6 +24,7 @@ from policies.features import Features
 from policies.model import (
     BudgetCheck,
     Candidate,
+    Check,
     DroppedCandidate,
     Experiment,
     Policy,
@@ -46,28 +47,21 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "lte": lambda value, want: value is not None and value <= want,
     "contains": lambda value, want: want in (value or ()),
 }
+_HELD = ("unconditional", "all conditions hold")
 
 
-def _holds(value: Any, cond: Any) -> tuple[bool, str]:
-    if not isinstance(cond, dict):
-        cond = {"eq": cond}
-    for op, want in cond.items():
+def _failed(checks: tuple[Check, ...], f: Features) -> str | None:
+    """Why the first failing check fails, or None when all hold (the reason is built only on failure)."""
+    for feature, op, want in checks:
+        value = getattr(f, feature)
         if not _OPS[op](value, want):
-            return False, f"{op} {want!r} failed (is {value!r})"
-    return True, ""
+            return f"{feature}: {op} {want!r} failed (is {value!r})"
+    return None
 
 
-def _match(when: Mapping[str, Any], f: Features) -> tuple[bool, str]:
-    for feature, cond in when.items():
-        ok, why = _holds(getattr(f, feature), cond)
-        if not ok:
-            return False, f"{feature}: {why}"
-    return True, "all conditions hold" if when else "unconditional"
-
-
-def may_apply_to(when: Mapping[str, Any], tenant: str | None) -> bool:
+def may_apply_to(checks: tuple[Check, ...], tenant: str | None) -> bool:
     """Whether a rule's ``when`` can hold for ``tenant`` (its other conditions depend on the request)."""
-    return "tenant" not in when or _holds(tenant, when["tenant"])[0]
+    return all(_OPS[op](tenant, want) for feature, op, want in checks if feature == "tenant")
 
 
 def assignment_unit(experiment: str, key: str) -> float:
@@ -93,7 +87,7 @@ def assign_arm(exp: Experiment, key: str) -> str:
 def shadow_for(features: Features, policy: Policy, key: str) -> Shadow | None:
     """The shadow this request is sampled into, if any: a stable hash of ``key`` against each fraction."""
     for shadow in policy.shadows:
-        if _match(shadow.when, features)[0] and assignment_unit(shadow.name, key) < shadow.fraction:
+        if _failed(shadow.checks, features) is None and assignment_unit(shadow.name, key) < shadow.fraction:
             return shadow
     return None
 
@@ -108,11 +102,12 @@ def _route(f: Features, policy: Policy, forced: str | None) -> tuple[str, Rule |
         return "env.IMAGE_EDIT_PROVIDER", None, [forced, *policy.forced_fallbacks], trace
     trace = []
     for rule in policy.rules:
-        if not may_apply_to(rule.when, f.tenant):
+        checks = rule.checks
+        if not may_apply_to(checks, f.tenant):
             continue  # another tenant's rule: the trace is shown to the caller, so it is not listed
-        ok, why = _match(rule.when, f)
-        trace.append(RuleTrace(rule=rule.name, matched=ok, why=why))
-        if ok:
+        why = _failed(checks, f)
+        trace.append(RuleTrace(rule=rule.name, matched=why is None, why=why or _HELD[bool(checks)]))
+        if why is None:
             return rule.name, rule, [rule.route, *rule.fallbacks], trace
     trace.append(RuleTrace(rule="default", matched=True, why="no rule matched"))
     return "default", None, [policy.default_route, *policy.default_fallbacks], trace
@@ -127,7 +122,7 @@ def _experiment(
         if not exp.enabled or (exp.applies_to_rules and rule_name not in exp.applies_to_rules):
             continue
         key = keys.get(exp.sticky_by)
-        if not key or not _match(exp.when, f)[0]:
+        if not key or _failed(exp.checks, f) is not None:
             continue
         arm_name = assign_arm(exp, key)
         if arm_name == "holdout":

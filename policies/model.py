@@ -7,6 +7,7 @@ rule is refused at load time, never discovered by a request.
 from __future__ import annotations
 
 import hashlib
+from functools import cached_property
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -77,6 +78,7 @@ class Experiment(BaseModel):
     applies_to_rules: list[str] = Field(default_factory=list, description="Empty: every rule-chosen route.")
     when: dict[str, Any] = Field(default_factory=dict)
     _known_features = field_validator("when")(classmethod(lambda cls, when: check_conditions(when)))
+    checks = cached_property(lambda self: compile_conditions(self.when))
     sticky_by: Literal["tenant", "session", "key"] = "tenant"
     holdout: float = Field(0.0, ge=0, lt=1, description="Share that keeps the rule's own route.")
     arms: list[Arm] = Field(min_length=1)
@@ -104,6 +106,7 @@ class Shadow(BaseModel):
     fraction: float = Field(gt=0, le=1)
     when: dict[str, Any] = Field(default_factory=dict)
     _known_features = field_validator("when")(classmethod(lambda cls, when: check_conditions(when)))
+    checks = cached_property(lambda self: compile_conditions(self.when))
 
 
 class Budgets(BaseModel):
@@ -140,6 +143,20 @@ class Rule(BaseModel):
     )
 
     _known_features = field_validator("when")(classmethod(lambda cls, when: check_conditions(when)))
+    checks = cached_property(lambda self: compile_conditions(self.when))
+
+
+Check = tuple[str, str, Any]
+"""One condition of a ``when``, flat: (feature, operator, wanted value)."""
+
+
+def compile_conditions(when: dict[str, Any]) -> tuple[Check, ...]:
+    """``when`` as the flat checks the engine runs on every request, so a decision never re-reads its shape."""
+    return tuple(
+        (feature, op, want)
+        for feature, cond in when.items()
+        for op, want in (cond.items() if isinstance(cond, dict) else (("eq", cond),))
+    )
 
 
 def check_conditions(when: dict[str, Any]) -> dict[str, Any]:

@@ -23,14 +23,14 @@ def tenant_view(policy: Policy, tenant: str, available: Collection[str]) -> dict
     rules = [
         {**rule.model_dump(), "when": _without_tenant(rule.when)}
         for rule in policy.rules
-        if may_apply_to(rule.when, tenant)
+        if may_apply_to(rule.checks, tenant)
     ]
     visible = {rule["name"] for rule in rules}
     experiments = [
         {**exp.model_dump(exclude={"enabled"}), "when": _without_tenant(exp.when),
          "applies_to_rules": [name for name in exp.applies_to_rules if name in visible]}
         for exp in policy.experiments
-        if exp.enabled and may_apply_to(exp.when, tenant)
+        if exp.enabled and may_apply_to(exp.checks, tenant)
         and (not exp.applies_to_rules or visible.intersection(exp.applies_to_rules))
     ]  # fmt: skip
     return {
