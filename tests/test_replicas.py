@@ -58,6 +58,17 @@ def emulator_stats(emulator: str) -> dict[str, Any]:
 
 
 @pytest.fixture()
+def emulator() -> Iterator[str]:
+    """An emulator of each test's own (not the session's): its peak counts see only this test's calls, as
+    servers of earlier tests live until the session ends and may still be calling the shared one."""
+    from providers.emulator import create_emulator_app
+    from router.threaded import serve_in_thread
+
+    with serve_in_thread(create_emulator_app()) as url:
+        yield url
+
+
+@pytest.fixture()
 def slow_gemini(emulator: str) -> Callable[[float], None]:
     """Gemini answers after ``latency_ms``, so calls overlap; the plan (and the emulator's peak count)
     is reset after the test."""

@@ -5,6 +5,7 @@ that N concurrent edits cannot together overspend."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -85,6 +86,41 @@ def test_a_waiter_that_gives_up_leaves_the_line(make: Callable[[], Limits]) -> N
         await asyncio.wait_for(later, 10)  # not stuck behind the one that left
 
     run(make, body)
+
+
+def test_a_quitters_poll_that_reaches_redis_after_it_left_takes_nothing() -> None:
+    """A cancel can land while a poll is on the wire: Redis runs that poll whenever its bytes arrive, maybe
+    after the quitter's cleanup. It must find the quitter gone, not put it back in line (or in a slot)."""
+
+    async def body(limits: Limits) -> None:
+        assert isinstance(limits, RedisLimits)
+        limits.configure({"p": ProviderLimit(concurrency=1)})
+        await limits.acquire("p", "holder")
+        real, late = limits._scripts["acquire"], []
+
+        async def on_the_wire(keys: list[str], args: list[object]) -> object:
+            if args[0] != "quitter":
+                return await real(keys=keys, args=args)
+
+            async def arrives_late() -> None:  # sent: Redis runs it whatever becomes of the caller
+                await asyncio.sleep(0.3)
+                await real(keys=keys, args=args)
+
+            late.append(asyncio.create_task(arrives_late()))
+            await asyncio.Event().wait()  # the reply never comes before the cancel
+            raise AssertionError("unreachable: the caller is cancelled while it waits")
+
+        limits._scripts["acquire"] = on_the_wire  # type: ignore[assignment]
+        quitter = asyncio.create_task(limits.acquire("p", "quitter"))
+        await _settle_in()
+        quitter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await quitter
+        await limits.release("p", "holder")
+        await asyncio.gather(*late)  # the quitter's poll has now run, after its cleanup
+        await asyncio.wait_for(limits.acquire("p", "later"), 5)  # the slot is free, not held by the quitter
+
+    run(redis_limits, body)
 
 
 def test_a_dead_replicas_slot_frees_when_its_lease_ends() -> None:

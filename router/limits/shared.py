@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Callable, Mapping
 
 import anyio
@@ -33,9 +34,12 @@ _NOW = "local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.f
 _ACQUIRE = (
     _NOW
     + """
--- KEYS: holders, waiters, waiter deadlines, arrival counter, call window, image window
--- ARGV: token, concurrency, rpm (0: none), ipm (0: none), images, lease ms, waiter ttl ms, key ttl ms
--- -> 0 taken; -1 wait for a slot; n > 0 wait n ms for the rate window
+-- KEYS: holders, waiters, waiter deadlines, arrival counter, call window, image window, calls that left
+-- ARGV: token, concurrency, rpm (0: none), ipm (0: none), images, lease ms, waiter ttl ms, key ttl ms, call id
+-- -> 0 taken; -1 wait for a slot; n > 0 wait n ms for the rate window; -2 this call has left (a poll that
+-- reached Redis after its caller's cleanup: it must not put the caller back)
+redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - 60000)
+if redis.call('ZSCORE', KEYS[7], ARGV[9]) then return -2 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 for _, w in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do
   redis.call('ZREM', KEYS[2], w); redis.call('ZREM', KEYS[3], w)
@@ -67,10 +71,17 @@ end
 return 0
 """
 )
-_LEAVE = """
--- KEYS: waiters, waiter deadlines; ARGV: token
-redis.call('ZREM', KEYS[1], ARGV[1]); redis.call('ZREM', KEYS[2], ARGV[1]); return 0
+_LEAVE = (
+    _NOW
+    + """
+-- KEYS: holders, waiters, waiter deadlines, calls that left; ARGV: token, call id
+-- out of the line, and out of a slot granted by a poll whose answer the caller never read; and a poll of
+-- this call still on its way to Redis will find it gone
+for i = 1, 3 do redis.call('ZREM', KEYS[i], ARGV[1]) end
+redis.call('ZADD', KEYS[4], now, ARGV[2]); redis.call('PEXPIRE', KEYS[4], 120000)
+return 0
 """
+)
 _RENEW = (
     _NOW
     + """
@@ -163,7 +174,7 @@ class RedisLimits:
     def _keys(self, provider: str) -> list[str]:
         base = f"{self.prefix}:slots:{provider}"
         return [f"{base}:holders", f"{base}:waiters", f"{base}:waiting_until", f"{base}:arrivals",
-                f"{base}:calls", f"{base}:images"]  # fmt: skip
+                f"{base}:calls", f"{base}:images", f"{base}:left"]  # fmt: skip
 
     def _hold_keys(self, hold: BudgetHold) -> list[str]:
         base = f"{self.prefix}:budget:{hold.tenant}:{hold.day}"
@@ -234,11 +245,14 @@ class RedisLimits:
     async def _acquire_shared(self, provider: str, token: str, images: int) -> None:
         limit, keys = self.local.limit(provider), self._keys(provider)
         waiter_ttl = max(2000, int(self.poll_s * 1000 * 20))
+        call = uuid.uuid4().hex  # this call's own id: a later acquire with the same token is another call
         args = [token, limit.concurrency, limit.requests_per_minute or 0, limit.images_per_minute or 0, images,
-                self.lease_ms, waiter_ttl, 24 * 3600 * 1000]  # fmt: skip
+                self.lease_ms, waiter_ttl, 24 * 3600 * 1000, call]  # fmt: skip
         try:
             while True:
                 wait = int(await self._scripts["acquire"](keys=keys, args=args))
+                if wait == -2:
+                    raise RuntimeError(f"slot call {call} was marked as left while it still waited")
                 if wait == 0:
                     self._held[token] = provider
                     self.local.adopt(provider, token)  # counted here too, should Redis go away meanwhile
@@ -246,10 +260,7 @@ class RedisLimits:
                 await anyio.sleep(self.poll_s if wait < 0 else min(wait / 1000, waiter_ttl / 3000))
         except BaseException:
             with anyio.CancelScope(shield=True), contextlib.suppress(*UNREACHABLE):
-                await self._scripts["leave"](keys=keys[1:3], args=[token])
-                # a cancel can land after Redis granted the slot but before its answer was read: give it back,
-                # or it would be held by nobody until its lease ran out
-                await self.client.zrem(keys[0], token)
+                await self._scripts["leave"](keys=[*keys[:3], keys[6]], args=[token, call])
             raise
 
     async def release(self, provider: str, token: str) -> None:
