@@ -6,6 +6,7 @@ metadata, and returns a :class:`ProviderResult`; it never sees HTTP requests or 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,19 @@ answers are read and decoded at once (memory), so an answer may wait here, unrea
 async def in_worker_thread(fn: Callable[[], T]) -> T:
     """The default :data:`RunBlocking` for an adapter used outside the gateway (scripts, tests)."""
     return await anyio.to_thread.run_sync(fn)
+
+
+UPLOAD_CHUNK = 1 << 20
+
+
+class LargeReads(io.FileIO):
+    """A stored input as an SDK streams it, read 1 MiB at a time whatever size the SDK asks for. httpx's
+    multipart encoder asks for 64 KiB, and each chunk then pays a pass through h11, anyio's cancel scopes and
+    the socket transport: a fifth of a pass-through edit's CPU in the profile. 1 MiB chunks pay it 16 times
+    less often and still bound what an upload holds in memory."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        return super().read(-1 if size is None or size < 0 else max(size, UPLOAD_CHUNK))
 
 
 class ImageBlob:
@@ -77,7 +91,7 @@ class ImageBlob:
         if self._data is not None:
             return self._data
         assert self.path is not None
-        return self.path.open("rb")
+        return LargeReads(self.path)
 
     def decoded(self) -> np.ndarray:
         if self.pixels is None:

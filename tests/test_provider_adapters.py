@@ -250,3 +250,20 @@ def test_a_mid_stream_error_event_is_unavailable(emulator: str, faults: Callable
     with pytest.raises(Unavailable, match="mid-stream") as err:
         run(make(emulator), _job(model, partial_images=1, on_partial=on_partial))
     assert seen == [0] and err.value.provider == name and not err.value.ambiguous
+
+
+def test_a_stored_input_is_sent_in_large_reads_and_arrives_whole(tmp_path: Path) -> None:
+    """The SDK's multipart encoder streams a stored input in the reads :class:`LargeReads` gives it (1 MiB,
+    not the encoder's 64 KiB) and the body is byte for byte the one the same bytes in memory make."""
+    from httpx2._multipart import MultipartStream
+
+    from providers.base import UPLOAD_CHUNK, LargeReads
+
+    data = os.urandom(2 * UPLOAD_CHUNK + 12345)
+    stored = tmp_path / "source.png"
+    stored.write_bytes(data)
+    with LargeReads(stored) as f:
+        streamed = list(MultipartStream({}, {"image": ("a.png", f, "image/png")}, boundary=b"b").iter_chunks())
+    in_memory = b"".join(MultipartStream({}, {"image": ("a.png", data, "image/png")}, boundary=b"b").iter_chunks())
+    assert b"".join(streamed) == in_memory
+    assert sorted(len(c) for c in streamed)[-3:] == [12345, UPLOAD_CHUNK, UPLOAD_CHUNK]
