@@ -12,7 +12,6 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
-from functools import partial
 from typing import Any
 
 import anyio
@@ -850,8 +849,37 @@ class EditRun:
         return Chain(continued=previous is not None, previous_response_id=previous)
 
 
-def _put_all(blobs: BlobStore, files: list[StoredFile]) -> list[str]:
-    return [blobs.put(data, sha) for data, _, sha in files]
+@dataclass
+class Intake:
+    """What intake leaves an edit: the prepared inputs (their bytes already in the blob store and out of
+    memory) and the stored files' digests, kinds and sizes."""
+
+    p: PreparedEdit
+    shas: list[str]
+    uses: list[tuple[str, str, int]]
+    upload_bytes: int
+
+
+def intake_and_store(gw: Gateway, req: EditRequest, raw: RawInputs, tenant: str) -> Intake:
+    """Read the upload, prepare it and store it, in one worker hop (blocking): between the upload read and
+    the stored file, the bytes never wait in a queue. A thousand uploads arriving at once hold at most one
+    copy per worker, not one per edit waiting for its next turn."""
+    p = prepare(req, raw, gw.settings.limits, tenant)
+    upload_bytes = len(raw.image) + len(raw.mask or b"") + sum(len(r) for r in raw.references)
+    if not gw.policy.shadows:  # intake holds what it needs; release the upload (other frames still reference `raw`)
+        raw.image, raw.mask, raw.references = b"", None, []
+    files: list[StoredFile] = [(p.source.blob.data, "source", p.source.blob.sha256)]
+    if p.mask is not None:
+        files.append((p.mask.blob.data, "mask", None))
+    files += [(r.blob.data, "reference", None) for r in p.references]
+    shas = [gw.blobs.put(data, sha) for data, _, sha in files]
+    uses = [(sha, kind, len(data)) for sha, (data, kind, _) in zip(shas, files, strict=True)]
+    p.source.blob.sha256 = shas[0]
+    ref_shas = shas[2:] if p.mask is not None else shas[1:]
+    for sha, blob in ((shas[0], p.source.blob), *zip(ref_shas, (r.blob for r in p.references), strict=True)):
+        if (path := gw.blobs.path(sha)) is not None:
+            blob.release_to(path)  # the stored file holds these exact bytes: the edit keeps only its path
+    return Intake(p, shas, uses, upload_bytes)
 
 
 async def accept_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTarget, queued: bool = False
@@ -862,23 +890,11 @@ async def accept_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: Edi
         raise ApiError(503, "draining", "This instance is shutting down; send the edit again (another takes it).",
                        retry_after=1)  # fmt: skip
     t0 = time.perf_counter()
-    p = await gw.workers.run(lambda: prepare(req, raw, gw.settings.limits, target.tenant))
-    upload_bytes = len(raw.image) + len(raw.mask or b"") + sum(len(r) for r in raw.references)
-    if not gw.policy.shadows:  # intake holds what it needs; release the upload (other frames still reference `raw`)
-        kept_raw = None
-        raw.image, raw.mask, raw.references = b"", None, []
-    else:
-        kept_raw = raw
-    files: list[StoredFile] = [(p.source.blob.data, "source", p.source.blob.sha256)]
-    if p.mask is not None:
-        files.append((p.mask.blob.data, "mask", None))
-    files += [(r.blob.data, "reference", None) for r in p.references]
-    shas = await gw.workers.run(partial(_put_all, gw.blobs, files))
-    uses = [(sha, kind, len(data)) for sha, (data, kind, _) in zip(shas, files, strict=True)]
-    del files  # this frame lives as long as the provider call: it must not keep the bytes alive
+    kept_raw = raw if gw.policy.shadows else None  # only shadow traffic needs the upload again after intake
+    done = await gw.workers.run(lambda: intake_and_store(gw, req, raw, target.tenant))
+    p, shas, uses = done.p, done.shas, done.uses
     source_sha, mask_sha = shas[0], shas[1] if p.mask is not None else None
     ref_shas = shas[2:] if p.mask is not None else shas[1:]
-    p.source.blob.sha256 = source_sha
     url = target.base_url
     session_id, parent, new_session = target.session_id, target.parent, None
     if session_id is None or parent is None:  # a standalone edit: its session's version 0 is the source
@@ -914,13 +930,10 @@ async def accept_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: Edi
             raise ApiError(404, "not_found", f"Session {session_id!r} was deleted.", "session_id") from None
         raise
     gw.events.accepted(version.id, await gw.lifecycle.queue_position(version) if queued else 0)
-    for sha, blob in ((source_sha, p.source.blob), *zip(ref_shas, (r.blob for r in p.references), strict=True)):
-        if (path := gw.blobs.path(sha)) is not None:
-            blob.release_to(path)  # the stored file holds these exact bytes: nothing keeps them in memory meanwhile
     run = EditRun(gw, p, target, session_id, parent, version, inputs, t0)
     run.budget_hold = hold
-    run.raw = kept_raw  # only shadow traffic needs the upload again after intake
-    run.upload_bytes = upload_bytes
+    run.raw = kept_raw
+    run.upload_bytes = done.upload_bytes
     return run, decision
 
 

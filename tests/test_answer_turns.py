@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -143,3 +144,34 @@ def test_a_failed_edit_gives_its_turn_back(one_at_a_time: tuple[str, Gateway], f
         assert gateway.answers.held == 0
         assert _edit(client, url).status_code == 200  # with the turn kept, this one would wait for good
     assert gateway.answers.held == 0
+
+
+def test_an_accepted_edit_holds_no_copy_of_its_stored_source_while_it_waits(
+    emulator: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the source is in the blob store, the edit keeps only its path: with a thousand edits waiting on the
+    accept transaction (SQLite takes one writer at a time) or on the provider, a copy each would be gigabytes."""
+
+    made: list[ImageBlob] = []
+    real_init = ImageBlob.__init__
+
+    def tracked(self: ImageBlob, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(ImageBlob, "__init__", tracked)
+    settings = Settings(data_dir=tmp_path, limits=Limits(**TEST_LIMITS), **cloud_settings(emulator))
+    app = create_app(settings)
+    held_at_accept: list[int] = []
+    lifecycle = app.state.gateway.lifecycle
+    real_accept = lifecycle.accept
+
+    async def accept(*args: Any, **kwargs: Any) -> Any:
+        held_at_accept.append(sum(b.nbytes for b in made if b.nbytes > 100_000 and b._data is not None))
+        return await real_accept(*args, **kwargs)
+
+    monkeypatch.setattr(lifecycle, "accept", accept)
+    with serve_in_thread(app) as url, httpx.Client(timeout=60) as client:
+        assert _edit(client, url).status_code == 200
+    assert any(b.nbytes > 100_000 for b in made)  # the source was made as a blob
+    assert held_at_accept == [0], f"bytes still in memory when the accept transaction began: {held_at_accept}"
