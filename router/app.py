@@ -51,7 +51,7 @@ from router.registry import ProviderSet, build_providers
 from router.service import Gateway
 from router.sessions import sweeper
 from router.settings import Settings
-from router.storage.db import database_url, make_engine, migrate
+from router.storage.db import database_url, make_engine, make_probe_engine, migrate
 from router.storage.store import DEV_TENANT, Store, new_id
 from router.tracing import configure_tracing, tracing_middleware
 from router.webhooks import enqueue
@@ -66,8 +66,8 @@ def build_gateway(settings: Settings) -> Gateway:
     workers = ImageWorkers(settings.image_workers)
     DECODE_BUDGET.resize(settings.decode_budget_megapixels)
     policy = read_policy(settings.policy_file)
-    engine = make_engine(database_url(settings.database_url, settings.data_dir))
-    store = Store(engine)
+    url = database_url(settings.database_url, settings.data_dir)
+    store = Store(make_engine(url), probe_engine=make_probe_engine(url))
     gateway = Gateway(
         settings=settings,
         policy=policy,
@@ -182,7 +182,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             if isinstance(gateway.providers, ProviderSet):
                 await gateway.providers.retire()
             await gateway.resources.limits.close()
-            await gateway.store.engine.dispose()
+            await gateway.store.dispose()
 
     return Litestar(
         route_handlers=[

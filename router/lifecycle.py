@@ -218,8 +218,9 @@ class Lifecycle:
         return version
 
     async def queued_count(self) -> int:
-        """Edits waiting in the queue, across every instance (the queue is the versions table)."""
-        async with self.store.tx() as db:
+        """Edits waiting in the queue, across every instance (the queue is the versions table). Read on the
+        probe connection: the scrape asks it, and must not queue behind a burst of edits."""
+        async with self.store.probe_tx() as db:
             return int(await db.scalar(select(func.count()).select_from(Version).where(Version.status == QUEUED)) or 0)
 
     async def queue_position(self, version: Version) -> int:

@@ -39,13 +39,25 @@ WAIT_S = 600
 as long as a request may wait (queueing, bounded by the request deadline), so bursts queue instead of failing."""
 
 
-def make_engine(url: str) -> AsyncEngine:
+def make_probe_engine(url: str) -> AsyncEngine | None:
+    """A one-connection engine for health reads, or None for an in-memory SQLite (a second engine would open
+    another, empty database)."""
+    if url.startswith("sqlite") and make_url(url).database in (None, "", ":memory:"):
+        return None
+    return make_engine(url, probe=True)
+
+
+def make_engine(url: str, *, probe: bool = False) -> AsyncEngine:
+    """The request engine, or with ``probe`` a one-connection engine for health reads (the metrics scrape):
+    when a burst has every pooled connection waiting on SQLite's one writer, the database is busy, not
+    unreachable, and a probe that queued behind the burst would say otherwise."""
+    size, overflow, wait = (1, 0, 5.0) if probe else (8, 8, WAIT_S)
     if url.startswith("sqlite"):
         # sqlite3's `timeout` is SQLite's busy timeout: one setting, not a second one in a PRAGMA
         parsed = make_url(url)
         creator = {"async_creator": one_hop_creator(parsed.database, WAIT_S)} if parsed.database else {}
         engine = create_async_engine(
-            url, connect_args={"timeout": WAIT_S}, pool_size=8, max_overflow=8, pool_timeout=WAIT_S, **creator
+            url, connect_args={"timeout": WAIT_S}, pool_size=size, max_overflow=overflow, pool_timeout=wait, **creator
         )
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -57,7 +69,8 @@ def make_engine(url: str) -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, pool_timeout=WAIT_S)
+    size, overflow = (1, 0) if probe else (10, 20)
+    return create_async_engine(url, pool_size=size, max_overflow=overflow, pool_pre_ping=True, pool_timeout=wait)
 
 
 def alembic_config() -> Config:

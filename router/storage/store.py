@@ -96,13 +96,25 @@ async def take_version_number(db: AsyncSession, tenant: str, session_id: str) ->
 
 
 class Store:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, probe_engine: AsyncEngine | None = None) -> None:
         self.engine = engine
+        self.probe_engine = probe_engine
+        """A connection of its own for health reads, outside the request pool (see ``make_engine(probe=True)``)."""
         self._session = async_sessionmaker(engine, expire_on_commit=False)
+        self._probe = async_sessionmaker(probe_engine or engine, expire_on_commit=False)
         self._keys_seen = False
 
     def tx(self) -> AsyncSession:
         return self._session()
+
+    def probe_tx(self) -> AsyncSession:
+        """A session for a health read: never queued behind the request pool when a probe engine is set."""
+        return self._probe()
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+        if self.probe_engine is not None:
+            await self.probe_engine.dispose()
 
     # --- tenants and keys ----------------------------------------------------------------------
 
