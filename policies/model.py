@@ -7,7 +7,6 @@ rule is refused at load time, never discovered by a request.
 from __future__ import annotations
 
 import hashlib
-from functools import cached_property
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -78,7 +77,7 @@ class Experiment(BaseModel):
     applies_to_rules: list[str] = Field(default_factory=list, description="Empty: every rule-chosen route.")
     when: dict[str, Any] = Field(default_factory=dict)
     _known_features = field_validator("when")(classmethod(lambda cls, when: check_conditions(when)))
-    checks = cached_property(lambda self: compile_conditions(self.when))
+    checks = property(lambda self: compiled_checks(self))
     sticky_by: Literal["tenant", "session", "key"] = "tenant"
     holdout: float = Field(0.0, ge=0, lt=1, description="Share that keeps the rule's own route.")
     arms: list[Arm] = Field(min_length=1)
@@ -106,7 +105,7 @@ class Shadow(BaseModel):
     fraction: float = Field(gt=0, le=1)
     when: dict[str, Any] = Field(default_factory=dict)
     _known_features = field_validator("when")(classmethod(lambda cls, when: check_conditions(when)))
-    checks = cached_property(lambda self: compile_conditions(self.when))
+    checks = property(lambda self: compiled_checks(self))
 
 
 class Budgets(BaseModel):
@@ -143,11 +142,20 @@ class Rule(BaseModel):
     )
 
     _known_features = field_validator("when")(classmethod(lambda cls, when: check_conditions(when)))
-    checks = cached_property(lambda self: compile_conditions(self.when))
+    checks = property(lambda self: compiled_checks(self))
 
 
 Check = tuple[str, str, Any]
 """One condition of a ``when``, flat: (feature, operator, wanted value)."""
+
+
+def compiled_checks(model: BaseModel) -> tuple[Check, ...]:
+    """``model.when`` as flat checks, compiled once per ``when`` object (a copy with another ``when`` compiles
+    its own; a ``when`` changed in place is not seen: policies are parsed, never edited)."""
+    cached, when = model.__dict__.get("_compiled_checks"), model.when  # type: ignore[attr-defined]
+    if cached is None or cached[0] is not when:  # kept beside the fields, as functools.cached_property keeps its value
+        cached = model.__dict__["_compiled_checks"] = (when, compile_conditions(when))
+    return cached[1]
 
 
 def compile_conditions(when: dict[str, Any]) -> tuple[Check, ...]:

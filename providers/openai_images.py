@@ -69,12 +69,9 @@ class OpenAIImagesProvider:
         """SDK arguments: size snapped for the model, the caller's OpenAI quality as it came (else editgate's
         mapping), the caller's other OpenAI parameters where the endpoint takes them."""
         w, h = snap_openai_size(job.model, job.out_w, job.out_h)
-        ext = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
-        images = [(f"image-{i}.{ext[b.mime]}", b.upload(), b.mime) for i, b in enumerate((job.source, *job.references))]
         request: dict[str, object] = {
             "model": job.model,
             "prompt": job.prompt,
-            "image": images,
             "n": job.n,
             "size": f"{w}x{h}",
             "quality": job.params.get("quality") or self._quality[job.quality],
@@ -86,6 +83,9 @@ class OpenAIImagesProvider:
         request.update(forwarded(job, "generations" if job.mode == "generate" else "edits", job.model))
         if job.markup is not None and job.mode != "generate":
             request["markup"] = ("markup.png", job.markup.data, "image/png")
+        ext = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}  # opened last: nothing raises after
+        sources = (job.source, *job.references)
+        request["image"] = [(f"image-{i}.{ext[b.mime]}", b.upload(), b.mime) for i, b in enumerate(sources)]
         return request
 
     async def edit(self, job: EditJob) -> ProviderResult:

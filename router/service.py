@@ -860,13 +860,14 @@ class Intake:
     upload_bytes: int
 
 
-def intake_and_store(gw: Gateway, req: EditRequest, raw: RawInputs, tenant: str) -> Intake:
+def intake_and_store(gw: Gateway, req: EditRequest, raw: RawInputs, tenant: str, keep_raw: bool) -> Intake:
     """Read the upload, prepare it and store it, in one worker hop (blocking): between the upload read and
     the stored file, the bytes never wait in a queue. A thousand uploads arriving at once hold at most one
-    copy per worker, not one per edit waiting for its next turn."""
+    copy per worker, not one per edit waiting for its next turn. ``keep_raw``: shadow traffic will need the
+    upload again."""
     p = prepare(req, raw, gw.settings.limits, tenant)
     upload_bytes = len(raw.image) + len(raw.mask or b"") + sum(len(r) for r in raw.references)
-    if not gw.policy.shadows:  # intake holds what it needs; release the upload (other frames still reference `raw`)
+    if not keep_raw:  # intake holds what it needs; release the upload (other frames still reference `raw`)
         raw.image, raw.mask, raw.references = b"", None, []
     files: list[StoredFile] = [(p.source.blob.data, "source", p.source.blob.sha256)]
     if p.mask is not None:
@@ -891,7 +892,7 @@ async def accept_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: Edi
                        retry_after=1)  # fmt: skip
     t0 = time.perf_counter()
     kept_raw = raw if gw.policy.shadows else None  # only shadow traffic needs the upload again after intake
-    done = await gw.workers.run(lambda: intake_and_store(gw, req, raw, target.tenant))
+    done = await gw.workers.run(lambda: intake_and_store(gw, req, raw, target.tenant, kept_raw is not None))
     p, shas, uses = done.p, done.shas, done.uses
     source_sha, mask_sha = shas[0], shas[1] if p.mask is not None else None
     ref_shas = shas[2:] if p.mask is not None else shas[1:]

@@ -20,6 +20,7 @@ from router.lifecycle import RETRYABLE, IdempotencyClaim
 from router.models import Drift, EditRequest, EditResponse
 from router.normalize import drift, fit
 from router.service import EditTarget, Gateway, enqueue_edit, file_ref, run_edit, store_blobs
+from router.storage.db import WAIT_S
 from router.storage.models import EditSession, Version
 from router.storage.store import SESSION_ID
 
@@ -183,9 +184,11 @@ async def compare(gw: Gateway, tenant: str, session_id: str, a: int, b: int, bas
     return CompareView(a=a, b=b, drift=d, heatmap=ref.model_dump())
 
 
-BLOB_GRACE_S = 10.0
-"""A file written or reused this recently may be being claimed by another session right now: a delete
-leaves it to the next garbage collection, which removes it once nothing references it."""
+BLOB_GRACE_S = 2 * WAIT_S + 60
+"""A file written or reused this recently may be being claimed right now: an edit stores its inputs before
+its accept transaction, which may wait for a pooled connection and then for SQLite's writer (``WAIT_S``
+each) before anything references them. A delete leaves such a file to a later garbage collection, which
+removes it once it is older than this and nothing references it."""
 
 
 async def delete_session(gw: Gateway, tenant: str, session_id: str) -> bool:

@@ -175,3 +175,34 @@ def test_an_accepted_edit_holds_no_copy_of_its_stored_source_while_it_waits(
         assert _edit(client, url).status_code == 200
     assert any(b.nbytes > 100_000 for b in made)  # the source was made as a blob
     assert held_at_accept == [0], f"bytes still in memory when the accept transaction began: {held_at_accept}"
+
+
+def test_a_source_stored_long_before_its_accept_commits_is_not_collected(
+    emulator: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The source is stored (and released from memory) before the accept transaction, which may wait minutes
+    for SQLite's writer in a burst. Until that commit nothing references the file: garbage collection must
+    leave a file that young alone, or the edit would call its provider with a file that is gone."""
+    import os
+
+    from router.sessions import collect_garbage
+
+    settings = Settings(data_dir=tmp_path, limits=Limits(**TEST_LIMITS), **cloud_settings(emulator))
+    app = create_app(settings)
+    gw = app.state.gateway
+    real_accept = gw.lifecycle.accept
+    collected: list[int] = []
+
+    async def accept_after_a_long_wait(*args: Any, **kwargs: Any) -> Any:
+        uses = args[4]  # (sha, kind, size) of the files stored for this edit
+        for sha, _, _ in uses:
+            path = gw.blobs.path(sha)
+            os.utime(path, (path.stat().st_atime - 300, path.stat().st_mtime - 300))  # waited 5 min for the writer
+        collected.append(await collect_garbage(gw))
+        return await real_accept(*args, **kwargs)
+
+    monkeypatch.setattr(gw.lifecycle, "accept", accept_after_a_long_wait)
+    with serve_in_thread(app) as url, httpx.Client(timeout=60) as client:
+        r = _edit(client, url)
+    assert collected == [0], "garbage collection removed the files of an edit being accepted"
+    assert r.status_code == 200, r.text

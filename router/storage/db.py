@@ -12,6 +12,7 @@ import fcntl
 from collections.abc import Iterator
 from pathlib import Path
 
+import structlog
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from router.storage.sqlite_hops import one_hop_creator
 
+log = structlog.get_logger("editgate.storage")
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _LOCK_ID = 0x6564_6974  # "edit"
 
@@ -95,7 +97,11 @@ def _sqlite_schema_lock(database: str | None) -> Iterator[None]:
         yield
         return
     with Path(f"{database}.migrate-lock").open("a") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)  # blocks: the caller runs this in a thread
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting_for_migration_lock", note="another process is migrating this database")
+            fcntl.flock(held, fcntl.LOCK_EX)  # blocks: the caller runs this in a thread
         yield
 
 
