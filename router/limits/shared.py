@@ -248,9 +248,15 @@ class RedisLimits:
         call = uuid.uuid4().hex  # this call's own id: a later acquire with the same token is another call
         args = [token, limit.concurrency, limit.requests_per_minute or 0, limit.images_per_minute or 0, images,
                 self.lease_ms, waiter_ttl, 24 * 3600 * 1000, call]  # fmt: skip
+        task = asyncio.current_task()
         try:
             while True:
+                cancels = task.cancelling() if task else 0
                 wait = int(await self._scripts["acquire"](keys=keys, args=args))
+                if task is not None and task.cancelling() > cancels:
+                    # redis-py can be cancelled mid-command, finish it and return its answer: the cancel is
+                    # then lost, and a waiter that gave up would go on and take the next free slot
+                    raise asyncio.CancelledError
                 if wait == -2:
                     raise RuntimeError(f"slot call {call} was marked as left while it still waited")
                 if wait == 0:
