@@ -47,7 +47,6 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "lte": lambda value, want: value is not None and value <= want,
     "contains": lambda value, want: want in (value or ()),
 }
-_HELD = ("unconditional", "all conditions hold")
 
 
 def _failed(checks: tuple[Check, ...], f: Features) -> str | None:
@@ -106,7 +105,8 @@ def _route(f: Features, policy: Policy, forced: str | None) -> tuple[str, Rule |
         if not may_apply_to(checks, f.tenant):
             continue  # another tenant's rule: the trace is shown to the caller, so it is not listed
         why = _failed(checks, f)
-        trace.append(RuleTrace(rule=rule.name, matched=why is None, why=why or _HELD[bool(checks)]))
+        held = "all conditions hold" if checks else "unconditional"
+        trace.append(RuleTrace(rule=rule.name, matched=why is None, why=why or held))
         if why is None:
             return rule.name, rule, [rule.route, *rule.fallbacks], trace
     trace.append(RuleTrace(rule="default", matched=True, why="no rule matched"))

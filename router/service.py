@@ -196,13 +196,20 @@ StoredFile = tuple[bytes, str, str | None]
 """Bytes, kind (source, mask, result, ...), and their sha256 when something already computed it."""
 
 
+BlobUse = tuple[str, str, int]
+"""A stored file as a session uses it: sha256, kind, size."""
+
+
+def put_files(blobs: BlobStore, items: list[StoredFile]) -> list[BlobUse]:
+    """Write files, content-addressed (blocking: call from a worker)."""
+    return [(blobs.put(data, sha), kind, len(data)) for data, kind, sha in items]
+
+
 async def store_blobs(gw: Gateway, tenant: str, session_id: str, items: list[StoredFile]) -> list[str]:
     """Write files (content-addressed, off the loop) and record that the session uses them."""
-    shas = await gw.workers.run(lambda: [gw.blobs.put(data, sha) for data, _, sha in items])
-    await gw.store.own_blobs(
-        tenant, session_id, [(sha, kind, len(data)) for sha, (data, kind, _) in zip(shas, items, strict=True)]
-    )
-    return shas
+    uses = await gw.workers.run(lambda: put_files(gw.blobs, items))
+    await gw.store.own_blobs(tenant, session_id, uses)
+    return [sha for sha, _, _ in uses]
 
 
 async def start_session(
@@ -855,9 +862,21 @@ class Intake:
     memory) and the stored files' digests, kinds and sizes."""
 
     p: PreparedEdit
-    shas: list[str]
-    uses: list[tuple[str, str, int]]
+    uses: list[BlobUse]
+    """The stored files: the source, then the mask (if any), then the references."""
     upload_bytes: int
+
+    @property
+    def shas(self) -> list[str]:
+        return [sha for sha, _, _ in self.uses]
+
+    @property
+    def mask_sha(self) -> str | None:
+        return self.shas[1] if self.p.mask is not None else None
+
+    @property
+    def ref_shas(self) -> list[str]:
+        return self.shas[2:] if self.p.mask is not None else self.shas[1:]
 
 
 def intake_and_store(gw: Gateway, req: EditRequest, raw: RawInputs, tenant: str, keep_raw: bool) -> Intake:
@@ -873,14 +892,13 @@ def intake_and_store(gw: Gateway, req: EditRequest, raw: RawInputs, tenant: str,
     if p.mask is not None:
         files.append((p.mask.blob.data, "mask", None))
     files += [(r.blob.data, "reference", None) for r in p.references]
-    shas = [gw.blobs.put(data, sha) for data, _, sha in files]
-    uses = [(sha, kind, len(data)) for sha, (data, kind, _) in zip(shas, files, strict=True)]
-    p.source.blob.sha256 = shas[0]
-    ref_shas = shas[2:] if p.mask is not None else shas[1:]
-    for sha, blob in ((shas[0], p.source.blob), *zip(ref_shas, (r.blob for r in p.references), strict=True)):
+    uses = put_files(gw.blobs, files)
+    done = Intake(p, uses, upload_bytes)
+    source_sha = p.source.blob.sha256 = done.shas[0]
+    for sha, blob in ((source_sha, p.source.blob), *zip(done.ref_shas, (r.blob for r in p.references), strict=True)):
         if (path := gw.blobs.path(sha)) is not None:
             blob.release_to(path)  # the stored file holds these exact bytes: the edit keeps only its path
-    return Intake(p, shas, uses, upload_bytes)
+    return done
 
 
 async def accept_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: EditTarget, queued: bool = False
@@ -893,9 +911,7 @@ async def accept_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: Edi
     t0 = time.perf_counter()
     kept_raw = raw if gw.policy.shadows else None  # only shadow traffic needs the upload again after intake
     done = await gw.workers.run(lambda: intake_and_store(gw, req, raw, target.tenant, kept_raw is not None))
-    p, shas, uses = done.p, done.shas, done.uses
-    source_sha, mask_sha = shas[0], shas[1] if p.mask is not None else None
-    ref_shas = shas[2:] if p.mask is not None else shas[1:]
+    p, uses, source_sha, mask_sha, ref_shas = done.p, done.uses, done.shas[0], done.mask_sha, done.ref_shas
     url = target.base_url
     session_id, parent, new_session = target.session_id, target.parent, None
     if session_id is None or parent is None:  # a standalone edit: its session's version 0 is the source

@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
 import anyio
 import redis.asyncio as aioredis
@@ -29,6 +30,7 @@ from router.limits.base import BudgetHold, ProviderLimit
 from router.limits.local import LocalLimits
 
 log = structlog.get_logger("editgate.limits")
+T = TypeVar("T")
 
 _NOW = "local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 _ACQUIRE = (
@@ -137,6 +139,20 @@ return 0
 """
 )
 
+
+async def _keeping_cancels(call: Awaitable[T]) -> T:
+    """``call``, or CancelledError when the task was cancelled while it ran. redis-py can be cancelled
+    mid-command, finish the command and return its answer: the cancel is then lost. Used by the loops (a
+    slot wait, the lease renewer), where a lost cancel would go on polling and take the next free slot, or
+    renew leases after ``close``."""
+    task = asyncio.current_task()
+    cancels = task.cancelling() if task else 0
+    result = await call
+    if task is not None and task.cancelling() > cancels:
+        raise asyncio.CancelledError
+    return result
+
+
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 """Redis is away (not a defect in a script, which raises)."""
 
@@ -198,9 +214,9 @@ class RedisLimits:
             pairs += [(self._hold_keys(h)[1], h.token, self.lease_ms) for h in self._running_holds.values()]
             if not pairs or not self.up:
                 continue
+            keys, args = [k for k, _, _ in pairs], [x for _, t, ms in pairs for x in (t, ms)]
             try:
-                await self._scripts["renew"](keys=[k for k, _, _ in pairs],
-                                             args=[x for _, t, ms in pairs for x in (t, ms)])  # fmt: skip
+                await _keeping_cancels(self._scripts["renew"](keys=keys, args=args))
             except UNREACHABLE as exc:
                 self._lost(exc)
 
@@ -248,15 +264,9 @@ class RedisLimits:
         call = uuid.uuid4().hex  # this call's own id: a later acquire with the same token is another call
         args = [token, limit.concurrency, limit.requests_per_minute or 0, limit.images_per_minute or 0, images,
                 self.lease_ms, waiter_ttl, 24 * 3600 * 1000, call]  # fmt: skip
-        task = asyncio.current_task()
         try:
             while True:
-                cancels = task.cancelling() if task else 0
-                wait = int(await self._scripts["acquire"](keys=keys, args=args))
-                if task is not None and task.cancelling() > cancels:
-                    # redis-py can be cancelled mid-command, finish it and return its answer: the cancel is
-                    # then lost, and a waiter that gave up would go on and take the next free slot
-                    raise asyncio.CancelledError
+                wait = int(await _keeping_cancels(self._scripts["acquire"](keys=keys, args=args)))
                 if wait == -2:
                     raise RuntimeError(f"slot call {call} was marked as left while it still waited")
                 if wait == 0:

@@ -53,8 +53,9 @@ def make_engine(url: str, *, probe: bool = False) -> AsyncEngine:
     """The request engine, or with ``probe`` a one-connection engine for health reads (the metrics scrape):
     when a burst has every pooled connection waiting on SQLite's one writer, the database is busy, not
     unreachable, and a probe that queued behind the burst would say otherwise."""
-    size, overflow, wait = (1, 0, 5.0) if probe else (8, 8, WAIT_S)
+    wait = 5.0 if probe else WAIT_S  # how long to wait for a pooled connection
     if url.startswith("sqlite"):
+        size, overflow = (1, 0) if probe else (8, 8)
         # sqlite3's `timeout` is SQLite's busy timeout: one setting, not a second one in a PRAGMA
         parsed = make_url(url)
         creator = {"async_creator": one_hop_creator(parsed.database, WAIT_S)} if parsed.database else {}
