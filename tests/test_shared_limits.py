@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import uuid
 from collections.abc import Awaitable, Callable
 
 import pytest
+import uvloop
 
 from router.limits import BudgetHold, Limits, LocalLimits, ProviderLimit
 from router.limits.shared import RedisLimits
@@ -164,6 +166,43 @@ def test_a_dead_replicas_slot_frees_when_its_lease_ends() -> None:
         await asyncio.wait_for(limits.acquire("p", "next"), 20)
 
     run(redis_limits, body)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_connection_redis_closed_is_reopened_or_given_up_never_an_internal_error(loop: str) -> None:
+    """Redis closing a pooled connection (a restart, a stop) is a connection error under either event loop:
+    redis-py reconnects when Redis is back and falls back to local limits when it is not. uvloop raises
+    RuntimeError for a write on a closed transport, which redis-py does not treat as a connection error; an
+    edit under load got a 500 from it (CI, ``test_redis_stopped_during_a_load_...``)."""
+
+    async def main() -> None:
+        limits = redis_limits()
+        limits.configure({"p": ProviderLimit(concurrency=2)})
+        try:
+            assert await limits.check()
+            for conn in limits.client.connection_pool._available_connections:
+                conn._writer.transport.close()  # the server's side went away; the client has not read it yet
+            await asyncio.sleep(0.05)
+            await asyncio.wait_for(limits.acquire("p", "after-a-restart"), 5)
+            assert limits.shared, "Redis is up: the client reconnects rather than giving up on it"
+
+            with socket.socket() as probe:  # a port nothing listens on: Redis stopped, not restarted
+                probe.bind(("127.0.0.1", 0))
+                gone = probe.getsockname()[1]
+            limits.client.connection_pool.connection_kwargs["port"] = gone
+            for conn in limits.client.connection_pool._available_connections:
+                conn.port = gone
+                conn._writer.transport.close()
+            await asyncio.sleep(0.05)
+            await asyncio.wait_for(limits.acquire("p", "while-redis-is-away"), 5)
+            assert not limits.shared, "Redis is away: this replica's own limits take over"
+        finally:
+            await limits.close()
+
+    if loop == "uvloop":
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
 
 
 def test_requests_per_minute_hold_back_the_next_call(make: Callable[[], Limits]) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TypeVar
 
 import anyio
@@ -157,15 +157,40 @@ UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 """Redis is away (not a defect in a script, which raises)."""
 
 
+class _ClosedTransportIsReset:
+    """A write on a connection whose server went away is a reset connection, under any event loop.
+
+    uvloop raises RuntimeError for a write on a closed transport (the stdlib loop drops it and the read
+    then fails). redis-py handles OSError here (it disconnects and raises ConnectionError, which its retry
+    and :data:`UNREACHABLE` understand) but lets RuntimeError through, so a Redis restart or stop became an
+    edit's internal error. Every command goes through ``_send_packed_command`` because the client always
+    has a ``socket_timeout``."""
+
+    async def _send_packed_command(self, command: Iterable[bytes]) -> None:
+        try:
+            await super()._send_packed_command(command)  # type: ignore[misc]
+        except RuntimeError as exc:
+            raise ConnectionResetError(f"redis connection closed: {exc}") from exc
+
+
+def redis_client(url: str) -> aioredis.Redis:
+    """A client for ``url`` that fails fast: one quick retry and no backoff, so while Redis is away edits go
+    on with local limits at once; a server-closed connection is reset whatever the scheme's connection."""
+    client = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=1.0,
+                                     retry=Retry(NoBackoff(), 1))  # fmt: skip
+    pool = client.connection_pool
+    pool.connection_class = type(f"Resetting{pool.connection_class.__name__}",
+                                 (_ClosedTransportIsReset, pool.connection_class), {})  # fmt: skip
+    return client
+
+
 class RedisLimits:
     """:class:`Limits` in Redis at ``url`` under ``prefix``; ``on_state(up)`` hears every change of reach."""
 
     def __init__(self, url: str, prefix: str = "editgate", lease_s: float = 30.0, poll_s: float = 0.02,
                  settle_grace_s: float = 30.0, probe_s: float = 1.0,
                  on_state: Callable[[bool], None] | None = None) -> None:  # fmt: skip
-        # one quick retry, no backoff: while Redis is away, edits go on with local limits at once
-        self.client = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=1.0,
-                                              retry=Retry(NoBackoff(), 1))  # fmt: skip
+        self.client = redis_client(url)
         self.prefix, self.lease_ms, self.poll_s = prefix, int(lease_s * 1000), poll_s
         self.settle_grace_ms, self.probe_s = int(settle_grace_s * 1000), probe_s
         self.local = LocalLimits(settle_grace_s=settle_grace_s)
