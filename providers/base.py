@@ -16,6 +16,7 @@ import anyio.to_thread
 import numpy as np
 
 from policies.capabilities import Capabilities
+from providers.imaging import OutputFormat
 
 T = TypeVar("T")
 RunBlocking = Callable[[Callable[[], T]], Awaitable[T]]
@@ -126,7 +127,7 @@ class EditJob:
     out_w: int = 1024
     out_h: int = 1024
     quality: Literal["draft", "final"] = "final"
-    output_format: Literal["png", "jpeg", "webp"] = "png"
+    output_format: OutputFormat = "png"
     background: Literal["opaque", "auto", "transparent"] = "auto"
     n: int = 1
     previous_response_id: str | None = None

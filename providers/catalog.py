@@ -107,6 +107,28 @@ def responses_rebilled_tokens(input_tokens: int, output_tokens: int, images: int
     return input_tokens + output_tokens + catalog()["openai_responses"]["mainline_image_tokens"] * images
 
 
+def svg_author_of(svg: Any) -> tuple[str, str]:
+    """(model, reasoning effort) of the SVG author an ``svg`` object asks for, defaults filled in. The object
+    comes as JSON (``{"model", "reasoning": {"effort"}}``) or from multipart (``svg[model]`` keys)."""
+    facts = catalog()["svg_author"]
+    svg = svg if isinstance(svg, dict) else {}
+    reasoning = svg.get("reasoning")
+    effort = (reasoning.get("effort") if isinstance(reasoning, dict) else None) or svg.get("svg[reasoning][effort]")
+    model = svg.get("model") or svg.get("svg[model]") or facts["default_model"]
+    return str(model), str(effort or facts["default_effort"])
+
+
+def svg_author_tokens(prompt: str, effort: str, document_bytes: int | None = None) -> dict[str, int]:
+    """The SVG author's usage (``svg_usage``'s counts): it reads the prompt and the render, reasons, and writes
+    the document (``document_bytes``; before it exists, the catalog's estimate). Output counts reasoning."""
+    facts = catalog()["svg_author"]
+    reasoning = facts["reasoning_tokens"].get(effort, facts["reasoning_tokens"][facts["default_effort"]])
+    written = math.ceil(document_bytes / facts["bytes_per_output_token"]) if document_bytes else None
+    output = (written or facts["estimate_output_tokens"]) + reasoning
+    return {"input_tokens": text_tokens(prompt) + facts["input_tokens_per_render"], "output_tokens": output,
+            "reasoning_tokens": reasoning}  # fmt: skip
+
+
 # --- Gemini ------------------------------------------------------------------------------------
 
 

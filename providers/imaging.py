@@ -25,7 +25,12 @@ pyvips.concurrency_set(1)  # the gateway's worker pool already runs one image jo
 logging.getLogger("pyvips").setLevel(logging.WARNING)  # its debug lines print arguments, image buffers included
 
 Format = Literal["png", "jpeg", "webp"]
-MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+"""The raster formats editgate encodes (and resizes, mask-locks and scores)."""
+AsMadeFormat = Literal["gif", "svg"]
+"""The newer models' animation and vector formats: delivered as the model made them, never re-encoded."""
+OutputFormat = Format | AsMadeFormat
+AS_MADE_FORMATS: tuple[AsMadeFormat, ...] = ("gif", "svg")
+MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "gif": "image/gif", "svg": "image/svg+xml"}
 FORMAT_OF_MIME = {v: k for k, v in MIME.items()}
 
 

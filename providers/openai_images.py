@@ -19,6 +19,7 @@ from providers.imaging import MIME
 from providers.openai_common import EMULATOR_HEADER, call_timeout, image_bytes, map_error, token_usage
 from providers.openai_models import Surface, accepted_tokens, image_models, surface_params
 from providers.openai_wire import ImagesAnswer, decode_images
+from providers.pricing import svg_usage_kinds
 
 DEFAULT_QUALITY = {"draft": "medium", "final": "high"}
 FORWARDED = ("complexity", "frame_count", "frame_duration_ms", "svg", "input_fidelity", "moderation",
@@ -107,13 +108,22 @@ class OpenAIImagesProvider:
             raise map_error(exc, self.name) from exc
         if not images:
             raise map_error(ValueError("the response carried no image"), self.name)
+        usage, said = (
+            token_usage(response.usage),
+            rendered(response.quality, getattr(response, "safety_identifier", None)),
+        )
+        if svg := getattr(response, "svg_usage", None):  # the SVG author's tokens, billed apart
+            usage.update(svg_usage_kinds({"input_tokens": svg.input_tokens, "output_tokens": svg.output_tokens,
+                                          "reasoning_tokens": svg.reasoning_tokens}))  # fmt: skip
+            if svg.model:
+                said["svg_model"] = svg.model
         return ProviderResult(
             images=images,
-            usage=token_usage(response.usage),
+            usage=usage,
             request_id=raw.headers.get("x-request-id"),
             revised_prompt=next((d.revised_prompt for d in response.data or [] if d.revised_prompt), None),
             emulated=EMULATOR_HEADER in raw.headers,
-            rendered=rendered(response.quality, getattr(response, "safety_identifier", None)),
+            rendered=said,
         )
 
     async def _call(self, request: dict[str, object], job: EditJob, streamed: bool

@@ -155,7 +155,7 @@ def value_refusal(surface: Surface, params: Mapping[str, Any]) -> ParamRefusal |
         _choice(params.get("input_fidelity"), ["high", "low"], "input_fidelity"),
     )
     found = next((c for c in checks if c is not None), None)
-    return found or _format_rules(params.get("output_format") or "png", params, known)
+    return found or format_rules(params.get("output_format") or "png", params, known)
 
 
 def _not_on_surface(surface: Surface, params: Mapping[str, Any]) -> ParamRefusal | None:
@@ -172,8 +172,9 @@ def _as_int(value: Any, default: int) -> int:
         return default  # a malformed value is refused by the field's own check, not here
 
 
-def _format_rules(fmt: str, params: Mapping[str, Any], known: Mapping[str, Any]) -> ParamRefusal | None:
+def format_rules(fmt: str, params: Mapping[str, Any], known: Mapping[str, Any] | None = None) -> ParamRefusal | None:
     """What gif and svg output exclude, and the fields only they take (as the SDK's docstrings state)."""
+    known = known or catalog()["openai_image_params"]
     for name in _GIF_ONLY:
         if params.get(name) not in (None, "") and fmt != "gif":
             return ParamRefusal(f"Invalid '{name}': only supported with output_format=gif.", name, "invalid_value")

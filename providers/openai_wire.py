@@ -33,6 +33,15 @@ class ImageData(msgspec.Struct):
     revised_prompt: str | None = None
 
 
+class SvgUsage(msgspec.Struct):
+    """``ImagesResponse.svg_usage``: the SVG author's tokens, apart from the image model's."""
+
+    model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
 class ImagesAnswer(msgspec.Struct):
     """``ImagesResponse`` of ``images.edit`` / ``images.generate``."""
 
@@ -42,6 +51,7 @@ class ImagesAnswer(msgspec.Struct):
     usage: ImageUsage | None = None
     quality: str | None = None
     safety_identifier: str | None = None
+    svg_usage: SvgUsage | None = None
 
 
 class ModerationDetails(msgspec.Struct):

@@ -23,6 +23,7 @@ from providers.catalog import (
     openai_partial_image_tokens,
     responses_rebilled_tokens,
     snap_openai_size,
+    svg_author_tokens,
     text_tokens,
 )
 from providers.openai_models import responses_image_model
@@ -97,6 +98,13 @@ class UsageInputs:
     """Mainline tokens a continued Responses chain re-bills for its earlier rounds (0: not a continued chain)."""
     openai_quality: str | None = None
     """The caller's own OpenAI quality (the drop-in's, sent one to one), which replaces the policy's mapping."""
+    svg_author: tuple[str, str] | None = None
+    """SVG output's author (model, reasoning effort): its tokens are billed apart, at its own prices."""
+
+
+def svg_usage_kinds(tokens: Mapping[str, int]) -> dict[str, int]:
+    """``svg_usage``'s counts as usage kinds (reasoning is within the output, priced at zero on its own)."""
+    return {f"svg_{name}": tokens.get(name, 0) for name in ("input_tokens", "output_tokens", "reasoning_tokens")}
 
 
 def predict_usage(provider: str, model: str, options: Mapping[str, Any], u: UsageInputs) -> dict[str, int]:
@@ -117,6 +125,8 @@ def predict_usage(provider: str, model: str, options: Mapping[str, Any], u: Usag
         }
         if provider == "openai-responses":
             usage.update(_mainline_usage(text, len(u.image_sizes), u.chain_tokens))
+        elif u.svg_author is not None:
+            usage.update(svg_usage_kinds(svg_author_tokens(u.prompt, u.svg_author[1])))
         return usage
     if provider == "gemini":
         facts = catalog()["gemini"]
@@ -145,27 +155,29 @@ def chain_tokens_after(usage: Mapping[str, int]) -> int:
     return responses_rebilled_tokens(usage.get("model_input_tokens", 0), usage.get("model_output_tokens", 0), 1)
 
 
-def priced_models(provider: str, model: str, options: Mapping[str, Any]) -> list[str]:
-    """The models whose prices apply to a provider's usage (Responses: mainline and image model)."""
+def priced_models(provider: str, model: str, options: Mapping[str, Any], svg_author: str | None = None) -> list[str]:
+    """The models whose prices apply to a provider's usage (Responses: mainline and image model; SVG output:
+    the image model and its author)."""
     if provider == "openai-responses":
         return [model, options.get("image_model") or responses_image_model()]
-    return [model]
+    return [model] if svg_author is None else [model, svg_author]
 
 
 def estimate_usd(provider: str, model: str, options: Mapping[str, Any], u: UsageInputs,
                  prices: PriceTable | None = None) -> float | None:  # fmt: skip
     prices = prices or default_prices()
     usage = predict_usage(provider, model, options, u)
-    return prices.cost_usd(usage, priced_models(provider, model, options)) if usage else None
+    author = u.svg_author[0] if u.svg_author else None
+    return prices.cost_usd(usage, priced_models(provider, model, options, author)) if usage else None
 
 
 def actual_usd(provider: str, model: str, options: Mapping[str, Any], usage: Mapping[str, int],
-               prices: PriceTable | None = None) -> float | None:  # fmt: skip
+               prices: PriceTable | None = None, svg_author: str | None = None) -> float | None:  # fmt: skip
     prices = prices or default_prices()
-    return prices.cost_usd(usage, priced_models(provider, model, options))
+    return prices.cost_usd(usage, priced_models(provider, model, options, svg_author))
 
 
 __all__: Iterable[str] = [
     "CostLine", "PriceTable", "UsageInputs", "actual_usd", "chain_tokens_after", "estimate_usd", "load_prices",
-    "predict_usage",
+    "predict_usage", "svg_usage_kinds",
 ]  # fmt: skip

@@ -429,7 +429,7 @@ STREAM_READ_S = 60.0
 @click.option("--mode", type=click.Choice(["inpaint", "variation", "outpaint"]), default="inpaint")
 @click.option("--aspect", default=None, help="Outpaint target aspect, e.g. 9:16.")
 @click.option("--size", default=None, help="WxH, auto or keep.")
-@click.option("--format", "output_format", type=click.Choice(["png", "jpeg", "webp"]), default=None)
+@click.option("--format", "output_format", type=click.Choice(["png", "jpeg", "webp", "gif", "svg"]), default=None)
 @click.option("--provider", default=None, help="Ask for one provider.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the result.")
 @PARTIALS

@@ -29,7 +29,11 @@ class EditRequest(BaseModel):
     size: str = Field("keep", description="'WxH', 'auto' (as the provider returns it) or 'keep' (the source's).")
     aspect: str | None = Field(None, description="Outpaint target aspect such as '9:16'.")
     anchor: Anchor = Field("center", description="Where the source sits on an outpaint canvas.")
-    output_format: Literal["png", "jpeg", "webp"] = "png"
+    output_format: Literal["png", "jpeg", "webp", "gif", "svg"] = Field(
+        "png",
+        description="gif and svg come from the newer GPT Image models only, delivered as the model made them: "
+        "not resized, mask-locked or scored (gif: no mask; svg: n=1; neither streams).",
+    )
     output_compression: int | None = Field(None, ge=0, le=100, description="JPEG/WebP quality, 0-100.")
     background: Literal["opaque", "auto", "transparent"] = "auto"
     n: int = Field(1, ge=1, description="Images to produce (at most the configured limit).")

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from dataclasses import dataclass
+from xml.etree.ElementTree import ParseError
 
 import cv2
 import numpy as np
+from defusedxml import DefusedXmlException
+from defusedxml import ElementTree as defused_et
 from PIL import Image
 
 from providers.base import ImageBlob, ResultImage
-from providers.imaging import FORMAT_OF_MIME, MIME, Format, decode, encode
+from providers.imaging import FORMAT_OF_MIME, MIME, AsMadeFormat, Format, OutputFormat, decode, encode
 from router.intake.images import decoded_pixels
 from router.intake.metadata import StripError
 from router.models import Drift, Preservation, Provenance
@@ -29,7 +33,7 @@ CHANGE_THRESHOLD = 8
 @dataclass(slots=True)
 class NormalizedImage:
     data: bytes
-    format: Format
+    format: OutputFormat
     width: int
     height: int
     sha256: str
@@ -243,6 +247,55 @@ def normalize(
     return out, preservation
 
 
+MAX_AS_MADE_EDGE = 16384
+"""The largest width or height an as-made result may claim (the models make at most 3840)."""
+_SVG_ROOT = "{http://www.w3.org/2000/svg}svg"
+_LENGTH = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:px)?\s*")
+
+
+def as_made(image: ResultImage, fmt: AsMadeFormat) -> NormalizedImage:
+    """A gif or svg result as the model made it: checked to be what was asked for and sized, never decoded to
+    pixels or re-encoded (an animation or a vector document cannot be resized, locked or scored as a raster is).
+    Raises ValueError for bytes that are not a GIF, or not a plain SVG document: well-formed, with no DTD (so no
+    entity expansion or external reference), an ``<svg>`` root and a size between 1 and
+    :data:`MAX_AS_MADE_EDGE`."""
+    width, height = _gif_size(image.data) if fmt == "gif" else _svg_size(image.data)
+    if not (0 < width <= MAX_AS_MADE_EDGE and 0 < height <= MAX_AS_MADE_EDGE):
+        raise ValueError(f"the {fmt} claims a size of {width}x{height}")
+    sha = hashlib.sha256(image.data).hexdigest()
+    return NormalizedImage(data=image.data, format=fmt, width=width, height=height, sha256=sha)
+
+
+def _gif_size(data: bytes) -> tuple[int, int]:
+    if data[:6] not in (b"GIF87a", b"GIF89a"):
+        raise ValueError("not a GIF")
+    try:
+        with Image.open(io.BytesIO(data), formats=["GIF"]) as img:
+            img.seek(img.n_frames - 1)  # walks every frame's header: a truncated animation fails here
+            return img.size
+    except (OSError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"an unreadable GIF ({type(exc).__name__})") from None
+
+
+def _svg_size(data: bytes) -> tuple[int, int]:
+    try:
+        root = defused_et.fromstring(data, forbid_dtd=True)
+    except (DefusedXmlException, ParseError) as exc:
+        raise ValueError(f"not a plain SVG document ({type(exc).__name__})") from None
+    if root.tag != _SVG_ROOT:
+        raise ValueError(f"the document's root is {root.tag!r}, not an SVG element")
+    width, height = (_LENGTH.fullmatch(root.get(name) or "") for name in ("width", "height"))
+    if width and height:
+        return round(float(width[1])), round(float(height[1]))
+    box = (root.get("viewBox") or "").replace(",", " ").split()
+    try:
+        if len(box) == 4:
+            return round(float(box[2])), round(float(box[3]))
+    except ValueError:
+        pass
+    raise ValueError("the SVG states no size (width and height, or a viewBox)")
+
+
 def score(image: ResultImage, *, source: ImageBlob, edit: np.ndarray | None) -> Preservation:
     """The preservation score of an unlocked result on its own, for when it runs after the answer: the
     provider's image aligned to the source and measured, exactly as :func:`normalize` measures it."""
@@ -257,4 +310,4 @@ def score(image: ResultImage, *, source: ImageBlob, edit: np.ndarray | None) -> 
     )
 
 
-__all__ = ["MIME", "NormalizedImage", "drift", "fit", "lock_window", "mask_lock", "normalize", "score"]
+__all__ = ["MIME", "NormalizedImage", "as_made", "drift", "fit", "lock_window", "mask_lock", "normalize", "score"]

@@ -21,6 +21,8 @@ import structlog
 from policies import Candidate, Features, Policy, RouteDecision, decide, shadow_for
 from policies.model import Refusal, Shadow, split_target
 from providers.base import EditJob, ImageBlob, OnPartial, Provider
+from providers.catalog import svg_author_of
+from providers.imaging import AS_MADE_FORMATS
 from providers.pricing import PriceTable, UsageInputs, actual_usd, chain_tokens_after, estimate_usd
 from router.answers import AnswerTurns, Turn
 from router.blobs import BlobStore
@@ -52,7 +54,7 @@ from router.models import (
     OutputImage,
     RouteInfo,
 )
-from router.normalize import NormalizedImage, normalize, score
+from router.normalize import NormalizedImage, as_made, normalize, score
 from router.provenance import load_config
 from router.registry import in_use
 from router.settings import Settings
@@ -291,7 +293,12 @@ def usage_inputs(p: PreparedEdit, chain_tokens: int = 0) -> UsageInputs:
     sizes = refs if p.request.mode == "generate" else ((p.work.width, p.work.height), *refs)
     return UsageInputs(p.prompt, sizes, out_w, out_h, p.request.quality, p.request.n, p.mask is not None,
                        partial_images=p.request.partial_images, chain_tokens=chain_tokens,
-                       openai_quality=p.request.provider_params.get("quality"))  # fmt: skip
+                       openai_quality=p.request.provider_params.get("quality"), svg_author=svg_author(p))  # fmt: skip
+
+
+def svg_author(p: PreparedEdit) -> tuple[str, str] | None:
+    """SVG output's author (model, effort), whose tokens are billed apart; None for any other format."""
+    return svg_author_of(p.request.provider_params.get("svg")) if p.request.output_format == "svg" else None
 
 
 def continues_chain(parent: Version | None, p: PreparedEdit) -> bool:
@@ -606,8 +613,9 @@ class EditRun:
         self.route_info.attempts = outcome.attempts
         self.route_info.fallbacks_taken = len(outcome.attempts) - 1
         served_by = outcome.candidate.provider
+        author = svg_author(p)
         self.actual = actual_usd(served_by, outcome.candidate.model, gw.options(served_by), outcome.result.usage,
-                                 gw.prices)  # fmt: skip
+                                 gw.prices, author[0] if author else None)  # fmt: skip
         if self.actual is None:
             log.warning("cost_unknown", provider=served_by, model=outcome.candidate.model)
         gw.metrics.attempted(outcome.attempts)
@@ -784,6 +792,10 @@ class EditRun:
 
     async def _normalize(self, outcome: Outcome) -> tuple[bool, list[tuple[NormalizedImage, Any]]]:
         p, gw = self.p, self.gw
+        fmt = p.request.output_format
+        if fmt in AS_MADE_FORMATS:  # checked and sized, never decoded: nothing to lock or score
+            images = outcome.result.images
+            return False, await gw.workers.run(lambda: [(as_made(image, fmt), None) for image in images])
         provider = gw.providers[outcome.candidate.provider]
         mask = p.mask.blob if p.mask else None
         lock = mask is not None and ("only_mask" in p.chips or not provider.capabilities.native_mask)

@@ -16,6 +16,7 @@ from providers.base import ImageBlob
 from providers.imaging import DecodeError, decode, encode
 from router.errors import ApiError
 from router.intake.request import RawInputs
+from router.intake.sniff import sniff
 from router.lifecycle import RETRYABLE, IdempotencyClaim
 from router.models import Drift, EditRequest, EditResponse
 from router.normalize import drift, fit
@@ -118,7 +119,12 @@ async def resolve_parent(gw: Gateway, tenant: str, session_id: str, number: int 
         which = f"version {number}" if number is not None else "the session"
         raise ApiError(422, "parent_not_usable", f"{which} has no finished image to edit; pick a succeeded version.",
                        "parent_version")  # fmt: skip
-    return parent, await read_blob(gw, parent.image_sha)
+    image = await read_blob(gw, parent.image_sha)
+    if (made := sniff(image[:32])) in ("gif", "svg/xml"):
+        raise ApiError(422, "parent_not_usable", f"version {parent.number} is a {made.removesuffix('/xml')} delivered "
+                       "as the model made it, which is not edited further; name a png, jpeg or webp version as "
+                       "parent_version.", "parent_version")  # fmt: skip
+    return parent, image
 
 
 async def session_target(gw: Gateway, tenant: str, req: EditRequest, raw: RawInputs, session_id: str,

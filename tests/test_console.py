@@ -566,3 +566,30 @@ def test_edit_page_shows_the_apis_own_error_next_to_the_field_at_fault(console: 
     expect(error).to_be_empty(timeout=WAIT_MS)
     expect(page.get_by_test_id("route-rule")).to_be_visible(timeout=WAIT_MS)
     console.check_clean()
+
+
+@pytest.mark.parametrize("fmt", ["gif", "svg"])
+def test_edit_page_delivers_gif_and_svg_as_the_model_made_them(console: OfflinePage, console_server: str,
+                                                               fmt: str) -> None:  # fmt: skip
+    page = console.page
+    upload_and_describe(page, console_server)
+    page.select_option("select[name=output_format]", fmt)
+    expect(page.get_by_test_id("route-rule")).to_have_text("newer-model-params", timeout=WAIT_MS)
+    page.get_by_test_id("run").click()
+    result = page.get_by_test_id("result")
+    expect(result).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_test_id("phase")).to_have_text("succeeded")
+    expect(result).to_contain_text("delivered as the model made it")
+    shown = result.locator("img").first
+    expect(shown).to_be_visible(timeout=WAIT_MS)
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=shown.element_handle(), timeout=WAIT_MS)
+    assert result.get_by_role("button", name="Download PNG").count() == 0, "no raster copy of an animation or vector"
+    edit_id = page.locator(".progress dd").first.inner_text()
+    record = httpx.get(f"{console_server}/v1/edits/{edit_id}").json()
+    with page.expect_download() as stored:
+        result.get_by_role("button", name=f"Download {fmt.upper()} (as stored").click()
+    assert stored.value.suggested_filename == f"{edit_id}-1.{fmt}"
+    image = httpx.get(f"{console_server}/v1/files/{record['image']['id']}").content
+    assert Path(stored.value.path()).read_bytes() == image
+    screenshot(page, f"edit-result-{fmt}")
+    console.check_clean()

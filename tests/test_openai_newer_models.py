@@ -186,7 +186,6 @@ def test_a_newer_model_takes_its_parameters_through_the_drop_in(sdk: OpenAI, rec
         ("gpt-image-2", {"complexity": "low"}, "complexity", "unsupported_parameter"),
         ("gpt-image-2.5-flare", {"markup": ("m.png", MARKUP), "mask": ("k.png", MASK)}, "markup", "invalid_value"),
         ("gemini-3.1-flash-image", {"markup": ("m.png", MARKUP)}, "markup", "no_capable_provider"),
-        ("gpt-image-2.5-flare", {"output_format": "gif", "frame_count": 4}, "output_format", "unsupported_value"),
         ("editgate-auto", {"complexity": "extreme"}, "complexity", "invalid_value"),
         ("editgate-auto", {"frame_count": 4}, "frame_count", "invalid_value"),
         ("editgate-auto", {"extra_body": {"moderation": "low"}}, "moderation", "unknown_parameter"),

@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio.to_thread
 import numpy as np
+import pybase64
 from litestar import Request, Response, post
 from litestar.datastructures import UploadFile
 
@@ -38,6 +39,7 @@ from providers.emulator.openai_newer import (
     encode_output,
     fields_of,
     markup_region,
+    svg_usage,
 )
 from providers.emulator.render import render_edit
 from providers.emulator.streaming import event_stream, image_events, response_events
@@ -270,6 +272,8 @@ async def _images_edits(request: Request) -> Response[bytes]:
         }
         if safety_identifier := effective_safety_identifier(form):
             answer["safety_identifier"] = safety_identifier
+        if fmt == "svg":
+            answer["svg_usage"] = svg_usage(prompt, newer, pybase64.b64decode(data[0]["b64_json"]))
         return answer
 
     started = time.perf_counter()
@@ -337,6 +341,8 @@ async def _images_generations(request: Request) -> Response[bytes]:
                   "quality": q, "size": f"{w}x{h}", "usage": image_usage(prompt, [], w, h, q, n)}  # fmt: skip
         if safety_identifier := effective_safety_identifier(body):
             answer["safety_identifier"] = safety_identifier
+        if fmt == "svg":
+            answer["svg_usage"] = svg_usage(prompt, newer, pybase64.b64decode(data[0]["b64_json"]))
         return answer
 
     result = await anyio.to_thread.run_sync(work)

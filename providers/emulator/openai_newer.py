@@ -15,6 +15,7 @@ import numpy as np
 import pybase64
 from PIL import Image
 
+from providers.catalog import svg_author_of, svg_author_tokens
 from providers.emulator.common import b64_image, decode_any, image_format
 from providers.openai_models import Surface, refusal
 
@@ -99,6 +100,13 @@ def _svg(pixels: np.ndarray, cells: int = 16) -> bytes:
             rects.append(f'<rect x="{x0}" y="{y0}" width="{x1 - x0}" height="{y1 - y0}" fill="{fill}"/>')
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}">'
             + "".join(rects) + "</svg>").encode()  # fmt: skip
+
+
+def svg_usage(prompt: str, fields: Mapping[str, Any], document: bytes) -> dict[str, Any]:
+    """``ImagesResponse.svg_usage``: the SVG author's tokens, billed apart from the image model's."""
+    model, effort = svg_author_of(fields.get("svg"))
+    tokens = svg_author_tokens(prompt, effort, len(document))
+    return {"model": model, **tokens, "total_tokens": tokens["input_tokens"] + tokens["output_tokens"]}
 
 
 def effective_safety_identifier(fields: Mapping[str, Any]) -> str | None:

@@ -15,7 +15,12 @@ from router.errors import ApiError
 from router.intake.sniff import sniff
 from router.service import Gateway
 
-_MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+_MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "gif": "image/gif", "svg/xml": "image/svg+xml"}
+_EXTENSION = {"svg/xml": "svg"}
+_DOCUMENT_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox",
+                     "X-Content-Type-Options": "nosniff"}  # fmt: skip
+"""An SVG is a document that may carry script: opened from editgate's origin, it runs sandboxed, with nothing
+allowed but its own inline styles (in an ``<img>``, as the console shows it, script never runs)."""
 
 
 async def blob_response(gw: Gateway, sha: str, filename_stem: str, cache: str) -> File | Response[bytes] | None:
@@ -33,11 +38,14 @@ async def blob_response(gw: Gateway, sha: str, filename_stem: str, cache: str) -
         head = data[:32]
     fmt = sniff(head)
     media_type = _MIME.get(fmt, "application/octet-stream")
-    disposition = f'inline; filename="{filename_stem}.{fmt if fmt in _MIME else "bin"}"'
+    filename = f"{filename_stem}.{_EXTENSION.get(fmt, fmt) if fmt in _MIME else 'bin'}"
+    headers = {"Cache-Control": cache, **(_DOCUMENT_HEADERS if fmt == "svg/xml" else {})}
     if path is not None:
-        return File(path=path, media_type=media_type, filename=f"{filename_stem}.{fmt if fmt in _MIME else 'bin'}",
-                    content_disposition_type="inline", headers={"Cache-Control": cache})  # fmt: skip
-    return Response(data, media_type=media_type, headers={"Cache-Control": cache, "Content-Disposition": disposition})
+        return File(path=path, media_type=media_type, filename=filename, content_disposition_type="inline",
+                    headers=headers)  # fmt: skip
+    return Response(
+        data, media_type=media_type, headers={**headers, "Content-Disposition": f'inline; filename="{filename}"'}
+    )
 
 
 @get("/v1/files/{file_id:str}", summary="Download a stored image", tags=["files"], **guarded(403, 404))

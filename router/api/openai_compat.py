@@ -31,6 +31,7 @@ from router.api.openai_params import (
     mainline_usage,
     pinned_image_model,
     provider_params,
+    svg_usage,
 )
 from router.api.openapi import OPENAI_ERRORS, body_operation, drop_in_edit_schema, drop_in_schema, guarded
 from router.auth import TenantId
@@ -174,6 +175,8 @@ async def _answer(gw: Gateway, response: EditResponse, response_format: str, tra
         body["safety_identifier"] = safety_identifier
     if mainline := mainline_usage(response.model, response.cost.usage):
         body["mainline_usage"] = mainline
+    if svg := svg_usage(response.rendered.get("svg_model"), response.cost.usage):
+        body["svg_usage"] = svg
     if response.revised_prompt:
         for item in data:
             item["revised_prompt"] = response.revised_prompt

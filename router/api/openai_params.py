@@ -25,7 +25,6 @@ QUALITY_TIER = {"low": "draft", "medium": "draft", "high": "final", "auto": "fin
 """editgate's own tier for each OpenAI quality (what non-OpenAI providers and the policy see)."""
 LEGACY_QUALITIES = ("standard", "hd")
 """DALL·E's qualities: accepted as ``final``, never forwarded (no GPT Image model takes them)."""
-UNDELIVERABLE_FORMATS = ("gif", "svg")
 
 
 def images_provider(policy: Policy) -> str | None:
@@ -57,31 +56,20 @@ def collapse_svg(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_for_model(model: str, surface: Surface, fields: dict[str, Any], has_mask: bool, has_markup: bool) -> None:
-    """Refuse, as the Images API does, what ``model`` does not take; then what editgate cannot deliver."""
+    """Refuse, as the Images API does, what ``model`` does not take."""
     found = refusal(model, surface, {**fields, "mask": has_mask or None, "markup": has_markup or None})
     if found is not None:
         message = found.message
         if found.code == "unsupported_parameter" and (takers := models_taking((found.param,))):
             message += f" Models that take it: {', '.join(takers)}."
         raise ApiError(400, found.code, message, found.param)
-    check_deliverable(fields)
 
 
 def check_values(surface: Surface, fields: dict[str, Any], has_mask: bool, has_markup: bool) -> None:
-    """Before the policy chooses a model: refuse what no model takes, then what editgate cannot deliver."""
+    """Before the policy chooses a model: refuse what no model takes."""
     found = value_refusal(surface, {**fields, "mask": has_mask or None, "markup": has_markup or None})
     if found is not None:
         raise ApiError(400, found.code, found.message, found.param)
-    check_deliverable(fields)
-
-
-def check_deliverable(fields: dict[str, Any]) -> None:
-    """gif and svg output pass through no normalization, mask lock or store of editgate's yet: say so."""
-    fmt = fields.get("output_format")
-    if fmt in UNDELIVERABLE_FORMATS:
-        raise ApiError(400, "unsupported_value", f"output_format={fmt} is not delivered by editgate yet (its results "
-                       "are resized, mask-locked and stored as raster images); use png, jpeg or webp.",
-                       "output_format")  # fmt: skip
 
 
 def provider_params(fields: dict[str, Any], has_markup: bool = False) -> dict[str, Any]:
@@ -95,6 +83,15 @@ def provider_params(fields: dict[str, Any], has_markup: bool = False) -> dict[st
     if fields.get("output_format") not in (None, "", *BASE_FORMATS):
         params["output_format"] = fields["output_format"]
     return params
+
+
+def svg_usage(model: str | None, usage: dict[str, int]) -> dict[str, Any] | None:
+    """``svg_usage`` as the Images API reports it: the SVG author's tokens, apart from the image model's."""
+    if not usage.get("svg_output_tokens"):
+        return None
+    inp, out = usage.get("svg_input_tokens", 0), usage["svg_output_tokens"]
+    return {"model": model, "input_tokens": inp, "output_tokens": out,
+            "reasoning_tokens": usage.get("svg_reasoning_tokens", 0), "total_tokens": inp + out}  # fmt: skip
 
 
 def mainline_usage(model: str, usage: dict[str, int]) -> dict[str, Any] | None:

@@ -12,8 +12,8 @@ import numpy as np
 
 from policies.features import Features
 from providers.base import ImageBlob
-from providers.imaging import encode
-from providers.openai_models import needs
+from providers.imaging import AS_MADE_FORMATS, encode
+from providers.openai_models import format_rules, needs
 from router.chips import apply_chips, validate_chips
 from router.errors import ApiError
 from router.intake.features import is_removal, scripts_of, wants_text
@@ -79,7 +79,29 @@ def _check_cheap(req: EditRequest, raw: RawInputs, limits: Limits) -> list[str]:
             )
     if req.mode == "variation" and raw.mask is not None:
         raise ApiError(422, "invalid_parameter", "A variation takes no mask.", "mask")
-    return validate_chips(req.protect)
+    chips = validate_chips(req.protect)
+    if req.output_format in AS_MADE_FORMATS:
+        _check_as_made(req, raw, chips)
+    return chips
+
+
+def _check_as_made(req: EditRequest, raw: RawInputs, chips: list[str]) -> None:
+    """gif and svg as the API takes them (no mask with gif, one svg, neither streamed or compressed), and what
+    editgate cannot do to a result it delivers as made: lock it to the mask."""
+    used = {
+        **req.provider_params,
+        "n": req.n,
+        "partial_images": req.partial_images,
+        "output_compression": req.output_compression,
+        "mask": raw.mask is not None or req.mode == "outpaint",
+    }
+    if found := format_rules(req.output_format, used):  # fmt: skip
+        param = "partial_images" if found.param == "stream" and req.partial_images else found.param
+        raise ApiError(422, "invalid_parameter", found.message, param)
+    if "only_mask" in chips:
+        raise ApiError(422, "invalid_parameter", f"only_mask locks the result to the mask, which a {req.output_format} "
+                       "delivered as the model made it cannot be; drop only_mask or ask for png, jpeg or webp.",
+                       "protect")  # fmt: skip
 
 
 def check_output_size(size: tuple[int, int], limits: Limits, param: str) -> None:
@@ -145,6 +167,9 @@ def prepare(req: EditRequest, raw: RawInputs, limits: Limits, tenant: str | None
     source = load_image(raw.image, "image", limits)
     refs = [load_image(r, f"reference[{i}]", limits) for i, r in enumerate(raw.references)]
     warnings = list(source.notes)
+    if req.output_format in AS_MADE_FORMATS:
+        warnings.append(f"output_format={req.output_format} is delivered as the model made it, at the size it made: "
+                        "not resized, mask-locked or scored for preservation.")  # fmt: skip
     work = source.blob
     mask: Mask | None = None
     convention: str | None = None
@@ -186,7 +211,9 @@ def prepare(req: EditRequest, raw: RawInputs, limits: Limits, tenant: str | None
         tenant=tenant,
         requested_provider=req.provider,
         requested_model=req.model,
-        needs=(needed := needs({**req.provider_params, "markup": markup is not None})),
+        needs=(
+            needed := needs({**req.provider_params, "output_format": req.output_format, "markup": markup is not None})
+        ),
         model_specific=bool(needed),
     )
     for blob in (source.blob, work, *(r.blob for r in refs), *([mask.blob] if mask else [])):

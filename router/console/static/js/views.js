@@ -158,7 +158,9 @@ export function resultView(edit) {
   box.append(h('details', { class: 'trace-box' }, h('summary', {}, `Route: ${route.rule || '—'} · ${(route.attempts || []).length} attempt(s), ${route.fallbacks_taken || 0} fallback(s)`),
     attemptsTable(route.attempts), decisionView({ ...route, candidates: (route.candidates || []).map((p2) => ({ provider: p2 })) })));
   const images = edit.images || (image ? [image] : []);
-  box.append(h('div', { class: 'buttons', 'aria-label': 'Downloads' }, images.flatMap((img, i) => ['png', 'jpeg', 'webp'].map((fmt) => {
+  // an animation or a vector document is offered as the model made it (a canvas would keep one raster frame)
+  const formatsOf = (img) => (['gif', 'svg'].includes(img.format) ? [img.format] : ['png', 'jpeg', 'webp']);
+  box.append(h('div', { class: 'buttons', 'aria-label': 'Downloads' }, images.flatMap((img, i) => formatsOf(img).map((fmt) => {
     const own = fmt === img.format;
     const b = h('button', { type: 'button', title: own ? 'The stored result, byte for byte' : 'Re-encoded in this browser from the stored result' },
       `Download ${images.length > 1 ? `#${i + 1} ` : ''}${fmt.toUpperCase()}${own ? ` (as stored, ${img.width}×${img.height})` : ''}`);
