@@ -221,6 +221,7 @@ class Inputs(BaseModel):
     source: FileRef
     mask: FileRef | None = None
     references: list[FileRef] = Field(default_factory=list)
+    markup: FileRef | None = Field(None, description="OpenAI's markup overlay, as sent (the drop-in's).")
 
 
 class Chain(BaseModel):

@@ -875,7 +875,7 @@ class Intake:
 
     p: PreparedEdit
     uses: list[BlobUse]
-    """The stored files: the source, then the mask (if any), then the references."""
+    """The stored files: the source, then the mask (if any), then the references, then the markup (if any)."""
     upload_bytes: int
 
     @property
@@ -888,7 +888,12 @@ class Intake:
 
     @property
     def ref_shas(self) -> list[str]:
-        return self.shas[2:] if self.p.mask is not None else self.shas[1:]
+        first = 2 if self.p.mask is not None else 1
+        return self.shas[first : first + len(self.p.references)]
+
+    @property
+    def markup_sha(self) -> str | None:
+        return self.shas[-1] if self.p.markup is not None else None
 
 
 def intake_and_store(gw: Gateway, req: EditRequest, raw: RawInputs, tenant: str, keep_raw: bool) -> Intake:
@@ -904,6 +909,8 @@ def intake_and_store(gw: Gateway, req: EditRequest, raw: RawInputs, tenant: str,
     if p.mask is not None:
         files.append((p.mask.blob.data, "mask", None))
     files += [(r.blob.data, "reference", None) for r in p.references]
+    if p.markup is not None:
+        files.append((p.markup.data, "markup", None))
     uses = put_files(gw.blobs, files)
     done = Intake(p, uses, upload_bytes)
     source_sha = p.source.blob.sha256 = done.shas[0]
@@ -937,6 +944,7 @@ async def accept_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: Edi
         source=file_ref(url, source_sha, p.source.blob, p.source.format),
         mask=file_ref(url, mask_sha, p.mask.blob, "png") if p.mask and mask_sha else None,
         references=[file_ref(url, s, r.blob, r.format) for s, r in zip(ref_shas, p.references, strict=True)],
+        markup=file_ref(url, done.markup_sha, p.markup, "png") if p.markup and done.markup_sha else None,
     )
     decision, hold = None, BudgetHold()
     if not queued:
@@ -947,7 +955,8 @@ async def accept_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: Edi
         version = await gw.lifecycle.accept(
             target.tenant, session_id, parent.number, new_session, uses,
             fields=dict(prompt=req.prompt, chips=p.chips, settings=settings, source_sha=source_sha, mask_sha=mask_sha,
-                        reference_shas=ref_shas, retry_of=target.retry_of, shadow_of=target.shadow_of,
+                        reference_shas=ref_shas, markup_sha=done.markup_sha, retry_of=target.retry_of,
+                        shadow_of=target.shadow_of,
                         **route_columns(decision, p, target.tenant, parent.provider)),
             record=_open_record(inputs, settings, decision, url, p), queued=queued, claim=target.claim,
         )  # fmt: skip

@@ -147,7 +147,8 @@ async def stored_edit(gw: Gateway, version: Version) -> tuple[EditRequest, Versi
     parent, image = await resolve_parent(gw, version.tenant_id, version.session_id, version.parent_number)
     mask = await read_blob(gw, version.mask_sha) if version.mask_sha and req.mode != "outpaint" else None
     refs = [await read_blob(gw, sha) for sha in version.reference_shas or []]
-    return req, parent, RawInputs(image=image, mask=mask, references=refs)
+    markup = await read_blob(gw, version.markup_sha) if version.markup_sha else None
+    return req, parent, RawInputs(image=image, mask=mask, references=refs, markup=markup)
 
 
 async def retry_version(gw: Gateway, tenant: str, session_id: str, number: int, base_url: str,

@@ -363,15 +363,23 @@ def test_a_route_naming_a_model_its_provider_does_not_serve_is_refused_at_load(t
     assert CliRunner().invoke(main, ["policy", "check", str(good)]).exit_code == 0
 
 
-def test_a_retry_of_an_edit_with_markup_refuses_rather_than_drop_it(sdk: OpenAI, cloud: httpx.Client,
-                                                                    faults: Callable[..., None]) -> None:  # fmt: skip
-    faults("images", server_error=1.0)
+def test_a_retry_of_an_edit_with_markup_sends_the_same_markup_again(sdk: OpenAI, cloud: httpx.Client, received: Callable,
+                                                                     emulator: str) -> None:  # fmt: skip
+    def plan(**faults: float) -> None:  # the emulator records what it is sent, failing or not
+        endpoints = {"images": {"faults": faults}} if faults else {}
+        config = {"record_bodies": True, "endpoints": endpoints}
+        httpx.put(f"{emulator}/_emulator/config", json=config).raise_for_status()
+
+    plan(server_error=1.0)
     with pytest.raises(openai.InternalServerError) as err:
         sdk.images.edit(model="gpt-image-2.5-flare", image=("c.png", COFFEE), markup=("m.png", MARKUP), prompt="a kite")
     failed = cloud.get(f"/v1/edits/{err.value.body['edit_id']}").json()  # type: ignore[index]
-    faults("images")
+    assert failed["inputs"]["markup"]["sha256"], "the markup is kept with the edit's other inputs"
+    plan()
     retried = cloud.post(f"/v1/sessions/{failed['session_id']}/versions/{failed['version']}/retry")
-    assert retried.status_code == 422 and retried.json()["error"]["code"] == "markup_not_stored"
+    assert retried.status_code == 200, retried.text
+    [sent] = sent_to(received, "images")  # the emulator records the calls it served: the retry
+    assert sent["markup"] == MARKUP, "the retry sent the markup the edit was sent with"
 
 
 def test_native_edits_reach_openai_with_the_tenants_safety_identifier(cloud: httpx.Client, received: Callable) -> None:

@@ -89,6 +89,7 @@ class Version(Base):
     source_sha: Mapped[str | None] = mapped_column(String(64), default=None)
     mask_sha: Mapped[str | None] = mapped_column(String(64), default=None)
     reference_shas: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    markup_sha: Mapped[str | None] = mapped_column(String(64), default=None)
     image_sha: Mapped[str | None] = mapped_column(String(64), default=None)
     provider: Mapped[str | None] = mapped_column(String(40), default=None)
     model: Mapped[str | None] = mapped_column(String(80), default=None)
