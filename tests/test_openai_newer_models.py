@@ -363,9 +363,9 @@ def test_a_route_naming_a_model_its_provider_does_not_serve_is_refused_at_load(t
     assert CliRunner().invoke(main, ["policy", "check", str(good)]).exit_code == 0
 
 
-def test_a_retry_of_an_edit_with_markup_sends_the_same_markup_again(sdk: OpenAI, cloud: httpx.Client, received: Callable,
-                                                                     emulator: str) -> None:  # fmt: skip
-    def plan(**faults: float) -> None:  # the emulator records what it is sent, failing or not
+def test_a_retry_of_an_edit_with_markup_sends_it_again(sdk: OpenAI, cloud: httpx.Client, received: Callable,
+                                                        emulator: str) -> None:  # fmt: skip
+    def plan(**faults: float) -> None:  # a fault plan that keeps the emulator recording what it serves
         endpoints = {"images": {"faults": faults}} if faults else {}
         config = {"record_bodies": True, "endpoints": endpoints}
         httpx.put(f"{emulator}/_emulator/config", json=config).raise_for_status()
