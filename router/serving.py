@@ -8,18 +8,40 @@ worker starts). The emulator, when it serves, is started once by the parent and 
 
 from __future__ import annotations
 
+import ctypes
+import multiprocessing
 import os
 import shutil
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import structlog
 import uvicorn
 from litestar import Litestar
 from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 _APP: Litestar | None = None
 """This worker's app, for the drain hook (uvicorn's own config holds only its import string)."""
+
+
+def die_with_supervisor() -> None:
+    """Ask the kernel for SIGTERM when this worker's parent dies (Linux's ``PR_SET_PDEATHSIG``), which the
+    worker takes as any SIGTERM: it drains and exits. A supervisor killed outright (SIGKILL, the OOM killer)
+    cannot stop its workers; they would serve on unsupervised, holding the port a restarted editgate needs."""
+    parent = multiprocessing.parent_process()
+    if sys.platform != "linux" or parent is None:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        structlog.get_logger("editgate.serving").warning("parent_death_signal_unset", errno=ctypes.get_errno())
+    elif os.getppid() != parent.pid:  # it died before the request: no signal will come
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def app_from_env() -> Litestar:
@@ -31,6 +53,7 @@ def app_from_env() -> Litestar:
 
     settings = Settings()
     configure_logging(settings.log_level)
+    die_with_supervisor()
     _APP = create_app(settings)
     return _APP
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -64,6 +65,47 @@ def test_two_workers_share_the_socket_the_emulator_and_the_metrics(tmp_path: Pat
         proc.terminate()
         output = proc.communicate(timeout=30)[0]
     assert output.count("emulator_serving_cloud_providers") == 1, output[-3000:]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_do_not_outlive_a_killed_supervisor(tmp_path: Path) -> None:
+    """A supervisor killed outright (SIGKILL, the OOM killer) cannot stop its workers: they would serve on,
+    unsupervised, holding the port a restarted editgate needs. Each worker asks the kernel for SIGTERM when
+    its parent dies, and drains as on any SIGTERM."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "GEMINI_API_KEY", "IMAGE_EDIT_PROVIDER",
+                                                              "PROMETHEUS_MULTIPROC_DIR")}  # fmt: skip
+    cmd = [sys.executable, "-m", "router.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path),
+           "--workers", "2"]  # fmt: skip
+    env["EDITGATE_DRAIN_S"] = "2"
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    pids: set[int] = set()
+    try:
+        deadline = time.monotonic() + 180
+        while len(pids) < 2:
+            try:
+                pids.add(httpx.get(f"{url}/healthz").json()["pid"])
+            except httpx.TransportError:
+                time.sleep(0.1)
+            assert time.monotonic() < deadline and proc.poll() is None, f"two workers did not answer: {pids}"
+        proc.kill()
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(pid) for pid in pids), "a worker served on after its supervisor was killed"
+    finally:
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_metrics_show_the_queue_the_database_and_the_budget_lines(
