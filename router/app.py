@@ -59,6 +59,8 @@ from router.webhooks.delivery import DeliveryWorker
 from router.workers import ImageWorkers
 
 log = structlog.get_logger("editgate.app")
+RELAY_FLUSH_S = 5.0
+"""How long shutdown waits, after the drain, for the last events to reach Redis (each send times out in 2 s)."""
 
 
 def build_gateway(settings: Settings) -> Gateway:
@@ -166,8 +168,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             asyncio.create_task(queue_worker(gateway)),
             asyncio.create_task(recovery_loop(gateway)),
         ]
-        if gateway.events.relay is not None:
-            tasks.append(asyncio.create_task(gateway.events.relay.run()))
+        relay = gateway.events.relay
+        relaying = asyncio.create_task(relay.run()) if relay is not None else None
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread (tests)
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.reload)
         try:
@@ -176,6 +178,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             for task in tasks:
                 task.cancel()
             await drain(gateway, app.state.get("drain_started"))
+            if relay is not None and relaying is not None:  # what the drained edits published, to Redis
+                await relay.flush(RELAY_FLUSH_S)
+                relaying.cancel()
+                tasks.append(relaying)
             keeper.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             gateway.metrics.close()  # the webhook worker gives its leases back

@@ -53,6 +53,20 @@ class EventRelay:
                     await pipe.execute()
             except UNREACHABLE as exc:
                 log.info("event_not_relayed", edit_id=edit_id, error=type(exc).__name__)
+            finally:
+                self._queue.task_done()
+
+    async def flush(self, timeout_s: float) -> bool:
+        """Wait until every queued event is sent (or given up on), at most ``timeout_s``: at shutdown, after
+        the drain, so the events of edits that finished during it reach the other replicas' readers."""
+        if self._queue is None:
+            return True
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout_s)
+            return True
+        except TimeoutError:
+            log.warning("events_not_flushed", left=self._queue.qsize())
+            return False
 
     async def read(self, edit_id: str, after: int, heartbeat_s: float) -> AsyncIterator[Event | None]:
         """The edit's events after ``after`` (ids count from 1, as the bus's do), then live until the

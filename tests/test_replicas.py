@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -243,6 +244,43 @@ def test_an_edits_events_are_read_live_from_the_replica_that_did_not_run_it(
     assert live[-1][2]["id"] == edit_id and live[-1][2]["status"] == "succeeded"
     resumed = sse_events(other, f"/v1/edits/{edit_id}/events", **{"Last-Event-ID": "2"})
     assert [(i, t) for i, t, _ in resumed] == [(i, t) for i, t, _ in live[2:]], "a resume replays from Redis"
+
+
+def test_an_edit_that_finishes_during_a_drain_still_reaches_the_other_replicas_readers(
+    new_database: Callable[[], str], make_server: Callable[..., str], emulator: str, tmp_path: Path,
+    slow_gemini: Callable[[float], None],
+) -> None:  # fmt: skip
+    """The replica that runs a queued edit shuts down (SIGTERM) while the edit runs: the drain lets it finish,
+    and its last events must still reach Redis, or a client following it on another replica waits for an end
+    that never comes (until the stream expires)."""
+    from router.app import create_app
+    from router.settings import Limits, Settings
+    from router.threaded import serve_in_thread
+    from tests.conftest import TEST_LIMITS
+
+    shared = dict(database_url=new_database(), redis_url=REDIS_URL, redis_prefix=redis_prefix(),
+                  data_dir=tmp_path / "data", policy_file=policy_file(tmp_path),
+                  **cloud_settings(emulator))  # fmt: skip
+    slow_gemini(1500)
+    with serve_in_thread(create_app(Settings(limits=Limits(**TEST_LIMITS), drain_s=20, **shared))) as runs_it:
+        accepted = edit(runs_it, **{"async": "true"})
+        assert accepted.status_code == 202, accepted.text
+        edit_id = accepted.json()["id"]
+        wait_for(
+            lambda: httpx.get(f"{runs_it}/v1/edits/{edit_id}", timeout=10).json()["status"] == "running",
+            20,
+            "the edit to run",
+        )
+        other = make_server(**shared)  # started after the claim: the edit is the runner's
+    # the runner has shut down: its drain waited for the edit, which finished meanwhile
+    assert httpx.get(f"{other}/v1/edits/{edit_id}", timeout=10).json()["status"] == "succeeded"
+    followed: list[list[tuple[str, str, dict[str, Any]]]] = []
+    reader = threading.Thread(target=lambda: followed.append(sse_events(other, f"/v1/edits/{edit_id}/events")),
+                              daemon=True)  # fmt: skip
+    reader.start()
+    reader.join(timeout=20)
+    assert followed, "the stream never ended: the edit's last events did not reach Redis"
+    assert followed[0][-1][1] == "completed", followed
 
 
 def breaker_state(url: str, provider: str) -> float:
