@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import base64
 import io
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -10,6 +12,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from openai import OpenAI
 from PIL import Image
 
 from router.app import create_app
@@ -126,6 +129,50 @@ def cloud_server(make_server: Callable[..., str], emulator: str, tmp_path_factor
 def cloud(cloud_server: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=cloud_server, timeout=60) as c:
         yield c
+
+
+@pytest.fixture()
+def sdk(cloud_server: str) -> Iterator[OpenAI]:
+    """The SDK pointed at editgate's drop-in (editgate's cloud providers are the emulator)."""
+    with OpenAI(base_url=f"{cloud_server}/v1", api_key="any-key-in-dev-mode", max_retries=0) as client:
+        yield client
+
+
+@pytest.fixture()
+def received(emulator: str) -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """The request bodies the emulator received during the test (its endpoint and raw body each)."""
+    httpx.put(f"{emulator}/_emulator/config", json={"record_bodies": True}).raise_for_status()
+
+    def read() -> list[dict[str, Any]]:
+        out = []
+        for item in httpx.get(f"{emulator}/_emulator/received").json():
+            out.append({"endpoint": item["endpoint"], "body": base64.b64decode(item["body_b64"])})
+        return out
+
+    yield read
+    httpx.put(f"{emulator}/_emulator/config", json={}).raise_for_status()
+
+
+def form_fields(body: bytes) -> dict[str, bytes]:
+    """Name -> value of each multipart part (the last of a repeated name)."""
+    boundary = body.split(b"\r\n", 1)[0]
+    fields = {}
+    for part in body.split(boundary)[1:-1]:
+        head, _, value = part.partition(b"\r\n\r\n")
+        name = head.split(b'name="', 1)[1].split(b'"', 1)[0].decode()
+        fields[name] = value.removesuffix(b"\r\n")
+    return fields
+
+
+def sent_to(received: Callable[[], list[dict[str, Any]]], endpoint: str) -> list[dict[str, Any]]:
+    """The fields of each request editgate sent to the emulator's ``endpoint`` (multipart or JSON)."""
+    out = []
+    for item in received():
+        if item["endpoint"] != endpoint:
+            continue
+        body = item["body"]
+        out.append(json.loads(body) if body.startswith(b"{") else form_fields(body))
+    return out
 
 
 PG_ADMIN_URL = os.environ.get("EDITGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")

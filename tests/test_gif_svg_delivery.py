@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -22,42 +22,10 @@ from PIL import Image
 
 from providers.base import ResultImage
 from router.normalize import as_made
-from tests.conftest import fixture_bytes
+from tests.conftest import fixture_bytes, sent_to
 
 COFFEE = fixture_bytes("coffee.png")
 MASK = fixture_bytes("coffee_background_mask.png")
-
-
-@pytest.fixture()
-def sdk(cloud_server: str) -> Iterator[OpenAI]:
-    client = OpenAI(base_url=f"{cloud_server}/v1", api_key="any-key-in-dev-mode", max_retries=0)
-    yield client
-    client.close()
-
-
-def sent_fields(emulator: str) -> Callable[[], list[dict[str, bytes]]]:
-    """The multipart fields of each Images request the emulator received from now on."""
-    httpx.put(f"{emulator}/_emulator/config", json={"record_bodies": True}).raise_for_status()
-
-    def read() -> list[dict[str, bytes]]:
-        out = []
-        for item in httpx.get(f"{emulator}/_emulator/received").json():
-            body = base64.b64decode(item["body_b64"])
-            boundary = body.split(b"\r\n", 1)[0]
-            fields = {}
-            for part in body.split(boundary)[1:-1]:
-                head, _, value = part.partition(b"\r\n\r\n")
-                fields[head.split(b'name="', 1)[1].split(b'"', 1)[0].decode()] = value.removesuffix(b"\r\n")
-            out.append(fields)
-        return out
-
-    return read
-
-
-@pytest.fixture()
-def received(emulator: str) -> Iterator[Callable[[], list[dict[str, bytes]]]]:
-    yield sent_fields(emulator)
-    httpx.put(f"{emulator}/_emulator/config", json={}).raise_for_status()
 
 
 def record(cloud: httpx.Client, edit_id: str) -> dict[str, Any]:
@@ -77,7 +45,7 @@ def test_a_gif_edit_is_delivered_as_the_model_made_it(sdk: OpenAI, cloud: httpx.
     with Image.open(io.BytesIO(gif)) as frames:
         assert (frames.format, frames.n_frames, frames.size) == ("GIF", 4, (1024, 1024))
         assert frames.info["duration"] == 120
-    [sent] = received()
+    [sent] = sent_to(received, "images")
     assert (sent["output_format"], sent["frame_count"], sent["frame_duration_ms"]) == (b"gif", b"4", b"120")
 
     edit = record(cloud, raw.headers["x-editgate-edit-id"])
@@ -98,7 +66,7 @@ def test_an_svg_edit_is_served_sandboxed_with_its_authors_tokens_priced(sdk: Ope
     svg = base64.b64decode(result.data[0].b64_json)
     assert result.output_format == "svg" and svg.startswith(b"<svg")
     assert result.svg_usage is not None and result.svg_usage.output_tokens > 0, "the SVG author's tokens"
-    [sent] = received()
+    [sent] = sent_to(received, "images")
     assert sent["svg[reasoning][effort]"] == b"low"
 
     edit = record(cloud, raw.headers["x-editgate-edit-id"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -21,13 +21,6 @@ from tests.conftest import fixture_bytes
 COFFEE = fixture_bytes("coffee.png")
 MASK = fixture_bytes("coffee_background_mask.png")
 CHELSEA = fixture_bytes("chelsea.png")
-
-
-@pytest.fixture()
-def sdk(cloud_server: str) -> Iterator[OpenAI]:
-    client = OpenAI(base_url=f"{cloud_server}/v1", api_key="any-key-in-dev-mode", max_retries=0)
-    yield client
-    client.close()
 
 
 def png(data: str) -> np.ndarray:

@@ -23,7 +23,7 @@ from openai import OpenAI
 from PIL import Image
 
 from providers.openai_models import accepted_tokens, image_models, needs, refusal
-from tests.conftest import fixture_bytes, png_bytes
+from tests.conftest import fixture_bytes, png_bytes, sent_to
 
 COFFEE = fixture_bytes("coffee.png")
 MASK = fixture_bytes("coffee_background_mask.png")
@@ -46,40 +46,6 @@ def direct(emulator: str) -> Iterator[OpenAI]:
     client = OpenAI(base_url=f"{emulator}/v1", api_key="sk-test", max_retries=0)
     yield client
     client.close()
-
-
-@pytest.fixture()
-def sdk(cloud_server: str) -> Iterator[OpenAI]:
-    """The SDK pointed at editgate's drop-in (editgate's cloud providers are the emulator)."""
-    client = OpenAI(base_url=f"{cloud_server}/v1", api_key="any-key-in-dev-mode", max_retries=0)
-    yield client
-    client.close()
-
-
-@pytest.fixture()
-def received(emulator: str) -> Iterator[Callable[[], list[dict[str, Any]]]]:
-    """The request bodies the emulator received during the test (multipart parsed into fields)."""
-    httpx.put(f"{emulator}/_emulator/config", json={"record_bodies": True}).raise_for_status()
-
-    def read() -> list[dict[str, Any]]:
-        out = []
-        for item in httpx.get(f"{emulator}/_emulator/received").json():
-            out.append({"endpoint": item["endpoint"], "body": base64.b64decode(item["body_b64"])})
-        return out
-
-    yield read
-    httpx.put(f"{emulator}/_emulator/config", json={}).raise_for_status()
-
-
-def form_fields(body: bytes) -> dict[str, bytes]:
-    """Name -> value of each multipart part (the last of a repeated name)."""
-    boundary = body.split(b"\r\n", 1)[0]
-    fields = {}
-    for part in body.split(boundary)[1:-1]:
-        head, _, value = part.partition(b"\r\n\r\n")
-        name = head.split(b'name="', 1)[1].split(b'"', 1)[0].decode()
-        fields[name] = value.removesuffix(b"\r\n")
-    return fields
 
 
 # --- the catalog's facts ------------------------------------------------------------------------
@@ -150,17 +116,6 @@ def test_emulator_makes_gif_and_svg_on_the_newer_models(direct: OpenAI) -> None:
 
 
 # --- through editgate's drop-in -----------------------------------------------------------------
-
-
-def sent_to(received: Callable[[], list[dict[str, Any]]], endpoint: str) -> list[dict[str, Any]]:
-    """The fields of each request editgate sent to the emulator's ``endpoint`` (multipart or JSON)."""
-    out = []
-    for item in received():
-        if item["endpoint"] != endpoint:
-            continue
-        body = item["body"]
-        out.append(json.loads(body) if body.startswith(b"{") else form_fields(body))
-    return out
 
 
 def test_a_newer_model_takes_its_parameters_through_the_drop_in(sdk: OpenAI, received: Callable) -> None:

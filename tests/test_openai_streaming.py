@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import openai
 import pytest
@@ -24,12 +24,6 @@ from tests.conftest import fixture_bytes
 
 COFFEE = fixture_bytes("coffee.png")
 MASK = fixture_bytes("coffee_background_mask.png")
-
-
-@pytest.fixture()
-def sdk(cloud_server: str) -> Iterator[OpenAI]:
-    with OpenAI(base_url=f"{cloud_server}/v1", api_key="any-key-in-dev-mode", max_retries=0) as client:
-        yield client
 
 
 def _strict(event: BaseModel) -> BaseModel:
