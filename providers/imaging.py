@@ -72,13 +72,19 @@ class DecodeError(ValueError):
     """The bytes are not a decodable image (a corrupt pixel stream behind a sound container, say)."""
 
 
+_RASTER_LOADERS = frozenset({"pngload_buffer", "jpegload_buffer", "webpload_buffer", "gifload_buffer"})
+"""The libvips loaders untrusted bytes may reach: libvips would also render an SVG (librsvg), a PDF or a
+TIFF; anything else goes to Pillow, which refuses what it cannot read."""
+
+
 def decode(data: bytes) -> np.ndarray:
     """Decode provider output or validated uploads (images, but not necessarily sane ones) to RGB or RGBA uint8;
     bytes that do not decode raise :class:`DecodeError`, whatever the decoder's own exception was."""
     try:
         img = pyvips.Image.new_from_buffer(data, "", access="sequential", fail_on="error")  # the header only
         if (
-            img.format == "uchar" and img.bands in (3, 4) and img.interpretation == "srgb"
+            img.get("vips-loader") in _RASTER_LOADERS
+            and img.format == "uchar" and img.bands in (3, 4) and img.interpretation == "srgb"
             and img.width * img.height <= _MAX_FAST_PIXELS
         ):  # fmt: skip
             with DECODE_BUDGET.hold(img.width, img.height):

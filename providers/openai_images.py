@@ -113,8 +113,7 @@ class OpenAIImagesProvider:
             rendered(response.quality, getattr(response, "safety_identifier", None)),
         )
         if svg := getattr(response, "svg_usage", None):  # the SVG author's tokens, billed apart
-            usage.update(svg_usage_kinds({"input_tokens": svg.input_tokens, "output_tokens": svg.output_tokens,
-                                          "reasoning_tokens": svg.reasoning_tokens}))  # fmt: skip
+            usage.update(svg_usage_kinds(svg_tokens(svg)))
             if svg.model:
                 said["svg_model"] = svg.model
         return ProviderResult(
@@ -167,6 +166,15 @@ class OpenAIImagesProvider:
             output_format=last.output_format, size=last.size, quality=last.quality, background=last.background,
             usage=last.usage.model_dump(),
         )  # fmt: skip
+
+
+def svg_tokens(svg: Any) -> dict[str, int]:
+    """``svg_usage``'s counts with the reasoning inside the output, as OpenAI counts it; an answer whose total
+    shows the reasoning outside the output has it added, so no billed token goes unpriced."""
+    output, reasoning = svg.output_tokens, svg.reasoning_tokens
+    if reasoning and svg.total_tokens == svg.input_tokens + output + reasoning:
+        output += reasoning
+    return {"input_tokens": svg.input_tokens, "output_tokens": output, "reasoning_tokens": reasoning}
 
 
 def forwarded(job: EditJob, surface: Surface, image_model: str) -> dict[str, Any]:

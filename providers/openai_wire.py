@@ -40,6 +40,7 @@ class SvgUsage(msgspec.Struct):
     input_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
+    total_tokens: int | None = None
 
 
 class ImagesAnswer(msgspec.Struct):

@@ -45,6 +45,17 @@ def check_cap(candidates: list[Candidate], cap: float | None) -> None:
         raise cap_refusal(candidates[0], cap)
 
 
+def check_svg_author(author: tuple[str, str] | None, prices: PriceTable) -> None:
+    """Refuse an SVG author the price table cannot price: its tokens would make the whole edit's cost unknown,
+    and an unknown cost would pass every budget and cap unseen."""
+    if author is None or "svg_output_tokens" in prices.models.get(author[0], {}):
+        return
+    priced = sorted(m for m, kinds in prices.models.items() if "svg_output_tokens" in kinds)
+    raise ApiError(422, "unpriced_svg_author", f"svg.model {author[0]!r} has no SVG prices in the price table, so "
+                   f"the edit's cost could not be known; use {', '.join(priced) or 'a priced model'} or omit it.",
+                   "svg")  # fmt: skip
+
+
 def _lines(prices: PriceTable, usage: Mapping[str, int], models: list[str]) -> list[CostLine]:
     return [CostLine(kind=li.kind, tokens=li.tokens, model=li.model, usd_per_million=li.usd_per_million, usd=li.usd)
             for li in prices.lines(usage, models)]  # fmt: skip

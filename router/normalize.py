@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import re
 from dataclasses import dataclass
 from xml.etree.ElementTree import ParseError
@@ -17,12 +18,14 @@ import cv2
 import numpy as np
 from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as defused_et
-from PIL import Image
+from PIL import Image, ImageSequence
 
 from providers.base import ImageBlob, ResultImage
+from providers.decode_budget import DECODE_BUDGET
 from providers.imaging import FORMAT_OF_MIME, MIME, AsMadeFormat, Format, OutputFormat, decode, encode
 from router.intake.images import decoded_pixels
 from router.intake.metadata import StripError
+from router.intake.sniff import SNIFF_BYTES, sniff
 from router.models import Drift, Preservation, Provenance
 from router.provenance import C2paConfig, after_reencode, changes, keep_or_strip, passed_through, read_manifest
 
@@ -254,26 +257,41 @@ _LENGTH = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:px)?\s*")
 
 
 def as_made(image: ResultImage, fmt: AsMadeFormat) -> NormalizedImage:
-    """A gif or svg result as the model made it: checked to be what was asked for and sized, never decoded to
-    pixels or re-encoded (an animation or a vector document cannot be resized, locked or scored as a raster is).
-    Raises ValueError for bytes that are not a GIF, or not a plain SVG document: well-formed, with no DTD (so no
-    entity expansion or external reference), an ``<svg>`` root and a size between 1 and
-    :data:`MAX_AS_MADE_EDGE`."""
+    """A gif or svg result as the model made it: checked to be what was asked for and sized, never resized or
+    re-encoded (an animation or a vector document cannot be resized, locked or scored as a raster is).
+    Raises ValueError for bytes that are not a GIF whose every frame decodes, or not a plain SVG document:
+    well-formed, with no DTD (so no entity expansion or external reference), an ``<svg>`` root and a size
+    between 1 and :data:`MAX_AS_MADE_EDGE`, recognisable from its first bytes as an SVG (so it is served as
+    one, under its sandboxing policy)."""
+    if sniff(image.data[:SNIFF_BYTES]) != ("gif" if fmt == "gif" else "svg/xml"):
+        raise ValueError(f"the bytes do not begin as a {fmt}")
     width, height = _gif_size(image.data) if fmt == "gif" else _svg_size(image.data)
-    if not (0 < width <= MAX_AS_MADE_EDGE and 0 < height <= MAX_AS_MADE_EDGE):
-        raise ValueError(f"the {fmt} claims a size of {width}x{height}")
     sha = hashlib.sha256(image.data).hexdigest()
     return NormalizedImage(data=image.data, format=fmt, width=width, height=height, sha256=sha)
 
 
+def _within_bounds(width: float, height: float, fmt: str) -> tuple[int, int]:
+    if not (math.isfinite(width) and math.isfinite(height)):
+        raise ValueError(f"the {fmt} claims a size of {width}x{height}")
+    w, h = round(width), round(height)
+    if not (0 < w <= MAX_AS_MADE_EDGE and 0 < h <= MAX_AS_MADE_EDGE):
+        raise ValueError(f"the {fmt} claims a size of {w}x{h}")
+    return w, h
+
+
 def _gif_size(data: bytes) -> tuple[int, int]:
-    if data[:6] not in (b"GIF87a", b"GIF89a"):
-        raise ValueError("not a GIF")
+    """The size from the header, bounded before any frame decodes; then every frame, under the decode budget
+    (a cut or damaged frame fails here, whatever Pillow's own exception)."""
     try:
         with Image.open(io.BytesIO(data), formats=["GIF"]) as img:
-            img.seek(img.n_frames - 1)  # walks every frame's header: a truncated animation fails here
-            return img.size
-    except (OSError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+            size = _within_bounds(*img.size, "gif")
+            with DECODE_BUDGET.hold(*size):
+                for frame in ImageSequence.Iterator(img):
+                    frame.load()
+            return size
+    except ValueError:
+        raise
+    except Exception as exc:  # Pillow's GIF reader raises many kinds on damaged bytes
         raise ValueError(f"an unreadable GIF ({type(exc).__name__})") from None
 
 
@@ -286,13 +304,13 @@ def _svg_size(data: bytes) -> tuple[int, int]:
         raise ValueError(f"the document's root is {root.tag!r}, not an SVG element")
     width, height = (_LENGTH.fullmatch(root.get(name) or "") for name in ("width", "height"))
     if width and height:
-        return round(float(width[1])), round(float(height[1]))
+        return _within_bounds(float(width[1]), float(height[1]), "svg")
     box = (root.get("viewBox") or "").replace(",", " ").split()
     try:
         if len(box) == 4:
-            return round(float(box[2])), round(float(box[3]))
-    except ValueError:
-        pass
+            return _within_bounds(float(box[2]), float(box[3]), "svg")
+    except ValueError as exc:
+        raise ValueError(f"the SVG's viewBox is not four numbers ({exc})") from None
     raise ValueError("the SVG states no size (width and height, or a viewBox)")
 
 

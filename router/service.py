@@ -27,7 +27,7 @@ from providers.pricing import PriceTable, UsageInputs, actual_usd, chain_tokens_
 from router.answers import AnswerTurns, Turn
 from router.blobs import BlobStore
 from router.chains import CHAIN_KIND, HISTORY_PROVIDER, History, carried_input, parent_history, store_history
-from router.costs import SKIPPED_OVER_CAP, check_cap, cost_section
+from router.costs import SKIPPED_OVER_CAP, check_cap, check_svg_author, cost_section
 from router.deferred import DeferredScores
 from router.errors import ApiError
 from router.events import EventBus, attempt_publisher, partial_publisher, routed_data
@@ -293,12 +293,13 @@ def usage_inputs(p: PreparedEdit, chain_tokens: int = 0) -> UsageInputs:
     sizes = refs if p.request.mode == "generate" else ((p.work.width, p.work.height), *refs)
     return UsageInputs(p.prompt, sizes, out_w, out_h, p.request.quality, p.request.n, p.mask is not None,
                        partial_images=p.request.partial_images, chain_tokens=chain_tokens,
-                       openai_quality=p.request.provider_params.get("quality"), svg_author=svg_author(p))  # fmt: skip
+                       openai_quality=p.request.provider_params.get("quality"),
+                       svg_author=svg_author(p.request))  # fmt: skip
 
 
-def svg_author(p: PreparedEdit) -> tuple[str, str] | None:
+def svg_author(req: EditRequest) -> tuple[str, str] | None:
     """SVG output's author (model, effort), whose tokens are billed apart; None for any other format."""
-    return svg_author_of(p.request.provider_params.get("svg")) if p.request.output_format == "svg" else None
+    return svg_author_of(req.provider_params.get("svg")) if req.output_format == "svg" else None
 
 
 def continues_chain(parent: Version | None, p: PreparedEdit) -> bool:
@@ -613,9 +614,8 @@ class EditRun:
         self.route_info.attempts = outcome.attempts
         self.route_info.fallbacks_taken = len(outcome.attempts) - 1
         served_by = outcome.candidate.provider
-        author = svg_author(p)
         self.actual = actual_usd(served_by, outcome.candidate.model, gw.options(served_by), outcome.result.usage,
-                                 gw.prices, author[0] if author else None)  # fmt: skip
+                                 gw.prices, self._svg_author(outcome))  # fmt: skip
         if self.actual is None:
             log.warning("cost_unknown", provider=served_by, model=outcome.candidate.model)
         gw.metrics.attempted(outcome.attempts)
@@ -832,9 +832,16 @@ class EditRun:
 
         return lock, await gw.workers.run(work)
 
+    def _svg_author(self, outcome: Outcome) -> str | None:
+        """The SVG author whose prices apply: the one the provider reports, else the one asked for."""
+        asked = svg_author(self.p.request)
+        return outcome.result.rendered.get("svg_model") or (asked[0] if asked else None)
+
     def _cost(self, outcome: Outcome) -> Cost:
         served_by, p = outcome.candidate.provider, self.p
         inputs = usage_inputs(p, chain_tokens(self.parent, p) if served_by == CHAIN_PROVIDER else 0)
+        if inputs.svg_author is not None and (author := self._svg_author(outcome)) != inputs.svg_author[0]:
+            inputs = replace(inputs, svg_author=(author, inputs.svg_author[1]))  # priced as served
         return cost_section(self.gw.prices, outcome.candidate, self.gw.options(served_by), inputs,
                             outcome.result.usage, self.actual, p.request.max_cost_usd)  # fmt: skip
 
@@ -929,6 +936,7 @@ async def accept_edit(gw: Gateway, req: EditRequest, raw: RawInputs, target: Edi
                        retry_after=1)  # fmt: skip
     t0 = time.perf_counter()
     kept_raw = raw if gw.policy.shadows else None  # only shadow traffic needs the upload again after intake
+    check_svg_author(svg_author(req), gw.prices)
     done = await gw.workers.run(lambda: intake_and_store(gw, req, raw, target.tenant, kept_raw is not None))
     p, uses, source_sha, mask_sha, ref_shas = done.p, done.uses, done.shas[0], done.mask_sha, done.ref_shas
     url = target.base_url

@@ -16,7 +16,7 @@ from providers.base import ImageBlob
 from providers.imaging import DecodeError, decode, encode
 from router.errors import ApiError
 from router.intake.request import RawInputs
-from router.intake.sniff import sniff
+from router.intake.sniff import SNIFF_BYTES, sniff
 from router.lifecycle import RETRYABLE, IdempotencyClaim
 from router.models import Drift, EditRequest, EditResponse
 from router.normalize import drift, fit
@@ -120,11 +120,17 @@ async def resolve_parent(gw: Gateway, tenant: str, session_id: str, number: int 
         raise ApiError(422, "parent_not_usable", f"{which} has no finished image to edit; pick a succeeded version.",
                        "parent_version")  # fmt: skip
     image = await read_blob(gw, parent.image_sha)
-    if (made := sniff(image[:32])) in ("gif", "svg/xml"):
-        raise ApiError(422, "parent_not_usable", f"version {parent.number} is a {made.removesuffix('/xml')} delivered "
-                       "as the model made it, which is not edited further; name a png, jpeg or webp version as "
-                       "parent_version.", "parent_version")  # fmt: skip
+    if made := as_made_format(image):
+        raise ApiError(422, "parent_not_usable", f"version {parent.number} is a {made} delivered as the model made "
+                       "it, which is not edited further; name a png, jpeg or webp version as parent_version.",
+                       "parent_version")  # fmt: skip
     return parent, image
+
+
+def as_made_format(image: bytes) -> str | None:
+    """``gif`` or ``svg`` for a version delivered as the model made it (never decoded to pixels), else None."""
+    made = sniff(image[:SNIFF_BYTES])
+    return "svg" if made == "svg/xml" else "gif" if made == "gif" else None
 
 
 async def session_target(gw: Gateway, tenant: str, req: EditRequest, raw: RawInputs, session_id: str,
@@ -185,6 +191,10 @@ async def compare(gw: Gateway, tenant: str, session_id: str, a: int, b: int, bas
         if v.image_sha is None:
             raise ApiError(422, "parent_not_usable", f"Version {v.number} has no image to compare.", "a")
     image_a, image_b = await read_blob(gw, va.image_sha), await read_blob(gw, vb.image_sha)  # type: ignore[arg-type]
+    for v, image in ((va, image_a), (vb, image_b)):
+        if made := as_made_format(image):
+            raise ApiError(422, "not_comparable", f"Version {v.number} is a {made} delivered as the model made it; "
+                           "the heat-map compares png, jpeg and webp versions.", "a" if v is va else "b")  # fmt: skip
     png, d, w, h = await gw.workers.run(lambda: _heatmap(image_a, image_b))
     (sha,) = await store_blobs(gw, tenant, session_id, [(png, "heatmap", None)])
     ref = file_ref(base_url, sha, ImageBlob(png, "image/png", w, h), "png")

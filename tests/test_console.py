@@ -580,6 +580,7 @@ def test_edit_page_delivers_gif_and_svg_as_the_model_made_them(console: OfflineP
     expect(result).to_be_visible(timeout=WAIT_MS)
     expect(page.get_by_test_id("phase")).to_have_text("succeeded")
     expect(result).to_contain_text("delivered as the model made it")
+    expect(result.get_by_test_id("heatmap")).to_contain_text(f"No heat-map: a {fmt} is delivered as the model made it")
     shown = result.locator("img").first
     expect(shown).to_be_visible(timeout=WAIT_MS)
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=shown.element_handle(), timeout=WAIT_MS)

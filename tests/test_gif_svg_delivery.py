@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from openai import OpenAI
 from PIL import Image
 
@@ -96,12 +98,13 @@ def test_a_policy_alias_sends_gif_to_a_model_that_makes_it(sdk: OpenAI) -> None:
 def test_the_native_api_delivers_gif_from_a_model_that_makes_it(cloud: httpx.Client) -> None:
     r = cloud.post("/v1/edits", files=[("image", ("c.png", COFFEE))], data={
         "prompt": "the steam rises", "provider": "openai-images", "model": "gpt-image-2.6-flare",
-        "output_format": "gif", "include_base64": "true"})  # fmt: skip
+        "output_format": "gif", "include_base64": "true",
+        "provider_params": json.dumps({"frame_count": 5})})  # fmt: skip
     assert r.status_code == 200, r.text
     [image] = r.json()["images"]
     assert image["format"] == "gif"
     with Image.open(io.BytesIO(base64.b64decode(image["b64_json"]))) as frames:
-        assert frames.format == "GIF" and frames.n_frames > 1
+        assert frames.format == "GIF" and frames.n_frames == 5, "provider_params travel as JSON in a form field"
 
 
 @pytest.mark.parametrize(
@@ -192,9 +195,100 @@ def test_a_session_does_not_continue_from_a_gif_but_from_a_raster_version_it_nam
     assert named.status_code == 200, named.text
 
 
+@pytest.mark.parametrize("fmt", ["gif", "svg"])
 @pytest.mark.parametrize("provider", ["local", "gemini", "openai-responses"])
-def test_gif_from_a_provider_that_cannot_make_it_is_refused_by_name(cloud: httpx.Client, provider: str) -> None:
+def test_gif_or_svg_from_a_provider_that_cannot_make_them_is_refused_by_name(cloud: httpx.Client, provider: str,
+                                                                             fmt: str) -> None:  # fmt: skip
     r = cloud.post("/v1/edits", files=[("image", ("c.png", COFFEE))],
-                   data={"prompt": "steam", "provider": provider, "output_format": "svg"})  # fmt: skip
+                   data={"prompt": "steam", "provider": provider, "output_format": fmt})  # fmt: skip
     assert r.status_code == 422, r.text
     assert (r.json()["error"]["code"], r.json()["error"]["param"]) == ("no_capable_provider", "output_format")
+
+
+def test_an_svg_author_without_a_price_is_refused_before_anything_is_paid(sdk: OpenAI, cloud: httpx.Client) -> None:
+    """Its tokens would make the whole edit's cost unknown, and an unknown cost passes budgets unseen."""
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk.images.edit(model="gpt-image-2.5-flare", image=("c.png", COFFEE), prompt="a poster", output_format="svg",
+                        svg={"model": "an-unpriced-author"})  # fmt: skip
+    assert (err.value.body["code"], err.value.body["param"]) == ("unpriced_svg_author", "svg")  # type: ignore[index]
+    assert "gpt-5.4-mini" in err.value.body["message"]  # type: ignore[index]
+    native = cloud.post("/v1/edits", files=[("image", ("c.png", COFFEE))], data={
+        "prompt": "a poster", "provider": "openai-images", "model": "gpt-image-2.5-flare", "output_format": "svg",
+        "provider_params": json.dumps({"svg": {"model": "an-unpriced-author"}})})  # fmt: skip
+    assert native.status_code == 422 and native.json()["error"]["code"] == "unpriced_svg_author", native.text
+
+
+def test_reasoning_reported_outside_the_output_is_billed_too() -> None:
+    from providers.openai_images import svg_tokens
+    from providers.openai_wire import SvgUsage
+
+    inside = SvgUsage(model="m", input_tokens=10, output_tokens=300, reasoning_tokens=200, total_tokens=310)
+    assert svg_tokens(inside)["output_tokens"] == 300, "OpenAI's convention: the output counts the reasoning"
+    outside = SvgUsage(model="m", input_tokens=10, output_tokens=100, reasoning_tokens=200, total_tokens=310)
+    assert svg_tokens(outside)["output_tokens"] == 300
+
+
+def test_the_heat_map_refuses_gif_and_svg_versions(cloud: httpx.Client) -> None:
+    r = cloud.post(
+        "/v1/edits",
+        files=[("image", ("c.png", COFFEE))],
+        data={
+            "prompt": "a poster",
+            "provider": "openai-images",
+            "model": "gpt-image-2.6-flare",
+            "output_format": "svg",
+        },
+    )
+    assert r.status_code == 200, r.text
+    compared = cloud.get(f"/v1/sessions/{r.json()['session_id']}/compare", params={"a": 0, "b": 1})
+    assert compared.status_code == 422 and compared.json()["error"]["code"] == "not_comparable", compared.text
+
+
+def _gif(frames: int = 3) -> bytes:
+    out = io.BytesIO()
+    images = [Image.new("RGB", (64, 48), (40 * i, 90, 200 - 40 * i)) for i in range(frames)]
+    images[0].save(out, "GIF", save_all=True, append_images=images[1:], duration=100, loop=0)
+    return out.getvalue()
+
+
+def test_a_gif_with_a_damaged_or_missing_frame_is_refused() -> None:
+    whole = _gif()
+    assert (as_made(ResultImage(data=whole, mime="image/gif"), "gif").width, 64) == (64, 64)
+    for damaged in (whole[:-40], whole[:13] + b"\x00" * 32, whole[:20]):
+        with pytest.raises(ValueError):
+            as_made(ResultImage(data=damaged, mime="image/gif"), "gif")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_a_mutated_gif_is_delivered_or_refused_never_an_internal_error(data: st.DataObject) -> None:
+    gif = bytearray(_gif())
+    for _ in range(data.draw(st.integers(1, 8))):
+        at = data.draw(st.integers(0, len(gif) - 1))
+        gif[at] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(6, len(gif)))
+    try:
+        made = as_made(ResultImage(data=bytes(gif[:cut]), mime="image/gif"), "gif")
+    except ValueError:
+        return
+    assert 0 < made.width <= 16384 and 0 < made.height <= 16384
+
+
+@pytest.mark.parametrize("body", [
+    '<svg xmlns="http://www.w3.org/2000/svg" width="' + "9" * 400 + '" height="1"/>',
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 inf 5"/>',
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1e400 5"/>',
+    'Here is your image: <svg xmlns="http://www.w3.org/2000/svg" width="5" height="5"/>',
+])  # fmt: skip
+def test_an_svg_with_an_impossible_size_or_a_preamble_is_refused(body: str) -> None:
+    with pytest.raises(ValueError):
+        as_made(_svg(body), "svg")
+
+
+def test_an_svg_opening_with_a_bom_or_a_comment_is_delivered_and_served_as_an_svg() -> None:
+    from router.intake.sniff import sniff
+
+    for head in ("\ufeff", "<!-- made by a model -->\n", "\ufeff<?xml version='1.0'?>\n<!-- a -->"):
+        body = head + '<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"/>'
+        made = as_made(_svg(body), "svg")
+        assert made.format == "svg" and sniff(made.data[:1024]) == "svg/xml", "served as an SVG, under its policy"

@@ -12,7 +12,7 @@ from litestar.response import File
 from router.api.openapi import guarded
 from router.auth import resolve_caller
 from router.errors import ApiError
-from router.intake.sniff import sniff
+from router.intake.sniff import SNIFF_BYTES, sniff
 from router.service import Gateway
 
 _MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "gif": "image/gif", "svg/xml": "image/svg+xml"}
@@ -29,13 +29,13 @@ async def blob_response(gw: Gateway, sha: str, filename_stem: str, cache: str) -
     path = gw.blobs.path(sha)
     if path is not None:
         with path.open("rb") as fh:
-            head = fh.read(32)
+            head = fh.read(SNIFF_BYTES)
         data = None
     else:
         data = await gw.workers.run(partial(gw.blobs.get, sha))
         if data is None:
             return None
-        head = data[:32]
+        head = data[:SNIFF_BYTES]
     fmt = sniff(head)
     media_type = _MIME.get(fmt, "application/octet-stream")
     filename = f"{filename_stem}.{_EXTENSION.get(fmt, fmt) if fmt in _MIME else 'bin'}"

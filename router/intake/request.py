@@ -21,7 +21,7 @@ from router.models import EditRequest
 
 _FILE_FIELDS = {"image", "image[]", "mask", "reference", "reference[]", "references", "references[]"}
 _LIST_FIELDS = {"protect"}
-_JSON_FIELDS = {"metadata"}
+_JSON_FIELDS = {"metadata", "provider_params"}
 
 
 @dataclass(slots=True)

@@ -25,6 +25,18 @@ _SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
 )
 
 
+SNIFF_BYTES = 1024
+"""How much of a file :func:`sniff` reads: an SVG may open with a BOM, whitespace and comments."""
+
+
+def _markup_start(head: bytes) -> bytes:
+    """``head`` past a UTF-8 BOM, whitespace and leading comments: where an XML document's own markup begins."""
+    head = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    while head.startswith(b"<!--") and (end := head.find(b"-->")) != -1:
+        head = head[end + 3 :].lstrip()
+    return head
+
+
 def sniff(data: bytes) -> str:
     """Return ``png``/``jpeg``/``webp``, another format's name, ``text``, or ``unknown``."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
@@ -32,8 +44,9 @@ def sniff(data: bytes) -> str:
     for offset, magic, name in _SIGNATURES:
         if data[offset : offset + len(magic)] == magic:
             return name
-    head = data[:512].lstrip()
-    if head[:5].lower() in (b"<?xml", b"<svg ") or head[:4].lower() == b"<svg":
+    head = data[:SNIFF_BYTES].lstrip()
+    start = _markup_start(head)
+    if start[:5].lower() in (b"<?xml", b"<svg ") or start[:4].lower() == b"<svg":
         return "svg/xml"
     try:
         head.decode("utf-8")

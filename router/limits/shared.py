@@ -170,6 +170,9 @@ class _ClosedTransportIsReset:
         try:
             await super()._send_packed_command(command)  # type: ignore[misc]
         except RuntimeError as exc:
+            writer = getattr(self, "_writer", None)
+            if writer is None or not writer.transport.is_closing():
+                raise  # not a closed connection: a defect, and it should be loud
             raise ConnectionResetError(f"redis connection closed: {exc}") from exc
 
 

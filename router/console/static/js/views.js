@@ -136,7 +136,9 @@ export function resultView(edit) {
     h('figure', { class: 'heat' }, h('div', { class: 'heat-slot', 'data-testid': 'heatmap' }, h('p', { class: 'hint' }, 'Difference heat-map…')),
       h('figcaption', {}, 'Difference heat-map (source → result)'))));
   const heatSlot = box.querySelector('.heat-slot');
-  if (edit.session_id && edit.version) {
+  if (image && ['gif', 'svg'].includes(image.format)) {
+    clear(heatSlot, h('p', { class: 'hint' }, `No heat-map: a ${image.format} is delivered as the model made it, not as pixels to compare.`));
+  } else if (edit.session_id && edit.version) {
     api(`/v1/sessions/${encodeURIComponent(edit.session_id)}/compare?a=${edit.parent_version ?? 0}&b=${edit.version}`)
       .then((c) => clear(heatSlot, apiImage(c.heatmap.url, 'Difference heat-map', 'heatmap-img'),
         h('p', {}, `drift: mean ${c.drift.mean_abs_diff} · changed ${pct(c.drift.changed_share)}`)))
