@@ -128,9 +128,9 @@ async def resolve_parent(gw: Gateway, tenant: str, session_id: str, number: int 
 
 
 def as_made_format(image: bytes) -> str | None:
-    """``gif`` or ``svg`` for a version delivered as the model made it (never decoded to pixels), else None."""
+    """``GIF`` or ``SVG`` for a version delivered as the model made it (never decoded to pixels), else None."""
     made = sniff(image[:SNIFF_BYTES])
-    return "svg" if made == "svg/xml" else "gif" if made == "gif" else None
+    return "SVG" if made == "svg/xml" else "GIF" if made == "gif" else None
 
 
 async def session_target(gw: Gateway, tenant: str, req: EditRequest, raw: RawInputs, session_id: str,

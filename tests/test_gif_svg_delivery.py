@@ -189,7 +189,7 @@ def test_a_session_does_not_continue_from_a_gif_but_from_a_raster_version_it_nam
     assert gif.status_code == 200, gif.text
     after = cloud.post("/v1/edits", data={"prompt": "add a cup", "session_id": session})
     assert after.status_code == 422, after.text
-    assert after.json()["error"]["code"] == "parent_not_usable" and "gif" in after.json()["error"]["message"]
+    assert after.json()["error"]["code"] == "parent_not_usable" and "GIF" in after.json()["error"]["message"]
     named = cloud.post("/v1/edits", data={"prompt": "add a cup", "session_id": session,
                                           "parent_version": str(first.json()["version"])})  # fmt: skip
     assert named.status_code == 200, named.text

@@ -99,8 +99,9 @@ def _check_as_made(req: EditRequest, raw: RawInputs, chips: list[str]) -> None:
         param = "partial_images" if found.param == "stream" and req.partial_images else found.param
         raise ApiError(422, "invalid_parameter", found.message, param)
     if "only_mask" in chips:
-        raise ApiError(422, "invalid_parameter", f"only_mask locks the result to the mask, which a {req.output_format} "
-                       "delivered as the model made it cannot be; drop only_mask or ask for png, jpeg or webp.",
+        fmt = req.output_format.upper()
+        raise ApiError(422, "invalid_parameter", f"only_mask locks the result to the mask, which a {fmt} delivered "
+                       "as the model made it cannot be; drop only_mask or ask for png, jpeg or webp.",
                        "protect")  # fmt: skip
 
 

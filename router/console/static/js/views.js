@@ -137,7 +137,7 @@ export function resultView(edit) {
       h('figcaption', {}, 'Difference heat-map (source → result)'))));
   const heatSlot = box.querySelector('.heat-slot');
   if (image && ['gif', 'svg'].includes(image.format)) {
-    clear(heatSlot, h('p', { class: 'hint' }, `No heat-map: a ${image.format} is delivered as the model made it, not as pixels to compare.`));
+    clear(heatSlot, h('p', { class: 'hint' }, `No heat-map: a ${image.format.toUpperCase()} is delivered as the model made it, not as pixels to compare.`));
   } else if (edit.session_id && edit.version) {
     api(`/v1/sessions/${encodeURIComponent(edit.session_id)}/compare?a=${edit.parent_version ?? 0}&b=${edit.version}`)
       .then((c) => clear(heatSlot, apiImage(c.heatmap.url, 'Difference heat-map', 'heatmap-img'),
