@@ -292,3 +292,11 @@ def test_an_svg_opening_with_a_bom_or_a_comment_is_delivered_and_served_as_an_sv
         body = head + '<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"/>'
         made = as_made(_svg(body), "svg")
         assert made.format == "svg" and sniff(made.data[:1024]) == "svg/xml", "served as an SVG, under its policy"
+
+
+def test_a_generation_in_svg_is_delivered_with_its_usage(sdk: OpenAI) -> None:
+    result = sdk.images.generate(model="gpt-image-2.6-sunburst", prompt="a kite over a beach", output_format="svg",
+                                 size="1024x1024")  # fmt: skip
+    svg = base64.b64decode(result.data[0].b64_json)
+    assert result.output_format == "svg" and result.size == "1024x1024" and svg.startswith(b"<svg")
+    assert result.svg_usage is not None and result.svg_usage.model == "gpt-5.4-mini"
