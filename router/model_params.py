@@ -69,3 +69,17 @@ def route_model_problems(policy: Policy) -> list[str]:
         if model and known is not None and model not in known():
             problems.append(f"route {target!r}: {name} serves no model {model!r} (known: {', '.join(known())})")
     return problems
+
+
+def model_taking(policy: Policy, name: str, needs: Iterable[str]) -> str | None:
+    """A model of provider ``name`` that takes every one of ``needs`` (a request's model-specific parameters),
+    when the provider's configured model does not: what a run forced onto that provider (a compare's arm)
+    must be sent to. None when the configured model takes them, or no model of the provider does."""
+    wanted, cls = set(needs), CLOUD.get(name)
+    declare, known = getattr(cls, "accepted_params", None), getattr(cls, "known_models", None)
+    if not wanted or declare is None or known is None or name not in policy.providers:
+        return None
+    settings = policy.providers[name]
+    if wanted <= declare(settings.model, settings.options):
+        return None
+    return next((m for m in known() if wanted <= declare(m, settings.options)), None)

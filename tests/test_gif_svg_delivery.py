@@ -300,3 +300,24 @@ def test_a_generation_in_svg_is_delivered_with_its_usage(sdk: OpenAI) -> None:
     svg = base64.b64decode(result.data[0].b64_json)
     assert result.output_format == "svg" and result.size == "1024x1024" and svg.startswith(b"<svg")
     assert result.svg_usage is not None and result.svg_usage.model == "gpt-5.4-mini"
+
+
+def test_a_compare_in_gif_runs_each_provider_on_a_model_that_makes_it(cloud: httpx.Client) -> None:
+    named = cloud.post(
+        "/v1/compare",
+        params={"providers": "openai-images,local"},
+        files=[("image", ("c.png", COFFEE))],
+        data={"prompt": "steam rises", "output_format": "gif"},
+    )
+    assert named.status_code == 200, named.text
+    by_provider = {r["provider"]: r for r in named.json()["results"]}
+    assert by_provider["openai-images"]["status"] == "succeeded", by_provider["openai-images"]
+    assert by_provider["openai-images"]["images"][0]["format"] == "gif"
+    assert by_provider["local"]["error"]["code"] == "no_capable_provider"  # the CPU makes no animation
+    chosen = cloud.post(
+        "/v1/compare", files=[("image", ("c.png", COFFEE))], data={"prompt": "steam rises", "output_format": "gif"}
+    )  # the policy's candidates
+    assert chosen.status_code == 200, chosen.text
+    assert chosen.json()["providers"] == ["openai-images"], "one arm per provider"
+    [only] = chosen.json()["results"]
+    assert only["status"] == "succeeded" and only["model"] == "gpt-image-2.5-sunburst"

@@ -18,6 +18,7 @@ from router.errors import ApiError
 from router.idempotency import Answer, idempotent_batch
 from router.intake.prepare import prepare
 from router.intake.request import RawInputs, parse_edit_request
+from router.model_params import model_taking
 from router.models import EditRequest
 from router.reports import Report, build_report
 from router.service import EditTarget, Gateway, route, run_edit, start_session
@@ -34,8 +35,8 @@ async def _compare(gw: Gateway, tenant: str, req: EditRequest, raw: RawInputs, p
     p = await gw.workers.run(lambda: prepare(req, raw, gw.settings.limits, tenant))
     if providers:
         names = list(dict.fromkeys(n.strip() for n in providers.split(",") if n.strip()))
-    else:
-        names = [c.provider for c in (await route(gw, p, tenant, None, None)).candidates]
+    else:  # one arm per provider, whichever of its models the policy would try first
+        names = list(dict.fromkeys(c.provider for c in (await route(gw, p, tenant, None, None)).candidates))
     if not names or len(names) > 8:
         raise ApiError(422, "invalid_parameter", "Name 1 to 8 providers, or let the policy choose.", "providers")
     session_id, v0 = await start_session(gw, tenant, p.source, url, {"compare": names})
@@ -43,9 +44,12 @@ async def _compare(gw: Gateway, tenant: str, req: EditRequest, raw: RawInputs, p
     async def one(name: str) -> dict[str, Any]:
         # recorded as arm `name` of the experiment "compare": the picks (feedback) feed its report
         target = EditTarget(tenant, session_id, v0, base_url=url, comparison=True, tag=(COMPARE_EXPERIMENT, name))
+        arm = {"provider": name}  # on a model that takes the request's model-specific parameters (gif, markup)
+        if req.model is None and (model := model_taking(gw.policy, name, p.features.needs)):
+            arm["model"] = model
         try:
             own = RawInputs(raw.image, raw.mask, list(raw.references))  # each run releases its inputs
-            response = await run_edit(gw, req.model_copy(update={"provider": name}), own, target)
+            response = await run_edit(gw, req.model_copy(update=arm), own, target)
         except ApiError as err:
             return {"provider": name, "status": "failed", "error": err.body()["error"]}
         body = response.model_dump(mode="json")
