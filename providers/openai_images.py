@@ -108,10 +108,8 @@ class OpenAIImagesProvider:
             raise map_error(exc, self.name) from exc
         if not images:
             raise map_error(ValueError("the response carried no image"), self.name)
-        usage, said = (
-            token_usage(response.usage),
-            rendered(response.quality, getattr(response, "safety_identifier", None)),
-        )
+        usage = token_usage(response.usage)
+        said = rendered(response.quality, getattr(response, "safety_identifier", None))
         if svg := getattr(response, "svg_usage", None):  # the SVG author's tokens, billed apart
             usage.update(svg_usage_kinds(svg_tokens(svg)))
             if svg.model:

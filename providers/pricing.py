@@ -101,6 +101,10 @@ class UsageInputs:
     svg_author: tuple[str, str] | None = None
     """SVG output's author (model, reasoning effort): its tokens are billed apart, at its own prices."""
 
+    @property
+    def svg_author_model(self) -> str | None:
+        return self.svg_author[0] if self.svg_author else None
+
 
 def svg_usage_kinds(tokens: Mapping[str, int]) -> dict[str, int]:
     """``svg_usage``'s counts as usage kinds (reasoning is within the output, priced at zero on its own)."""
@@ -167,8 +171,7 @@ def estimate_usd(provider: str, model: str, options: Mapping[str, Any], u: Usage
                  prices: PriceTable | None = None) -> float | None:  # fmt: skip
     prices = prices or default_prices()
     usage = predict_usage(provider, model, options, u)
-    author = u.svg_author[0] if u.svg_author else None
-    return prices.cost_usd(usage, priced_models(provider, model, options, author)) if usage else None
+    return prices.cost_usd(usage, priced_models(provider, model, options, u.svg_author_model)) if usage else None
 
 
 def actual_usd(provider: str, model: str, options: Mapping[str, Any], usage: Mapping[str, int],

@@ -64,9 +64,7 @@ def _lines(prices: PriceTable, usage: Mapping[str, int], models: list[str]) -> l
 def cost_section(prices: PriceTable, candidate: Candidate, options: Mapping[str, Any], inputs: UsageInputs,
                  usage: Mapping[str, int], actual_usd: float | None, cap: float | None) -> Cost:  # fmt: skip
     """The response's ``cost``: both numbers with the token counts and unit prices that produced them."""
-    models = priced_models(
-        candidate.provider, candidate.model, options, inputs.svg_author[0] if inputs.svg_author else None
-    )
+    models = priced_models(candidate.provider, candidate.model, options, inputs.svg_author_model)
     predicted = predict_usage(candidate.provider, candidate.model, options, inputs)
     return Cost(
         estimated_usd=candidate.estimate_usd,

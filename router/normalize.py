@@ -25,7 +25,7 @@ from providers.decode_budget import DECODE_BUDGET
 from providers.imaging import FORMAT_OF_MIME, MIME, AsMadeFormat, Format, OutputFormat, decode, encode
 from router.intake.images import decoded_pixels
 from router.intake.metadata import StripError
-from router.intake.sniff import SNIFF_BYTES, sniff
+from router.intake.sniff import SNIFF_BYTES, stored_format
 from router.models import Drift, Preservation, Provenance
 from router.provenance import C2paConfig, after_reencode, changes, keep_or_strip, passed_through, read_manifest
 
@@ -263,7 +263,7 @@ def as_made(image: ResultImage, fmt: AsMadeFormat) -> NormalizedImage:
     well-formed, with no DTD (so no entity expansion or external reference), an ``<svg>`` root and a size
     between 1 and :data:`MAX_AS_MADE_EDGE`, recognisable from its first bytes as an SVG (so it is served as
     one, under its sandboxing policy)."""
-    if sniff(image.data[:SNIFF_BYTES]) != ("gif" if fmt == "gif" else "svg/xml"):
+    if stored_format(image.data[:SNIFF_BYTES]) != fmt:
         raise ValueError(f"the bytes do not begin as a {fmt}")
     width, height = _gif_size(image.data) if fmt == "gif" else _svg_size(image.data)
     sha = hashlib.sha256(image.data).hexdigest()

@@ -840,7 +840,7 @@ class EditRun:
     def _cost(self, outcome: Outcome) -> Cost:
         served_by, p = outcome.candidate.provider, self.p
         inputs = usage_inputs(p, chain_tokens(self.parent, p) if served_by == CHAIN_PROVIDER else 0)
-        if inputs.svg_author is not None and (author := self._svg_author(outcome)) != inputs.svg_author[0]:
+        if inputs.svg_author is not None and (author := self._svg_author(outcome)) != inputs.svg_author_model:
             inputs = replace(inputs, svg_author=(author, inputs.svg_author[1]))  # priced as served
         return cost_section(self.gw.prices, outcome.candidate, self.gw.options(served_by), inputs,
                             outcome.result.usage, self.actual, p.request.max_cost_usd)  # fmt: skip

@@ -27,6 +27,9 @@ _APP: Litestar | None = None
 """This worker's app, for the drain hook (uvicorn's own config holds only its import string)."""
 
 
+_PR_SET_PDEATHSIG = 1
+
+
 def die_with_supervisor() -> None:
     """Ask the kernel for SIGTERM when this worker's parent dies (Linux's ``PR_SET_PDEATHSIG``), which the
     worker takes as any SIGTERM: it drains and exits. A supervisor killed outright (SIGKILL, the OOM killer)
@@ -39,9 +42,6 @@ def die_with_supervisor() -> None:
         structlog.get_logger("editgate.serving").warning("parent_death_signal_unset", errno=ctypes.get_errno())
     elif os.getppid() != parent.pid:  # it died before the request: no signal will come
         os.kill(os.getpid(), signal.SIGTERM)
-
-
-_PR_SET_PDEATHSIG = 1
 
 
 def app_from_env() -> Litestar:

@@ -13,10 +13,10 @@ import structlog
 from pydantic import BaseModel
 
 from providers.base import ImageBlob
-from providers.imaging import DecodeError, decode, encode
+from providers.imaging import AS_MADE_FORMATS, DecodeError, decode, encode
 from router.errors import ApiError
 from router.intake.request import RawInputs
-from router.intake.sniff import SNIFF_BYTES, sniff
+from router.intake.sniff import SNIFF_BYTES, stored_format
 from router.lifecycle import RETRYABLE, IdempotencyClaim
 from router.models import Drift, EditRequest, EditResponse
 from router.normalize import drift, fit
@@ -129,8 +129,8 @@ async def resolve_parent(gw: Gateway, tenant: str, session_id: str, number: int 
 
 def as_made_format(image: bytes) -> str | None:
     """``GIF`` or ``SVG`` for a version delivered as the model made it (never decoded to pixels), else None."""
-    made = sniff(image[:SNIFF_BYTES])
-    return "SVG" if made == "svg/xml" else "GIF" if made == "gif" else None
+    made = stored_format(image[:SNIFF_BYTES])
+    return made.upper() if made in AS_MADE_FORMATS else None
 
 
 async def session_target(gw: Gateway, tenant: str, req: EditRequest, raw: RawInputs, session_id: str,

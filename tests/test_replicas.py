@@ -33,9 +33,15 @@ def redis_prefix() -> str:
 def replicas(make_server: Callable[..., str], emulator: str, new_database: Callable[[], str], tmp_path: Path,
              policy: Path, redis_url: str | None = REDIS_URL, **extra: Any) -> list[str]:  # fmt: skip
     """Two editgates on one fresh PostgreSQL database, one Redis key space and one blob directory."""
-    shared = dict(database_url=new_database(), redis_url=redis_url, redis_prefix=redis_prefix(),
-                  data_dir=tmp_path / "data", policy_file=policy, **cloud_settings(emulator), **extra)  # fmt: skip
+    shared = replica_settings(emulator, new_database, tmp_path, policy, redis_url, **extra)
     return [make_server(**shared), make_server(**shared)]
+
+
+def replica_settings(emulator: str, new_database: Callable[[], str], tmp_path: Path, policy: Path,
+                     redis_url: str | None = REDIS_URL, **extra: Any) -> dict[str, Any]:  # fmt: skip
+    """What replicas share: a fresh PostgreSQL database, one Redis key space, one blob directory, the policy."""
+    return dict(database_url=new_database(), redis_url=redis_url, redis_prefix=redis_prefix(),
+                data_dir=tmp_path / "data", policy_file=policy, **cloud_settings(emulator), **extra)  # fmt: skip
 
 
 def gemini_with(**limits: Any) -> dict[str, Any]:
@@ -258,9 +264,7 @@ def test_an_edit_that_finishes_during_a_drain_still_reaches_the_other_replicas_r
     from router.threaded import serve_in_thread
     from tests.conftest import TEST_LIMITS
 
-    shared = dict(database_url=new_database(), redis_url=REDIS_URL, redis_prefix=redis_prefix(),
-                  data_dir=tmp_path / "data", policy_file=policy_file(tmp_path),
-                  **cloud_settings(emulator))  # fmt: skip
+    shared = replica_settings(emulator, new_database, tmp_path, policy_file(tmp_path))
     slow_gemini(1500)
     with serve_in_thread(create_app(Settings(limits=Limits(**TEST_LIMITS), drain_s=20, **shared))) as runs_it:
         accepted = edit(runs_it, **{"async": "true"})

@@ -30,23 +30,33 @@ def _edits_counted(url: str) -> float:
     return sum(float(m[1]) for m in re.finditer(r"^editgate_requests_total\{[^}]*\} ([0-9.e+]+)$", text, re.M))
 
 
-def test_two_workers_share_the_socket_the_emulator_and_the_metrics(tmp_path: Path) -> None:
+def _serve_two_workers(tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], str]:
+    """`editgate serve --workers 2` on a free port with the emulator (no provider keys); its output piped."""
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "GEMINI_API_KEY", "IMAGE_EDIT_PROVIDER",
-                                                              "PROMETHEUS_MULTIPROC_DIR")}  # fmt: skip
+    full = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "GEMINI_API_KEY", "IMAGE_EDIT_PROVIDER",
+                                                               "PROMETHEUS_MULTIPROC_DIR")} | env  # fmt: skip
     cmd = [sys.executable, "-m", "router.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path),
            "--workers", "2"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(cmd, env=full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def _both_workers(proc: subprocess.Popen[str], url: str, pids: set[int]) -> None:
+    """Fill ``pids`` with the two workers' pids as they answer (it is the caller's, to clean up after a failure)."""
+    deadline = time.monotonic() + 180  # each worker imports and migrates on its own: slow on a busy box
+    while len(pids) < 2:  # a new connection each time: the kernel spreads them over both workers
+        try:
+            pids.add(httpx.get(f"{url}/healthz").json()["pid"])
+        except httpx.TransportError:
+            time.sleep(0.1)
+        assert time.monotonic() < deadline and proc.poll() is None, f"two workers did not answer: {pids}"
+
+
+def test_two_workers_share_the_socket_the_emulator_and_the_metrics(tmp_path: Path) -> None:
+    proc, url = _serve_two_workers(tmp_path)
     try:
         pids: set[int] = set()
-        deadline = time.monotonic() + 180  # each worker imports and migrates on its own: slow on a busy box
-        while len(pids) < 2:  # a new connection each time: the kernel spreads them over both workers
-            try:
-                pids.add(httpx.get(f"{url}/healthz").json()["pid"])
-            except httpx.TransportError:
-                time.sleep(0.1)
-            assert time.monotonic() < deadline and proc.poll() is None, f"two workers did not answer: {pids}"
+        _both_workers(proc, url, pids)
         assert proc.pid not in pids  # the parent supervises; the workers serve
 
         def edit(i: int) -> httpx.Response:
@@ -79,23 +89,10 @@ def test_workers_do_not_outlive_a_killed_supervisor(tmp_path: Path) -> None:
     """A supervisor killed outright (SIGKILL, the OOM killer) cannot stop its workers: they would serve on,
     unsupervised, holding the port a restarted editgate needs. Each worker asks the kernel for SIGTERM when
     its parent dies, and drains as on any SIGTERM."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "GEMINI_API_KEY", "IMAGE_EDIT_PROVIDER",
-                                                              "PROMETHEUS_MULTIPROC_DIR")}  # fmt: skip
-    cmd = [sys.executable, "-m", "router.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path),
-           "--workers", "2"]  # fmt: skip
-    env["EDITGATE_DRAIN_S"] = "2"
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = _serve_two_workers(tmp_path, EDITGATE_DRAIN_S="2")
     pids: set[int] = set()
     try:
-        deadline = time.monotonic() + 180
-        while len(pids) < 2:
-            try:
-                pids.add(httpx.get(f"{url}/healthz").json()["pid"])
-            except httpx.TransportError:
-                time.sleep(0.1)
-            assert time.monotonic() < deadline and proc.poll() is None, f"two workers did not answer: {pids}"
+        _both_workers(proc, url, pids)
         proc.kill()
         proc.wait(timeout=10)
         deadline = time.monotonic() + 30
@@ -103,6 +100,8 @@ def test_workers_do_not_outlive_a_killed_supervisor(tmp_path: Path) -> None:
             time.sleep(0.1)
         assert not any(_alive(pid) for pid in pids), "a worker served on after its supervisor was killed"
     finally:
+        proc.kill()
+        proc.communicate(timeout=30)
         for pid in pids:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)

@@ -9,14 +9,13 @@ from litestar import Request, Response, get
 from litestar.params import FromPath, QueryParameter
 from litestar.response import File
 
+from providers.imaging import MIME
 from router.api.openapi import guarded
 from router.auth import resolve_caller
 from router.errors import ApiError
-from router.intake.sniff import SNIFF_BYTES, sniff
+from router.intake.sniff import SNIFF_BYTES, stored_format
 from router.service import Gateway
 
-_MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "gif": "image/gif", "svg/xml": "image/svg+xml"}
-_EXTENSION = {"svg/xml": "svg"}
 _DOCUMENT_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox",
                      "X-Content-Type-Options": "nosniff"}  # fmt: skip
 """An SVG is a document that may carry script: opened from editgate's origin, it runs sandboxed, with nothing
@@ -36,10 +35,10 @@ async def blob_response(gw: Gateway, sha: str, filename_stem: str, cache: str) -
         if data is None:
             return None
         head = data[:SNIFF_BYTES]
-    fmt = sniff(head)
-    media_type = _MIME.get(fmt, "application/octet-stream")
-    filename = f"{filename_stem}.{_EXTENSION.get(fmt, fmt) if fmt in _MIME else 'bin'}"
-    headers = {"Cache-Control": cache, **(_DOCUMENT_HEADERS if fmt == "svg/xml" else {})}
+    fmt = stored_format(head)
+    media_type = MIME[fmt] if fmt else "application/octet-stream"
+    filename = f"{filename_stem}.{fmt or 'bin'}"
+    headers = {"Cache-Control": cache, **(_DOCUMENT_HEADERS if fmt == "svg" else {})}
     if path is not None:
         return File(path=path, media_type=media_type, filename=filename, content_disposition_type="inline",
                     headers=headers)  # fmt: skip

@@ -95,7 +95,7 @@ def _check_as_made(req: EditRequest, raw: RawInputs, chips: list[str]) -> None:
         "output_compression": req.output_compression,
         "mask": raw.mask is not None or req.mode == "outpaint",
     }
-    if found := format_rules(req.output_format, used):  # fmt: skip
+    if found := format_rules(req.output_format, used):
         param = "partial_images" if found.param == "stream" and req.partial_images else found.param
         raise ApiError(422, "invalid_parameter", found.message, param)
     if "only_mask" in chips:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 ACCEPTED = ("png", "jpeg", "webp")
+OUTPUT_FORMATS = (*ACCEPTED, "gif", "svg")
+"""What a stored image may be: an accepted upload, or a result in one of the formats editgate delivers."""
 
 _SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
     (0, b"\x89PNG\r\n\x1a\n", "png"),
@@ -53,3 +55,11 @@ def sniff(data: bytes) -> str:
     except UnicodeDecodeError:
         return "unknown"
     return "text"
+
+
+def stored_format(head: bytes) -> str | None:
+    """The output format (``png``, ``jpeg``, ``webp``, ``gif``, ``svg``) a stored image's first
+    :data:`SNIFF_BYTES` show, or None for anything else: how a file is served, and what it may be used for."""
+    found = sniff(head)
+    found = "svg" if found == "svg/xml" else found
+    return found if found in OUTPUT_FORMATS else None

@@ -3,6 +3,9 @@
 import { api, download, imageURL } from './api.js';
 import { clear, field, h, ms, pct, select, table, usd } from './dom.js';
 
+/** Output formats delivered as the model made them: no live previews, heat-map or raster copy. */
+export const AS_MADE_FORMATS = ['gif', 'svg'];
+
 export function errorText(err) {
   if (!err) return '';
   const code = err.code ? ` (${err.code}${err.status ? `, HTTP ${err.status}` : ''})` : '';
@@ -136,7 +139,7 @@ export function resultView(edit) {
     h('figure', { class: 'heat' }, h('div', { class: 'heat-slot', 'data-testid': 'heatmap' }, h('p', { class: 'hint' }, 'Difference heat-map…')),
       h('figcaption', {}, 'Difference heat-map (source → result)'))));
   const heatSlot = box.querySelector('.heat-slot');
-  if (image && ['gif', 'svg'].includes(image.format)) {
+  if (image && AS_MADE_FORMATS.includes(image.format)) {
     clear(heatSlot, h('p', { class: 'hint' }, `No heat-map: a ${image.format.toUpperCase()} is delivered as the model made it, not as pixels to compare.`));
   } else if (edit.session_id && edit.version) {
     api(`/v1/sessions/${encodeURIComponent(edit.session_id)}/compare?a=${edit.parent_version ?? 0}&b=${edit.version}`)
@@ -161,7 +164,7 @@ export function resultView(edit) {
     attemptsTable(route.attempts), decisionView({ ...route, candidates: (route.candidates || []).map((p2) => ({ provider: p2 })) })));
   const images = edit.images || (image ? [image] : []);
   // an animation or a vector document is offered as the model made it (a canvas would keep one raster frame)
-  const formatsOf = (img) => (['gif', 'svg'].includes(img.format) ? [img.format] : ['png', 'jpeg', 'webp']);
+  const formatsOf = (img) => (AS_MADE_FORMATS.includes(img.format) ? [img.format] : ['png', 'jpeg', 'webp']);
   box.append(h('div', { class: 'buttons', 'aria-label': 'Downloads' }, images.flatMap((img, i) => formatsOf(img).map((fmt) => {
     const own = fmt === img.format;
     const b = h('button', { type: 'button', title: own ? 'The stored result, byte for byte' : 'Re-encoded in this browser from the stored result' },

@@ -4,7 +4,7 @@
 import { api, ApiError, events, imageURL } from '../api.js';
 import { clear, debounce, field, h, ms, section, select, usd } from '../dom.js';
 import { MaskEditor } from '../mask.js';
-import { decisionView, errorBox, errorText, resultView } from '../views.js';
+import { AS_MADE_FORMATS, decisionView, errorBox, errorText, resultView } from '../views.js';
 
 const TYPES = { png: 'image/png', jpeg: 'image/jpeg', webp: 'image/webp' };
 
@@ -68,7 +68,7 @@ export async function render(main, [sessionId, version]) {
     ['standard', 'pro'].map((t) => h('label', { class: 'seg' }, h('input', { type: 'radio', name: tierName, value: t, checked: t === 'standard' }), ` ${t}`)));
   const quality = select('quality', [['final', 'final'], ['draft', 'draft']], 'final');
   const size = select('size', [['keep', 'keep (the source’s)'], ['auto', 'auto'], '1024x1024', '1536x1024', '1024x1536', '2048x2048', '3840x2160'], 'keep');
-  const format = select('output_format', ['png', 'jpeg', 'webp', 'gif', 'svg'], 'png'); // gif, svg: newer GPT Image models
+  const format = select('output_format', ['png', 'jpeg', 'webp', ...AS_MADE_FORMATS], 'png'); // gif, svg: newer GPT Image models
   const background = select('background', ['auto', 'opaque', 'transparent'], 'auto');
   const n = h('input', { type: 'number', name: 'n', min: '1', max: '10', value: '1' });
   const partials = select('partial_images', ['0', '1', '2', '3'], '2');
@@ -121,7 +121,7 @@ export async function render(main, [sessionId, version]) {
 
   // gif and svg come whole (the API streams neither): no live previews to ask for
   format.addEventListener('change', () => {
-    const asMade = ['gif', 'svg'].includes(format.value);
+    const asMade = AS_MADE_FORMATS.includes(format.value);
     if (asMade) partials.value = '0';
     partials.disabled = asMade;
   }); // before the route preview's listener, so the preview asks for what will be sent
